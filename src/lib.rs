@@ -1,0 +1,6 @@
+//! gradprompt: learn prompts for a frozen language model with gradients, and compare them with
+//! fine-tuning. The engine (model, task, methods, train, artifact) never depends on the GUI.
+
+pub mod bench;
+pub mod model;
+pub mod task;

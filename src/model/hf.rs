@@ -1,0 +1,95 @@
+//! Loading a Hugging Face model folder: `config.json`, `tokenizer.json` and either
+//! `model.safetensors` or sharded `*.safetensors` with `model.safetensors.index.json`.
+
+use super::config::Config;
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::{Device, Tensor};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use tokenizers::Tokenizer;
+
+pub struct HfModel {
+    pub config: Config,
+    pub tensors: HashMap<String, Tensor>,
+    pub tokenizer: Tokenizer,
+}
+
+pub fn load(dir: &Path, device: &Device) -> Result<HfModel> {
+    let config_path = dir.join("config.json");
+    if !config_path.is_file() {
+        bail!(
+            "{}: no config.json in this folder (a Hugging Face model folder needs config.json, \
+             tokenizer.json and *.safetensors)",
+            dir.display()
+        );
+    }
+    let config = Config::from_hf_json(&config_path)?;
+    let tok_path = dir.join("tokenizer.json");
+    if !tok_path.is_file() {
+        bail!("{}: no tokenizer.json in this folder", dir.display());
+    }
+    let tokenizer = Tokenizer::from_file(&tok_path)
+        .map_err(|e| anyhow!("{}: not a valid tokenizer: {e}", tok_path.display()))?;
+
+    let single = dir.join("model.safetensors");
+    let index = dir.join("model.safetensors.index.json");
+    let files: Vec<std::path::PathBuf> = if single.is_file() {
+        vec![single]
+    } else if index.is_file() {
+        shard_files(&index)?
+            .into_iter()
+            .map(|f| dir.join(f))
+            .collect()
+    } else {
+        bail!(
+            "{}: no model.safetensors or model.safetensors.index.json in this folder",
+            dir.display()
+        );
+    };
+    let mut tensors = HashMap::new();
+    for f in files {
+        tensors.extend(read_safetensors(&f, device)?);
+    }
+    Ok(HfModel {
+        config,
+        tensors,
+        tokenizer,
+    })
+}
+
+fn shard_files(index: &Path) -> Result<BTreeSet<String>> {
+    let text = std::fs::read_to_string(index)
+        .with_context(|| format!("{}: cannot read", index.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", index.display()))?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .with_context(|| format!("{}: no \"weight_map\" object", index.display()))?;
+    map.values()
+        .map(|f| {
+            f.as_str().map(str::to_string).with_context(|| {
+                format!("{}: weight_map values must be file names", index.display())
+            })
+        })
+        .collect()
+}
+
+/// Reads every tensor of a safetensors file, as f32, with an error naming the file when it is
+/// truncated or malformed.
+pub fn read_safetensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    if !path.is_file() {
+        bail!("{}: file not found", path.display());
+    }
+    let loaded = candle_core::safetensors::load(path, device)
+        .map_err(|e| anyhow!("{}: not a valid safetensors file ({e})", path.display()))?;
+    loaded
+        .into_iter()
+        .map(|(name, t)| {
+            let t = t
+                .to_dtype(candle_core::DType::F32)
+                .map_err(|e| anyhow!("{}: tensor \"{name}\": {e}", path.display()))?;
+            Ok((name, t))
+        })
+        .collect()
+}

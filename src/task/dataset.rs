@@ -1,0 +1,560 @@
+//! Task folders: the task description and its train/dev/test examples.
+//!
+//! A task folder holds `task.json` and either
+//! - three files `train.jsonl`, `dev.jsonl`, `test.jsonl`, or
+//! - one file `data.jsonl` where every line also has `"split": "train" | "dev" | "test"`.
+//!
+//! `task.json`:
+//! ```json
+//! {"name": "country-continent", "description": "...", "kind": "classification",
+//!  "fields": ["country"], "template": "{country} is a country in the continent of [ANSWER]",
+//!  "verbalizer": {"africa": "Africa", "europe": "Europe"}, "metric": "accuracy", "notes": ""}
+//! ```
+//! `kind` is `classification` (each line has a `label`, which must be a key of `verbalizer`;
+//! the verbalizer maps it to the answer text the model is scored on) or `generation` (each
+//! line has a `target`, the exact answer text; metric `exact_match`). Every other key of a line
+//! is an input field; each name in `fields` must be present. Numbers and booleans are accepted
+//! as field values and read as text. Blank lines are skipped. Unknown keys in `task.json` are
+//! ignored.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::template::Template;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    Classification,
+    Generation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Accuracy,
+    ExactMatch,
+}
+
+/// The contents of `task.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub kind: TaskKind,
+    pub fields: Vec<String>,
+    pub template: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verbalizer: Option<BTreeMap<String, String>>,
+    pub metric: Metric,
+    #[serde(default)]
+    pub notes: String,
+}
+
+/// One example: its input fields and its answer (the label key for classification, the
+/// target text for generation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    pub fields: BTreeMap<String, String>,
+    pub answer: String,
+}
+
+/// A loaded task folder.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub spec: TaskSpec,
+    pub dir: PathBuf,
+    pub train: Vec<Example>,
+    pub dev: Vec<Example>,
+    pub test: Vec<Example>,
+}
+
+const SPLITS: [&str; 3] = ["train", "dev", "test"];
+
+impl Task {
+    /// Loads and validates a task folder (see the module docs for the layout).
+    pub fn load(dir: &Path) -> Result<Task> {
+        let spec_path = dir.join("task.json");
+        let spec = load_spec(&spec_path)?;
+        let split_files: Vec<PathBuf> = SPLITS
+            .iter()
+            .map(|s| dir.join(format!("{s}.jsonl")))
+            .collect();
+        let data_path = dir.join("data.jsonl");
+        let any_split_file = split_files.iter().any(|p| p.exists());
+
+        let [train, dev, test] = if any_split_file {
+            if data_path.exists() {
+                bail!(
+                    "{} has both data.jsonl and train/dev/test.jsonl; keep one layout",
+                    dir.display()
+                );
+            }
+            let load = |path: &PathBuf| -> Result<Vec<Example>> {
+                if !path.exists() {
+                    bail!(
+                        "{} is missing (a task needs train, dev and test)",
+                        path.display()
+                    );
+                }
+                let examples = read_lines(path)?
+                    .iter()
+                    .map(|(n, v)| parse_example(&spec, path, *n, v))
+                    .collect::<Result<Vec<_>>>()?;
+                if examples.is_empty() {
+                    bail!("{} has no examples", path.display());
+                }
+                Ok(examples)
+            };
+            [
+                load(&split_files[0])?,
+                load(&split_files[1])?,
+                load(&split_files[2])?,
+            ]
+        } else if data_path.exists() {
+            load_single_file(&spec, &data_path)?
+        } else {
+            bail!(
+                "{} has no data: expected train.jsonl, dev.jsonl and test.jsonl, or data.jsonl",
+                dir.display()
+            );
+        };
+        Ok(Task {
+            spec,
+            dir: dir.to_path_buf(),
+            train,
+            dev,
+            test,
+        })
+    }
+
+    /// The label keys in a fixed (sorted) order; empty for generation tasks.
+    pub fn labels(&self) -> Vec<String> {
+        match (&self.spec.kind, &self.spec.verbalizer) {
+            (TaskKind::Classification, Some(v)) => v.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The text the model should produce for `label`: the verbalizer's word for a
+    /// classification label, the label itself otherwise (generation targets are already text).
+    pub fn answer_text<'a>(&'a self, label: &'a str) -> &'a str {
+        match (&self.spec.kind, &self.spec.verbalizer) {
+            (TaskKind::Classification, Some(v)) => {
+                v.get(label).map(String::as_str).unwrap_or(label)
+            }
+            _ => label,
+        }
+    }
+
+    /// The task's own template, parsed.
+    pub fn template(&self) -> Result<Template> {
+        Template::parse(&self.spec.template)
+            .with_context(|| format!("template of task {:?}", self.spec.name))
+    }
+}
+
+fn load_spec(path: &Path) -> Result<TaskSpec> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let spec: TaskSpec = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))?;
+    if spec.kind == TaskKind::Classification {
+        match &spec.verbalizer {
+            None => bail!(
+                "{}: a classification task needs a \"verbalizer\" mapping each label to its answer text",
+                path.display()
+            ),
+            Some(v) if v.is_empty() => bail!("{}: the verbalizer is empty", path.display()),
+            Some(v) => {
+                if let Some((label, _)) = v.iter().find(|(_, text)| text.trim().is_empty()) {
+                    bail!("{}: the verbalizer gives label {label:?} an empty answer", path.display());
+                }
+            }
+        }
+    }
+    let template =
+        Template::parse(&spec.template).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let Some(f) = template
+        .fields()
+        .into_iter()
+        .find(|f| !spec.fields.contains(f))
+    {
+        bail!(
+            "{}: the template uses {{{f}}}, which is not in \"fields\" ({})",
+            path.display(),
+            spec.fields.join(", ")
+        );
+    }
+    Ok(spec)
+}
+
+/// Non-blank lines parsed as JSON, with their 1-based line numbers.
+fn read_lines(path: &Path) -> Result<Vec<(usize, Value)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(line)
+            .map_err(|e| anyhow::anyhow!("{}:{}: invalid JSON: {e}", path.display(), i + 1))?;
+        out.push((i + 1, value));
+    }
+    Ok(out)
+}
+
+fn load_single_file(spec: &TaskSpec, path: &Path) -> Result<[Vec<Example>; 3]> {
+    let mut splits: [Vec<Example>; 3] = Default::default();
+    for (line, value) in read_lines(path)? {
+        let split = match value.get("split") {
+            Some(Value::String(s)) => s.as_str(),
+            Some(other) => bail!(
+                "{}:{line}: \"split\" must be \"train\", \"dev\" or \"test\", found {other}",
+                path.display()
+            ),
+            None => bail!("{}:{line}: missing field \"split\"", path.display()),
+        };
+        let Some(index) = SPLITS.iter().position(|s| *s == split) else {
+            bail!(
+                "{}:{line}: \"split\" must be \"train\", \"dev\" or \"test\", found {split:?}",
+                path.display()
+            );
+        };
+        splits[index].push(parse_example(spec, path, line, &value)?);
+    }
+    for (name, examples) in SPLITS.iter().zip(&splits) {
+        if examples.is_empty() {
+            bail!(
+                "{} has no examples with \"split\": {name:?}",
+                path.display()
+            );
+        }
+    }
+    Ok(splits)
+}
+
+fn value_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn parse_example(spec: &TaskSpec, path: &Path, line: usize, value: &Value) -> Result<Example> {
+    let at = format!("{}:{line}", path.display());
+    let Value::Object(map) = value else {
+        bail!("{at}: each line must be a JSON object, found {value}");
+    };
+    let answer_key = match spec.kind {
+        TaskKind::Classification => "label",
+        TaskKind::Generation => "target",
+    };
+    let mut fields = BTreeMap::new();
+    let mut answer = None;
+    for (key, v) in map {
+        if key == "split" {
+            continue;
+        }
+        let Some(text) = value_text(v) else {
+            bail!("{at}: field {key:?} must be a string, number or boolean, found {v}");
+        };
+        if key == answer_key {
+            answer = Some(text);
+        } else if key != "label" && key != "target" {
+            fields.insert(key.clone(), text);
+        }
+    }
+    let Some(answer) = answer else {
+        bail!("{at}: missing field {answer_key:?}");
+    };
+    if answer.trim().is_empty() {
+        bail!("{at}: {answer_key:?} is empty");
+    }
+    if let Some(missing) = spec.fields.iter().find(|f| !fields.contains_key(*f)) {
+        bail!("{at}: missing field {missing:?}");
+    }
+    if let Some(verbalizer) = spec.verbalizer.as_ref().filter(|_| answer_key == "label") {
+        if !verbalizer.contains_key(&answer) {
+            let allowed: Vec<&str> = verbalizer.keys().map(String::as_str).collect();
+            bail!(
+                "{at}: label {answer:?} is not in the verbalizer; allowed labels: {}",
+                allowed.join(", ")
+            );
+        }
+    }
+    Ok(Example { fields, answer })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    const CLS_SPEC: &str = r#"{"name": "cc", "description": "d", "kind": "classification",
+        "fields": ["country"], "template": "{country} is in [ANSWER]",
+        "verbalizer": {"europe": "Europe", "africa": "Africa"}, "metric": "accuracy",
+        "extra_key": 1}"#;
+    const GEN_SPEC: &str = r#"{"name": "cap", "description": "d", "kind": "generation",
+        "fields": ["country"], "template": "The capital of {country} is [ANSWER]",
+        "metric": "exact_match", "notes": "free text"}"#;
+
+    fn folder(spec: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("task.json"), spec).unwrap();
+        for (name, text) in files {
+            fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    const OK_TRAIN: &str = "{\"country\": \"France\", \"label\": \"europe\"}\n\n{\"country\": \"Mali\", \"label\": \"africa\"}\n";
+    const OK_ONE: &str = "{\"country\": \"Spain\", \"label\": \"europe\"}\n";
+
+    fn load_err(spec: &str, files: &[(&str, &str)]) -> String {
+        let dir = folder(spec, files);
+        format!("{:#}", Task::load(dir.path()).unwrap_err())
+    }
+
+    #[test]
+    fn loads_classification_task() {
+        let dir = folder(
+            CLS_SPEC,
+            &[
+                ("train.jsonl", OK_TRAIN),
+                ("dev.jsonl", OK_ONE),
+                ("test.jsonl", OK_ONE),
+            ],
+        );
+        let task = Task::load(dir.path()).unwrap();
+        assert_eq!(task.spec.kind, TaskKind::Classification);
+        assert_eq!(task.spec.metric, Metric::Accuracy);
+        assert_eq!(task.spec.notes, "");
+        assert_eq!(task.train.len(), 2);
+        assert_eq!(task.train[1].fields["country"], "Mali");
+        assert_eq!(task.train[1].answer, "africa");
+        assert_eq!(
+            task.labels(),
+            vec!["africa".to_string(), "europe".to_string()]
+        );
+        assert_eq!(task.answer_text("europe"), "Europe");
+        assert_eq!(
+            task.template().unwrap().fields(),
+            vec!["country".to_string()]
+        );
+    }
+
+    #[test]
+    fn loads_generation_task_with_numbers_and_bools() {
+        let line = "{\"country\": 42, \"flag\": true, \"target\": 7}\n";
+        let dir = folder(
+            GEN_SPEC,
+            &[
+                ("train.jsonl", line),
+                ("dev.jsonl", line),
+                ("test.jsonl", line),
+            ],
+        );
+        let task = Task::load(dir.path()).unwrap();
+        assert_eq!(task.spec.metric, Metric::ExactMatch);
+        assert_eq!(task.spec.notes, "free text");
+        let ex = &task.test[0];
+        assert_eq!(ex.fields["country"], "42");
+        assert_eq!(ex.fields["flag"], "true");
+        assert_eq!(ex.answer, "7");
+        assert!(task.labels().is_empty());
+        assert_eq!(task.answer_text("Paris"), "Paris");
+    }
+
+    #[test]
+    fn loads_single_data_file() {
+        let data = "{\"country\": \"France\", \"label\": \"europe\", \"split\": \"train\"}\n\
+                    {\"country\": \"Mali\", \"label\": \"africa\", \"split\": \"dev\"}\n\
+                    {\"country\": \"Chad\", \"label\": \"africa\", \"split\": \"test\"}\n\
+                    {\"country\": \"Peru\", \"label\": \"europe\", \"split\": \"train\"}\n";
+        let dir = folder(CLS_SPEC, &[("data.jsonl", data)]);
+        let task = Task::load(dir.path()).unwrap();
+        assert_eq!(
+            (task.train.len(), task.dev.len(), task.test.len()),
+            (2, 1, 1)
+        );
+        assert!(!task.train[0].fields.contains_key("split"));
+        assert_eq!(task.test[0].fields["country"], "Chad");
+
+        let e = load_err(
+            CLS_SPEC,
+            &[(
+                "data.jsonl",
+                "{\"country\": \"F\", \"label\": \"europe\", \"split\": \"val\"}\n",
+            )],
+        );
+        assert!(e.contains("data.jsonl:1") && e.contains("\"val\""), "{e}");
+        let e = load_err(
+            CLS_SPEC,
+            &[(
+                "data.jsonl",
+                "{\"country\": \"F\", \"label\": \"europe\", \"split\": \"train\"}\n",
+            )],
+        );
+        assert!(e.contains("data.jsonl") && e.contains("\"dev\""), "{e}");
+        let e = load_err(CLS_SPEC, &[("data.jsonl", OK_ONE)]);
+        assert!(e.contains("data.jsonl:1") && e.contains("\"split\""), "{e}");
+    }
+
+    #[test]
+    fn malformed_json_names_file_and_line() {
+        let bad = "{\"country\": \"France\", \"label\": \"europe\"}\n\n{\"country\": \n";
+        let e = load_err(
+            CLS_SPEC,
+            &[
+                ("train.jsonl", bad),
+                ("dev.jsonl", OK_ONE),
+                ("test.jsonl", OK_ONE),
+            ],
+        );
+        assert!(e.contains("train.jsonl:3: invalid JSON"), "{e}");
+        let e = load_err(
+            CLS_SPEC,
+            &[
+                ("train.jsonl", "[1, 2]\n"),
+                ("dev.jsonl", OK_ONE),
+                ("test.jsonl", OK_ONE),
+            ],
+        );
+        assert!(
+            e.contains("train.jsonl:1") && e.contains("JSON object"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_field_names_file_line_and_field() {
+        let e = load_err(
+            CLS_SPEC,
+            &[
+                ("train.jsonl", OK_TRAIN),
+                ("dev.jsonl", "{\"label\": \"europe\"}\n"),
+                ("test.jsonl", OK_ONE),
+            ],
+        );
+        assert!(
+            e.contains("dev.jsonl:1") && e.contains("missing field \"country\""),
+            "{e}"
+        );
+        let e = load_err(
+            CLS_SPEC,
+            &[
+                ("train.jsonl", OK_TRAIN),
+                ("dev.jsonl", OK_ONE),
+                ("test.jsonl", "\n{\"country\": \"X\"}\n"),
+            ],
+        );
+        assert!(
+            e.contains("test.jsonl:2") && e.contains("missing field \"label\""),
+            "{e}"
+        );
+        let e = load_err(
+            GEN_SPEC,
+            &[
+                ("train.jsonl", OK_ONE),
+                ("dev.jsonl", OK_ONE),
+                ("test.jsonl", OK_ONE),
+            ],
+        );
+        assert!(
+            e.contains("train.jsonl:1") && e.contains("missing field \"target\""),
+            "{e}"
+        );
+        let e = load_err(
+            CLS_SPEC,
+            &[
+                ("train.jsonl", "{\"country\": null, \"label\": \"europe\"}"),
+                ("dev.jsonl", OK_ONE),
+                ("test.jsonl", OK_ONE),
+            ],
+        );
+        assert!(
+            e.contains("train.jsonl:1") && e.contains("\"country\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_label_lists_allowed_labels() {
+        let e = load_err(
+            CLS_SPEC,
+            &[
+                ("train.jsonl", OK_TRAIN),
+                ("dev.jsonl", OK_ONE),
+                (
+                    "test.jsonl",
+                    "{\"country\": \"Japan\", \"label\": \"asia\"}\n",
+                ),
+            ],
+        );
+        assert!(e.contains("test.jsonl:1"), "{e}");
+        assert!(
+            e.contains("\"asia\"") && e.contains("africa, europe"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn spec_errors_name_task_json() {
+        let no_verbalizer = CLS_SPEC.replace("\"verbalizer\"", "\"other\"");
+        let e = load_err(&no_verbalizer, &[]);
+        assert!(e.contains("task.json") && e.contains("verbalizer"), "{e}");
+        let e = load_err("{\"name\": \"x\",", &[]);
+        assert!(e.contains("task.json:1"), "{e}");
+        let e = load_err(&CLS_SPEC.replace("\"kind\": \"classification\",", ""), &[]);
+        assert!(e.contains("task.json") && e.contains("kind"), "{e}");
+        let e = load_err(&CLS_SPEC.replace("[ANSWER]", "[ANS]"), &[]);
+        assert!(
+            e.contains("task.json") && e.contains("unknown slot [ANS]"),
+            "{e}"
+        );
+        let e = load_err(&CLS_SPEC.replace("{country} is", "{city} is"), &[]);
+        assert!(e.contains("task.json") && e.contains("{city}"), "{e}");
+    }
+
+    #[test]
+    fn empty_or_missing_split_is_an_error() {
+        let e = load_err(
+            CLS_SPEC,
+            &[
+                ("train.jsonl", OK_TRAIN),
+                ("dev.jsonl", "\n\n"),
+                ("test.jsonl", OK_ONE),
+            ],
+        );
+        assert!(e.contains("dev.jsonl has no examples"), "{e}");
+        let e = load_err(
+            CLS_SPEC,
+            &[("train.jsonl", OK_TRAIN), ("dev.jsonl", OK_ONE)],
+        );
+        assert!(e.contains("test.jsonl is missing"), "{e}");
+        let e = load_err(CLS_SPEC, &[]);
+        assert!(e.contains("has no data"), "{e}");
+    }
+
+    #[test]
+    fn loads_the_sample_tasks() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_tasks");
+        let Ok(entries) = fs::read_dir(&root) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.path().join("task.json").exists() {
+                let task = Task::load(&entry.path()).unwrap();
+                assert!(!task.train.is_empty(), "{}", entry.path().display());
+            }
+        }
+    }
+}

