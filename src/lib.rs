@@ -1,6 +1,9 @@
 //! gradprompt: learn prompts for a frozen language model with gradients, and compare them with
 //! fine-tuning. The engine (model, task, methods, train, artifact) never depends on the GUI.
 
+pub mod artifact;
 pub mod bench;
+pub mod methods;
 pub mod model;
 pub mod task;
+pub mod train;

@@ -1,8 +1,14 @@
 //! The `gradprompt` command line. Every subcommand drives the same engine as the GUI.
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+use gradprompt::artifact::Artifact;
+use gradprompt::methods::{Encoder, MethodKind, MethodSettings, SoftInit};
 use gradprompt::model::{generate, Model};
+use gradprompt::task::Task;
+use gradprompt::train::{self, worker::Worker, Event, RunSpec, TrainConfig};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +38,20 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         max_new_tokens: usize,
     },
+    /// Train a method on a task and evaluate it on the test split.
+    Train(TrainArgs),
+    /// Evaluate a saved prompt on a task's test split.
+    Eval {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        task: PathBuf,
+        /// A folder written by `train --out`.
+        #[arg(long)]
+        prompt: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Time the forward and backward on a fixed batch (results as JSON).
     Bench {
         #[arg(long)]
@@ -43,6 +63,214 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeats: usize,
     },
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[arg(long)]
+    model: String,
+    #[arg(long)]
+    task: PathBuf,
+    /// prompt-tuning, prefix-tuning, p-tuning, autoprompt, fine-tuning or zero-shot.
+    #[arg(long)]
+    method: String,
+    /// Template, e.g. "[P*3] {country} [P*3] capital [P*3] [ANSWER]" (default: the task's own,
+    /// with the method's trainable slots added).
+    #[arg(long)]
+    template: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// Peak learning rate (default: the method's).
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1)]
+    grad_accum: usize,
+    #[arg(long, default_value_t = 20)]
+    eval_every: usize,
+    /// Stop after this many evaluations without a better dev score (0: never).
+    #[arg(long, default_value_t = 0)]
+    patience: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the trained prompt (manifest.json + prompt.safetensors) here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print one JSON object with the result on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Soft tokens added in front when the template has none (prompt tuning, P-Tuning).
+    #[arg(long, default_value_t = 8)]
+    num_virtual_tokens: usize,
+    /// Prompt tuning init: random, vocab, labels, or text:SOME TEXT.
+    #[arg(long, default_value = "vocab")]
+    init: String,
+    #[arg(long, default_value_t = 8)]
+    prefix_len: usize,
+    /// P-Tuning prompt encoder: lstm or mlp.
+    #[arg(long, default_value = "lstm")]
+    encoder: String,
+    /// AutoPrompt trigger slots added when the template has none.
+    #[arg(long, default_value_t = 4)]
+    triggers: usize,
+    /// AutoPrompt candidates evaluated per step.
+    #[arg(long, default_value_t = 8)]
+    top_k: usize,
+}
+
+impl TrainArgs {
+    fn spec(&self) -> Result<RunSpec> {
+        let init = match self.init.as_str() {
+            "random" => SoftInit::Random,
+            "vocab" => SoftInit::Vocab,
+            "labels" => SoftInit::Labels,
+            t if t.starts_with("text:") => SoftInit::Text(t["text:".len()..].to_string()),
+            other => bail!("--init {other}: expected random, vocab, labels or text:..."),
+        };
+        let encoder = match self.encoder.as_str() {
+            "lstm" => Encoder::Lstm,
+            "mlp" => Encoder::Mlp,
+            other => bail!("--encoder {other}: expected lstm or mlp"),
+        };
+        Ok(RunSpec {
+            method: MethodKind::parse(&self.method)?,
+            settings: MethodSettings {
+                num_virtual_tokens: self.num_virtual_tokens,
+                init,
+                prefix_len: self.prefix_len,
+                encoder,
+                num_triggers: self.triggers,
+                top_k: self.top_k,
+                ..Default::default()
+            },
+            template: self.template.clone(),
+            config: TrainConfig {
+                steps: self.steps,
+                lr: self.lr,
+                batch_size: self.batch_size,
+                grad_accum: self.grad_accum,
+                eval_every: self.eval_every,
+                patience: self.patience,
+                seed: self.seed,
+                ..Default::default()
+            },
+            out: self.out.clone(),
+        })
+    }
+}
+
+fn train_cli(args: TrainArgs) -> Result<()> {
+    let spec = args.spec()?;
+    let task = Arc::new(Task::load(&args.task)?);
+    let model = Arc::new(Model::load(&args.model)?);
+    let worker = Worker::spawn(model, task, spec);
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}",
+        )
+        .expect("valid progress template"),
+    );
+    let mut last_loss = f32::NAN;
+    let mut last_dev = f64::NAN;
+    let mut outcome = None;
+    for ev in worker.events.iter() {
+        match ev {
+            Event::Started {
+                total_steps,
+                template,
+                trainable_params,
+                ..
+            } => {
+                bar.set_length(total_steps as u64);
+                bar.println(format!(
+                    "template: {template}   trainable parameters: {trainable_params}"
+                ));
+            }
+            Event::Step {
+                step,
+                loss,
+                examples_per_s,
+                ..
+            } => {
+                last_loss = loss;
+                bar.set_position(step as u64);
+                bar.set_message(format!(
+                    "loss {last_loss:.4}  dev {last_dev:.3}  {examples_per_s:.1} ex/s"
+                ));
+            }
+            Event::Eval { dev_metric, .. } => {
+                last_dev = dev_metric;
+                bar.set_message(format!("loss {last_loss:.4}  dev {last_dev:.3}"));
+            }
+            Event::Finished(r) => outcome = Some(Ok(r)),
+            Event::Failed(e) => outcome = Some(Err(e)),
+            Event::Paused | Event::Resumed => {}
+        }
+    }
+    bar.finish_and_clear();
+    worker.join();
+    match outcome {
+        Some(Ok(r)) => {
+            if args.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{} on {}: test {} {:.4} (dev {:.4} at step {}), {} trainable parameters, {} bytes stored, {:.1} s",
+                    r.method, r.task, r.metric, r.test_metric, r.dev_metric, r.best_step,
+                    r.trainable_params, r.artifact_bytes, r.wall_seconds
+                );
+                if let Some(text) = &r.readable {
+                    println!("learned prompt: {text:?}");
+                }
+            }
+            Ok(())
+        }
+        Some(Err(e)) => bail!("{e}"),
+        None => bail!("the training thread ended without a result"),
+    }
+}
+
+fn eval_cli(
+    model: &str,
+    task: &std::path::Path,
+    prompt: &std::path::Path,
+    json: bool,
+) -> Result<()> {
+    let art = Artifact::load(prompt)?;
+    let task = Task::load(task)?;
+    let model = Model::load(model)?;
+    let (own_llm, p) = art.prompt_for(&model)?;
+    let template = gradprompt::task::Template::parse(&art.manifest.template)
+        .map_err(|e| anyhow::anyhow!("{}: template: {e}", prompt.display()))?;
+    let test = train::encode_split(&task, &template, "test", &model)?;
+    let llm = own_llm.as_ref().unwrap_or(&model.llm);
+    let out = train::eval::evaluate(llm, &p, task.spec.kind, &test, &model.tokenizer)?;
+    let m = &art.manifest;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "method": m.method.id(),
+                "task": task.spec.name,
+                "model": model.spec,
+                "metric": m.result.metric,
+                "test_metric": out.metric,
+                "trained_test_metric": m.result.test_metric,
+                "examples": test.len(),
+            })
+        );
+    } else {
+        println!(
+            "{} on {}: test {} {:.4}",
+            m.method.id(),
+            task.spec.name,
+            m.result.metric,
+            out.metric
+        );
+    }
+    Ok(())
 }
 
 fn main() {
@@ -69,6 +297,13 @@ fn run(cli: Cli) -> Result<()> {
             let out = generate::greedy(&m, &ids, max_new_tokens)?;
             println!("{}", m.decode(&out)?);
         }
+        Command::Train(args) => train_cli(args)?,
+        Command::Eval {
+            model,
+            task,
+            prompt,
+            json,
+        } => eval_cli(&model, &task, &prompt, json)?,
         Command::Bench {
             model,
             batch_size,

@@ -1,0 +1,211 @@
+//! A trained prompt on disk: `prompt.safetensors` (the learned tensors, after any
+//! reparameterisation is folded away) and `manifest.json` (method, template, verbalizer, task,
+//! model fingerprint, metrics, settings, tool version). Self-describing, so `gradprompt eval`
+//! can reload it and reproduce the test metric, and refuse it on a different model.
+
+use crate::methods::prefix_tuning::kv_from_flat;
+use crate::methods::{MethodKind, MethodSettings, Prompt};
+use crate::model::{Llm, Model};
+use crate::task::{Task, TaskKind, Template};
+use crate::train::{RunResult, RunSpec, TrainConfig};
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+pub const FORMAT: &str = "gradprompt-prompt/1";
+pub const TENSORS_FILE: &str = "prompt.safetensors";
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelId {
+    pub spec: String,
+    pub fingerprint: String,
+    pub hidden_size: usize,
+    pub layers: usize,
+    pub vocab_size: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub tool_version: String,
+    pub method: MethodKind,
+    pub task: String,
+    pub task_kind: TaskKind,
+    pub template: String,
+    pub fields: Vec<String>,
+    pub verbalizer: Option<BTreeMap<String, String>>,
+    pub model: ModelId,
+    pub settings: MethodSettings,
+    pub config: TrainConfig,
+    pub result: RunResult,
+}
+
+pub struct Artifact {
+    pub manifest: Manifest,
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+impl Artifact {
+    pub fn new(
+        model: &Model,
+        task: &Task,
+        template: &Template,
+        spec: &RunSpec,
+        result: &RunResult,
+        tensors: Vec<(String, Tensor)>,
+    ) -> Self {
+        let c = model.config();
+        Artifact {
+            manifest: Manifest {
+                format: FORMAT.into(),
+                tool_version: env!("CARGO_PKG_VERSION").into(),
+                method: spec.method,
+                task: task.spec.name.clone(),
+                task_kind: task.spec.kind,
+                template: template.to_string(),
+                fields: task.spec.fields.clone(),
+                verbalizer: task.spec.verbalizer.clone(),
+                model: ModelId {
+                    spec: model.spec.clone(),
+                    fingerprint: model.fingerprint.clone(),
+                    hidden_size: c.hidden_size,
+                    layers: c.num_hidden_layers,
+                    vocab_size: c.vocab_size,
+                },
+                settings: spec.settings.clone(),
+                config: spec.config.clone(),
+                result: result.clone(),
+            },
+            tensors,
+        }
+    }
+
+    fn serialize(&self) -> Result<Vec<u8>> {
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), FORMAT.to_string());
+        Ok(safetensors::serialize(
+            self.tensors.iter().map(|(n, t)| (n.as_str(), t)),
+            Some(meta),
+        )?)
+    }
+
+    /// Bytes stored per task: the size of the tensors file (the manifest is a few kilobytes of
+    /// text on top, the same for every method).
+    pub fn stored_bytes(&self) -> Result<usize> {
+        Ok(self.serialize()?.len())
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        let bytes = self.serialize()?;
+        let st = dir.join(TENSORS_FILE);
+        std::fs::write(&st, bytes).with_context(|| format!("{}: cannot write", st.display()))?;
+        let mf = dir.join(MANIFEST_FILE);
+        std::fs::write(&mf, serde_json::to_string_pretty(&self.manifest)?)
+            .with_context(|| format!("{}: cannot write", mf.display()))?;
+        Ok(())
+    }
+
+    pub fn load(dir: &Path) -> Result<Artifact> {
+        let mf = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&mf).with_context(|| {
+            format!(
+                "{}: cannot read (is this a gradprompt prompt folder?)",
+                mf.display()
+            )
+        })?;
+        let manifest: Manifest = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a gradprompt manifest", mf.display()))?;
+        if manifest.format != FORMAT {
+            bail!(
+                "{}: format \"{}\" is not {FORMAT}",
+                mf.display(),
+                manifest.format
+            );
+        }
+        let st = dir.join(TENSORS_FILE);
+        let map = candle_core::safetensors::load(&st, &candle_core::Device::Cpu)
+            .map_err(|e| anyhow!("{}: not a valid safetensors file ({e})", st.display()))?;
+        let mut tensors: Vec<(String, Tensor)> = map.into_iter().collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Artifact { manifest, tensors })
+    }
+
+    fn tensor(&self, name: &str) -> Result<&Tensor> {
+        self.tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t)
+            .with_context(|| format!("the prompt file has no tensor \"{name}\""))
+    }
+
+    /// Refuses a model other than the one the prompt was trained on.
+    pub fn check_model(&self, model: &Model) -> Result<()> {
+        let want = &self.manifest.model;
+        if want.fingerprint != model.fingerprint {
+            bail!(
+                "this prompt was trained on model {} (fingerprint {}, hidden size {}, {} layers); \
+                 the loaded model {} has fingerprint {} (hidden size {}, {} layers). \
+                 A learned prompt only works with the model it was trained on.",
+                want.spec,
+                want.fingerprint,
+                want.hidden_size,
+                want.layers,
+                model.spec,
+                model.fingerprint,
+                model.config().hidden_size,
+                model.config().num_hidden_layers
+            );
+        }
+        Ok(())
+    }
+
+    /// The prompt, and for fine-tuning the model it carries.
+    pub fn prompt_for(&self, model: &Model) -> Result<(Option<Llm>, Prompt)> {
+        self.check_model(model)?;
+        let d = model.config().hidden_size;
+        let soft = |name: &str| -> Result<Tensor> {
+            let t = self.tensor(name)?.to_dtype(candle_core::DType::F32)?;
+            if t.rank() != 2 || t.dim(1)? != d {
+                bail!(
+                    "tensor \"{name}\" has shape {:?}, expected [n, {d}]",
+                    t.dims()
+                );
+            }
+            Ok(t)
+        };
+        Ok(match self.manifest.method {
+            MethodKind::ZeroShot => (None, Prompt::default()),
+            MethodKind::PromptTuning | MethodKind::PTuning => (
+                None,
+                Prompt {
+                    soft: Some(soft("prompt_embeddings")?),
+                    ..Default::default()
+                },
+            ),
+            MethodKind::PrefixTuning => (
+                None,
+                Prompt {
+                    prefix: Some(kv_from_flat(&model.llm, self.tensor("prompt_embeddings")?)?),
+                    ..Default::default()
+                },
+            ),
+            MethodKind::Autoprompt => (
+                None,
+                Prompt {
+                    triggers: self.tensor("trigger_ids")?.to_vec1::<u32>()?,
+                    ..Default::default()
+                },
+            ),
+            MethodKind::FineTuning => {
+                let map: HashMap<String, Tensor> = self.tensors.iter().cloned().collect();
+                let llm = Llm::from_tensors(model.config().clone(), map, model.llm.device())?;
+                (Some(llm), Prompt::default())
+            }
+        })
+    }
+}

@@ -1,0 +1,179 @@
+//! AutoPrompt (Shin et al. 2020): discrete trigger tokens shared by all inputs, found by
+//! gradient-guided search. Each update picks a trigger slot, takes the gradient of the loss with
+//! respect to that slot's embedding, ranks the vocabulary by the first-order (HotFlip) estimate
+//! of the loss change `-grad . e_w`, evaluates the top-k candidates together in batched forwards,
+//! and keeps the best if it lowers the loss. The result is readable text.
+
+use super::inject::{loss_and_grads, score, Row};
+use super::{Batch, Method, MethodKind, Prompt, StepContext};
+use crate::model::Llm;
+use crate::task::{Piece, SlotRules, SoftPlacement};
+use anyhow::{bail, Result};
+use candle_core::{Tensor, Var};
+use rand::Rng;
+use std::collections::HashSet;
+
+/// Rows per forward when evaluating candidates (bounds memory on large vocabularies/batches).
+const EVAL_ROWS: usize = 64;
+
+pub struct AutoPrompt {
+    triggers: Vec<u32>,
+    top_k: usize,
+    /// Control and added tokens are never proposed as triggers.
+    excluded: HashSet<u32>,
+}
+
+impl AutoPrompt {
+    pub fn new(llm: &Llm, n: usize, top_k: usize, tok: &tokenizers::Tokenizer) -> Result<Self> {
+        if n == 0 {
+            bail!("AutoPrompt needs at least one trigger slot ([T]) in the template");
+        }
+        // Start every slot from " the", a neutral token (the paper starts from [MASK], which a
+        // causal model does not have).
+        let start = crate::task::tokenize(tok, " the")?
+            .first()
+            .copied()
+            .unwrap_or(0)
+            .min(llm.cfg.vocab_size as u32 - 1);
+        let excluded = tok.get_added_tokens_decoder().keys().copied().collect();
+        Ok(Self {
+            triggers: vec![start; n],
+            top_k: top_k.max(1),
+            excluded,
+        })
+    }
+
+    /// Mean answer-token loss of `rows` with each trigger list, batched across lists.
+    fn losses(&self, llm: &Llm, rows: &[Row], trigger_sets: &[Vec<u32>]) -> Result<Vec<f32>> {
+        let mut all = Vec::new();
+        for triggers in trigger_sets {
+            for r in rows {
+                let pieces = r
+                    .pieces
+                    .iter()
+                    .map(|p| match *p {
+                        Piece::Trigger(j) => Piece::Token(triggers[j]),
+                        other => other,
+                    })
+                    .collect();
+                all.push(Row {
+                    pieces,
+                    answer: r.answer.clone(),
+                });
+            }
+        }
+        let mut row_nll = Vec::with_capacity(all.len());
+        for chunk in all.chunks(EVAL_ROWS) {
+            let s = score(llm, &Prompt::default(), chunk)?;
+            row_nll.extend(s.row_logprob.to_vec1::<f32>()?.into_iter().map(|x| -x));
+        }
+        let tokens: usize = rows.iter().map(|r| r.answer.len()).sum();
+        Ok(row_nll
+            .chunks(rows.len())
+            .map(|c| c.iter().sum::<f32>() / tokens as f32)
+            .collect())
+    }
+}
+
+impl Method for AutoPrompt {
+    fn kind(&self) -> MethodKind {
+        MethodKind::Autoprompt
+    }
+
+    fn slot_rules(&self) -> SlotRules {
+        SlotRules {
+            soft: SoftPlacement::None,
+            triggers: true,
+            min_soft: 0,
+            min_triggers: 1,
+            method: "AutoPrompt",
+        }
+    }
+
+    fn prompt(&self, _llm: &Llm) -> Result<Prompt> {
+        Ok(Prompt {
+            triggers: self.triggers.clone(),
+            ..Default::default()
+        })
+    }
+
+    fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<f32> {
+        let llm = ctx.llm;
+        let emb = llm.embedding_matrix();
+        let ids = Tensor::new(self.triggers.as_slice(), llm.device())?;
+        let trig = Var::from_tensor(&emb.index_select(&ids, 0)?.copy()?)?;
+        let triggers = self.triggers.clone();
+        let prompt_fn = || -> Result<Prompt> {
+            Ok(Prompt {
+                triggers: triggers.clone(),
+                trigger_embeds: Some(trig.as_tensor().clone()),
+                ..Default::default()
+            })
+        };
+        let (loss, grads) = loss_and_grads(llm, &prompt_fn, batch)?;
+        let Some(g) = grads.get(trig.as_tensor()) else {
+            bail!("internal error: the trigger embeddings received no gradient");
+        };
+        let slot = ctx.rng.random_range(0..self.triggers.len());
+        // First-order estimate of the loss change when slot's token becomes w: (e_w - e_cur) . g;
+        // the e_cur term is the same for every w, so rank by -e_w . g.
+        let g_slot = g.get(slot)?.unsqueeze(1)?;
+        let scores: Vec<f32> = emb.matmul(&g_slot)?.squeeze(1)?.neg()?.to_vec1()?;
+        let mut order: Vec<u32> = (0..scores.len() as u32)
+            .filter(|w| !self.excluded.contains(w) && *w != self.triggers[slot])
+            .collect();
+        order.sort_by(|&a, &b| {
+            scores[b as usize]
+                .total_cmp(&scores[a as usize])
+                .then(a.cmp(&b))
+        });
+        order.truncate(self.top_k);
+
+        let mut sets = vec![self.triggers.clone()];
+        for &w in &order {
+            let mut t = self.triggers.clone();
+            t[slot] = w;
+            sets.push(t);
+        }
+        let losses = self.losses(llm, &batch.rows, &sets)?;
+        let (best, best_loss) = losses
+            .iter()
+            .enumerate()
+            .skip(1)
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, l)| (i, *l))
+            .unwrap_or((0, losses[0]));
+        if best > 0 && best_loss < losses[0] {
+            self.triggers = sets.swap_remove(best);
+        }
+        Ok(loss)
+    }
+
+    fn trainable_params(&self) -> usize {
+        // No continuous weights: the search chooses this many tokens.
+        self.triggers.len()
+    }
+
+    fn export(&self, llm: &Llm) -> Result<Vec<(String, Tensor)>> {
+        Ok(vec![(
+            "trigger_ids".into(),
+            Tensor::new(self.triggers.as_slice(), llm.device())?,
+        )])
+    }
+
+    fn snapshot(&self) -> Result<Vec<Tensor>> {
+        Ok(vec![Tensor::new(
+            self.triggers.as_slice(),
+            &candle_core::Device::Cpu,
+        )?])
+    }
+
+    fn restore(&mut self, snapshot: &[Tensor]) -> Result<()> {
+        self.triggers = snapshot[0].to_vec1()?;
+        Ok(())
+    }
+
+    fn readable(&self, tok: &tokenizers::Tokenizer) -> Option<String> {
+        tok.decode(&self.triggers, false).ok()
+    }
+}

@@ -1,0 +1,254 @@
+//! The prompting methods, one file each, behind one small trait. A method decides what it puts
+//! into the frozen model's forward (soft vectors, a key/value prefix, trigger tokens, or its own
+//! trainable weights) and how one training update changes it. Knows nothing of the GUI.
+
+pub mod autoprompt;
+pub mod fine_tuning;
+pub mod inject;
+pub mod p_tuning;
+pub mod prefix_tuning;
+pub mod prompt_tuning;
+pub mod zero_shot;
+
+use crate::model::{KvPrefix, Llm};
+use crate::task::{SlotRules, Template};
+use anyhow::{bail, Result};
+use candle_core::Tensor;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+pub use inject::{Batch, Row};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MethodKind {
+    PromptTuning,
+    PrefixTuning,
+    PTuning,
+    Autoprompt,
+    FineTuning,
+    ZeroShot,
+}
+
+impl MethodKind {
+    pub const ALL: [MethodKind; 6] = [
+        MethodKind::ZeroShot,
+        MethodKind::PromptTuning,
+        MethodKind::PrefixTuning,
+        MethodKind::PTuning,
+        MethodKind::Autoprompt,
+        MethodKind::FineTuning,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            MethodKind::PromptTuning => "prompt-tuning",
+            MethodKind::PrefixTuning => "prefix-tuning",
+            MethodKind::PTuning => "p-tuning",
+            MethodKind::Autoprompt => "autoprompt",
+            MethodKind::FineTuning => "fine-tuning",
+            MethodKind::ZeroShot => "zero-shot",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        for k in Self::ALL {
+            if k.id() == s {
+                return Ok(k);
+            }
+        }
+        let known: Vec<_> = Self::ALL.iter().map(|k| k.id()).collect();
+        bail!("unknown method \"{s}\" (known: {})", known.join(", "))
+    }
+
+    /// When to reach for the method (shown as in-app help and in `--help`).
+    pub fn when_to_use(self) -> &'static str {
+        match self {
+            MethodKind::PromptTuning => "The simplest per-task adaptation: n soft vectors before the input. Approaches fine-tuning as models grow (Lester et al. 2021).",
+            MethodKind::PrefixTuning => "Adapts one frozen model to many tasks: a learned key/value prefix in every attention layer, trained through an MLP (Li & Liang 2021).",
+            MethodKind::PTuning => "Most flexible when where the trainable tokens sit matters: pseudo tokens anywhere in the template, between anchor words, from a prompt encoder (Liu et al. 2021).",
+            MethodKind::Autoprompt => "Improves a model quickly without tuning weights and yields a readable prompt: discrete trigger tokens found by gradient-guided search (Shin et al. 2020).",
+            MethodKind::FineTuning => "The baseline that updates every weight: usually the strongest, but it stores a whole model copy per task.",
+            MethodKind::ZeroShot => "The template as written, nothing trained: the floor every method must beat.",
+        }
+    }
+}
+
+/// How Prompt Tuning initialises its soft vectors (the paper's three options, plus a text).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SoftInit {
+    /// Uniform in [-0.5, 0.5], as in the paper's random baseline.
+    Random,
+    /// Embeddings of tokens drawn from the first 5000 of the vocabulary.
+    Vocab,
+    /// Embeddings of the tokens of the task's label words, cycled.
+    Labels,
+    /// Embeddings of the tokens of a text, cycled.
+    Text(String),
+}
+
+/// P-Tuning's prompt encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoder {
+    /// Bidirectional LSTM then a two-layer MLP, as in the paper.
+    Lstm,
+    /// A two-layer MLP, as PEFT defaults.
+    Mlp,
+}
+
+/// Every method's settings, with defaults from the papers where they apply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MethodSettings {
+    /// Prompt Tuning / P-Tuning: soft vectors added before the template when it has none.
+    pub num_virtual_tokens: usize,
+    pub init: SoftInit,
+    /// Prefix Tuning: prefix length, and the MLP's hidden width (512 in the paper's code).
+    pub prefix_len: usize,
+    pub prefix_hidden: usize,
+    pub encoder: Encoder,
+    pub encoder_hidden: usize,
+    /// AutoPrompt: trigger slots added when the template has none, candidates kept per slot.
+    pub num_triggers: usize,
+    pub top_k: usize,
+}
+
+impl Default for MethodSettings {
+    fn default() -> Self {
+        Self {
+            num_virtual_tokens: 8,
+            init: SoftInit::Vocab,
+            prefix_len: 8,
+            prefix_hidden: 512,
+            encoder: Encoder::Lstm,
+            encoder_hidden: 128,
+            num_triggers: 4,
+            top_k: 8,
+        }
+    }
+}
+
+/// What a method puts into the forward, beyond the template's own tokens.
+#[derive(Default, Clone)]
+pub struct Prompt {
+    /// `[k, hidden]`: the vectors at the template's soft slots, in order.
+    pub soft: Option<Tensor>,
+    /// Per-layer keys/values in front of the text.
+    pub prefix: Option<KvPrefix>,
+    /// Token ids at the template's trigger slots.
+    pub triggers: Vec<u32>,
+    /// `[triggers, hidden]`: set only while AutoPrompt takes the gradient at its trigger slots;
+    /// otherwise the trigger tokens' own embeddings are used.
+    pub trigger_embeds: Option<Tensor>,
+}
+
+/// Everything a training update may use.
+pub struct StepContext<'a> {
+    pub llm: &'a Llm,
+    pub lr: f64,
+    pub rng: &'a mut StdRng,
+}
+
+pub trait Method: Send {
+    fn kind(&self) -> MethodKind;
+
+    /// Where the method's trainable positions may sit in a template.
+    fn slot_rules(&self) -> SlotRules;
+
+    /// The prompt to use now (trainable tensors stay in the graph).
+    fn prompt(&self, llm: &Llm) -> Result<Prompt>;
+
+    /// The model the prompt is used with: the frozen one, or fine-tuning's own copy.
+    fn model<'a>(&'a self, frozen: &'a Llm) -> &'a Llm {
+        frozen
+    }
+
+    /// One update on a batch; returns the mean answer-token loss before the update.
+    fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<f32>;
+
+    fn trainable_params(&self) -> usize;
+
+    /// What is stored per task: the tensors an artifact holds (named), after any
+    /// reparameterisation is folded away.
+    fn export(&self, llm: &Llm) -> Result<Vec<(String, Tensor)>>;
+
+    /// Snapshot and restore of the trainable state, to keep the best dev checkpoint.
+    fn snapshot(&self) -> Result<Vec<Tensor>>;
+    fn restore(&mut self, snapshot: &[Tensor]) -> Result<()>;
+
+    /// Readable form of the learned prompt, where there is one (AutoPrompt's trigger text).
+    fn readable(&self, _tok: &tokenizers::Tokenizer) -> Option<String> {
+        None
+    }
+}
+
+/// The template a method trains with: the one given, or the task's default with the method's
+/// trainable slots added where the paper puts them.
+pub fn template_for(kind: MethodKind, settings: &MethodSettings, given: &Template) -> Template {
+    match kind {
+        MethodKind::PromptTuning | MethodKind::PTuning if given.soft_count() == 0 => {
+            given.with_soft_prefix(settings.num_virtual_tokens)
+        }
+        MethodKind::Autoprompt if given.trigger_count() == 0 => {
+            let mut t = given.clone();
+            t.segments
+                .insert(0, crate::task::Segment::Trigger(settings.num_triggers));
+            t.segments.insert(1, crate::task::Segment::Text(" ".into()));
+            t
+        }
+        _ => given.clone(),
+    }
+}
+
+/// Builds a method ready to train on `template` (already checked against its slot rules).
+pub fn build(
+    kind: MethodKind,
+    settings: &MethodSettings,
+    llm: &Llm,
+    template: &Template,
+    label_text: &str,
+    tok: &tokenizers::Tokenizer,
+    rng: &mut StdRng,
+) -> Result<Box<dyn Method>> {
+    Ok(match kind {
+        MethodKind::ZeroShot => Box::new(zero_shot::ZeroShot),
+        MethodKind::PromptTuning => Box::new(prompt_tuning::PromptTuning::new(
+            llm,
+            template.soft_count(),
+            &settings.init,
+            label_text,
+            tok,
+            rng,
+        )?),
+        MethodKind::PrefixTuning => Box::new(prefix_tuning::PrefixTuning::new(
+            llm,
+            settings.prefix_len,
+            settings.prefix_hidden,
+            rng,
+        )?),
+        MethodKind::PTuning => Box::new(p_tuning::PTuning::new(
+            llm,
+            template.soft_count(),
+            settings.encoder,
+            settings.encoder_hidden,
+            rng,
+        )?),
+        MethodKind::Autoprompt => Box::new(autoprompt::AutoPrompt::new(
+            llm,
+            template.trigger_count(),
+            settings.top_k,
+            tok,
+        )?),
+        MethodKind::FineTuning => Box::new(fine_tuning::FineTuning::new(llm)?),
+    })
+}
+
+/// Uniform values in `[-scale, scale]` from the run's seeded generator (candle's own random
+/// tensors are not seedable, and runs must repeat exactly).
+pub fn uniform(rng: &mut StdRng, shape: (usize, usize), scale: f32, llm: &Llm) -> Result<Tensor> {
+    use rand::Rng;
+    let n = shape.0 * shape.1;
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-scale..=scale)).collect();
+    Ok(Tensor::from_vec(v, shape, llm.device())?)
+}

@@ -1,0 +1,203 @@
+//! P-Tuning (Liu et al. 2021): pseudo tokens at any positions of the template, between discrete
+//! anchor tokens, produced by a prompt encoder that models the dependence between them: a
+//! two-layer bidirectional LSTM followed by an MLP (the paper; PEFT's `LSTM`), or an MLP alone
+//! (PEFT's default). At export the encoder's output vectors are stored and the encoder dropped.
+
+use super::inject::{adamw, gradient_step};
+use super::{uniform, Batch, Encoder, Method, MethodKind, Prompt, StepContext};
+use crate::model::Llm;
+use crate::task::{SlotRules, SoftPlacement};
+use anyhow::{bail, Result};
+use candle_core::{DType, Module, Tensor, Var, D};
+use candle_nn::rnn::{Direction, LSTMConfig, LSTM, RNN};
+use candle_nn::{VarBuilder, VarMap};
+use rand::rngs::StdRng;
+use rand::Rng;
+
+/// The encoder's layers; cloning shares the variables.
+#[derive(Clone)]
+struct PromptEncoder {
+    input: Var,
+    /// Two bidirectional layers as (forward, backward) pairs; empty for the MLP encoder.
+    lstm: Vec<(LSTM, LSTM)>,
+    mlp: Vec<candle_nn::Linear>,
+}
+
+impl PromptEncoder {
+    /// `[k, d]` pseudo-token vectors.
+    fn forward(&self) -> Result<Tensor> {
+        let mut x = self.input.as_tensor().unsqueeze(0)?; // [1, k, d]
+        for (fwd, bwd) in &self.lstm {
+            let k = x.dim(1)?;
+            let f = fwd.states_to_tensor(&fwd.seq(&x)?)?; // [1, k, h]
+            let rev_idx = Tensor::new((0..k as u32).rev().collect::<Vec<_>>(), x.device())?;
+            let x_rev = x.index_select(&rev_idx, 1)?;
+            let b = bwd
+                .states_to_tensor(&bwd.seq(&x_rev)?)?
+                .index_select(&rev_idx, 1)?;
+            x = Tensor::cat(&[f, b], D::Minus1)?;
+        }
+        let mut x = x.squeeze(0)?;
+        let last = self.mlp.len() - 1;
+        for (i, layer) in self.mlp.iter().enumerate() {
+            x = layer.forward(&x)?;
+            if i < last {
+                x = x.relu()?;
+            }
+        }
+        Ok(x)
+    }
+}
+
+pub struct PTuning {
+    encoder: PromptEncoder,
+    vars: Vec<Var>,
+    opt: candle_nn::AdamW,
+}
+
+impl PTuning {
+    pub fn new(
+        llm: &Llm,
+        k: usize,
+        kind: Encoder,
+        hidden: usize,
+        rng: &mut StdRng,
+    ) -> Result<Self> {
+        if k == 0 {
+            bail!("P-Tuning needs at least one soft slot ([P]) in the template");
+        }
+        let d = llm.cfg.hidden_size;
+        let dev = llm.device();
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, dev);
+        let limit = llm.cfg.vocab_size.min(5000) as u32;
+        let ids: Vec<u32> = (0..k).map(|_| rng.random_range(0..limit)).collect();
+        let input = Var::from_tensor(
+            &llm.embedding_matrix()
+                .index_select(&Tensor::new(ids.as_slice(), dev)?, 0)?
+                .copy()?,
+        )?;
+        let (lstm, mlp) = match kind {
+            Encoder::Lstm => {
+                let mut layers = Vec::new();
+                for l in 0..2 {
+                    let in_dim = if l == 0 { d } else { 2 * hidden };
+                    let cfg = |direction| LSTMConfig {
+                        layer_idx: l,
+                        direction,
+                        ..Default::default()
+                    };
+                    let f =
+                        candle_nn::lstm(in_dim, hidden, cfg(Direction::Forward), vb.pp("lstm"))?;
+                    let b =
+                        candle_nn::lstm(in_dim, hidden, cfg(Direction::Backward), vb.pp("lstm"))?;
+                    layers.push((f, b));
+                }
+                let mlp = vec![
+                    candle_nn::linear(2 * hidden, 2 * hidden, vb.pp("mlp.0"))?,
+                    candle_nn::linear(2 * hidden, d, vb.pp("mlp.2"))?,
+                ];
+                (layers, mlp)
+            }
+            Encoder::Mlp => (
+                vec![],
+                vec![
+                    candle_nn::linear(d, hidden, vb.pp("mlp.0"))?,
+                    candle_nn::linear(hidden, hidden, vb.pp("mlp.2"))?,
+                    candle_nn::linear(hidden, d, vb.pp("mlp.4"))?,
+                ],
+            ),
+        };
+        // VarMap initialises from candle's unseeded generator; re-draw every weight from the
+        // run's seeded one, PyTorch-style uniform(+-1/sqrt(fan_in)), so runs repeat exactly.
+        let mut named: Vec<(String, Var)> = varmap
+            .data()
+            .lock()
+            .expect("varmap lock")
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, v) in &named {
+            let dims = v.dims().to_vec();
+            let fan_in = if dims.len() == 2 { dims[1] } else { hidden };
+            let n = v.elem_count();
+            let t = uniform(rng, (1, n), 1.0 / (fan_in as f32).sqrt(), llm)?.reshape(dims)?;
+            v.set(&t)?;
+        }
+        let mut vars = vec![input.clone()];
+        vars.extend(named.into_iter().map(|(_, v)| v));
+        let opt = adamw(vars.clone(), 0.0)?;
+        Ok(Self {
+            encoder: PromptEncoder { input, lstm, mlp },
+            vars,
+            opt,
+        })
+    }
+}
+
+impl Method for PTuning {
+    fn kind(&self) -> MethodKind {
+        MethodKind::PTuning
+    }
+
+    fn slot_rules(&self) -> SlotRules {
+        SlotRules {
+            soft: SoftPlacement::Anywhere,
+            triggers: false,
+            min_soft: 1,
+            min_triggers: 0,
+            method: "P-Tuning",
+        }
+    }
+
+    fn prompt(&self, _llm: &Llm) -> Result<Prompt> {
+        Ok(Prompt {
+            soft: Some(self.encoder.forward()?),
+            ..Default::default()
+        })
+    }
+
+    fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<f32> {
+        let encoder = self.encoder.clone();
+        let prompt_fn = || -> Result<Prompt> {
+            Ok(Prompt {
+                soft: Some(encoder.forward()?),
+                ..Default::default()
+            })
+        };
+        gradient_step(
+            ctx.llm,
+            &prompt_fn,
+            batch,
+            &mut self.opt,
+            &self.vars,
+            ctx.lr,
+        )
+    }
+
+    fn trainable_params(&self) -> usize {
+        self.vars.iter().map(|v| v.elem_count()).sum()
+    }
+
+    fn export(&self, _llm: &Llm) -> Result<Vec<(String, Tensor)>> {
+        Ok(vec![(
+            "prompt_embeddings".into(),
+            self.encoder.forward()?.detach().copy()?,
+        )])
+    }
+
+    fn snapshot(&self) -> Result<Vec<Tensor>> {
+        self.vars
+            .iter()
+            .map(|v| Ok(v.as_tensor().copy()?))
+            .collect()
+    }
+
+    fn restore(&mut self, snapshot: &[Tensor]) -> Result<()> {
+        for (v, t) in self.vars.iter().zip(snapshot) {
+            v.set(t)?;
+        }
+        Ok(())
+    }
+}

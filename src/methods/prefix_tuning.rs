@@ -1,0 +1,192 @@
+//! Prefix Tuning (Li & Liang 2021): a learned key/value prefix of length n in every attention
+//! layer, which every position may attend to. Optimising the prefix directly is unstable, so it
+//! is produced by an MLP over a small embedding (as PEFT's `prefix_projection`):
+//! embedding [n, d] -> Linear(d, hidden) -> tanh -> Linear(hidden, layers * 2 * kv_dim).
+//! Only the computed keys/values are exported; the MLP is dropped after training.
+
+use super::inject::{adamw, gradient_step};
+use super::{uniform, Batch, Method, MethodKind, Prompt, StepContext};
+use crate::model::{KvPrefix, Llm};
+use crate::task::{SlotRules, SoftPlacement};
+use anyhow::{bail, Result};
+use candle_core::{Tensor, Var};
+use rand::rngs::StdRng;
+use rand::Rng;
+
+/// The reparameterising MLP and its input embedding (cloning shares the variables).
+#[derive(Clone)]
+struct PrefixMlp {
+    embedding: Var,
+    w1: Var,
+    b1: Var,
+    w2: Var,
+    b2: Var,
+}
+
+pub struct PrefixTuning {
+    mlp: PrefixMlp,
+    opt: candle_nn::AdamW,
+}
+
+impl PrefixTuning {
+    pub fn new(llm: &Llm, n: usize, hidden: usize, rng: &mut StdRng) -> Result<Self> {
+        if n == 0 {
+            bail!("prefix tuning needs a prefix length of at least 1");
+        }
+        let cfg = &llm.cfg;
+        let d = cfg.hidden_size;
+        let out = cfg.num_hidden_layers * 2 * cfg.kv_dim();
+        // Start the embedding from real token vectors (Li & Liang found real-word
+        // initialisation steadier than random).
+        let limit = cfg.vocab_size.min(5000) as u32;
+        let ids: Vec<u32> = (0..n).map(|_| rng.random_range(0..limit)).collect();
+        let embedding = llm
+            .embedding_matrix()
+            .index_select(&Tensor::new(ids.as_slice(), llm.device())?, 0)?
+            .copy()?;
+        let var = |t: Tensor| Var::from_tensor(&t);
+        let w1 = var(uniform(rng, (hidden, d), 1.0 / (d as f32).sqrt(), llm)?)?;
+        let b1 = var(Tensor::zeros(
+            hidden,
+            candle_core::DType::F32,
+            llm.device(),
+        )?)?;
+        let w2 = var(uniform(
+            rng,
+            (out, hidden),
+            1.0 / (hidden as f32).sqrt(),
+            llm,
+        )?)?;
+        let b2 = var(Tensor::zeros(out, candle_core::DType::F32, llm.device())?)?;
+        let embedding = var(embedding)?;
+        let opt = adamw(
+            vec![
+                embedding.clone(),
+                w1.clone(),
+                b1.clone(),
+                w2.clone(),
+                b2.clone(),
+            ],
+            0.0,
+        )?;
+        Ok(Self {
+            mlp: PrefixMlp {
+                embedding,
+                w1,
+                b1,
+                w2,
+                b2,
+            },
+            opt,
+        })
+    }
+}
+
+impl PrefixMlp {
+    fn vars(&self) -> Vec<Var> {
+        vec![
+            self.embedding.clone(),
+            self.w1.clone(),
+            self.b1.clone(),
+            self.w2.clone(),
+            self.b2.clone(),
+        ]
+    }
+
+    /// `[n, layers * 2 * kv_heads * head_dim]`, ordered
+    /// `((layer * 2 + k_or_v) * kv_heads + head) * head_dim + i` as PEFT stores it.
+    fn flat_prefix(&self) -> Result<Tensor> {
+        let h = self
+            .embedding
+            .as_tensor()
+            .matmul(&self.w1.as_tensor().t()?)?
+            .broadcast_add(self.b1.as_tensor())?
+            .tanh()?;
+        Ok(h.matmul(&self.w2.as_tensor().t()?)?
+            .broadcast_add(self.b2.as_tensor())?)
+    }
+}
+
+/// Splits a PEFT-ordered flat prefix into per-layer `[1, kv_heads, n, head_dim]` keys/values.
+pub fn kv_from_flat(llm: &Llm, flat: &Tensor) -> Result<KvPrefix> {
+    let cfg = &llm.cfg;
+    let n = flat.dim(0)?;
+    let (l, kvh, hd) = (cfg.num_hidden_layers, cfg.num_key_value_heads, cfg.head_dim);
+    if flat.dim(1)? != l * 2 * kvh * hd {
+        bail!(
+            "a prefix of width {} does not fit this model (expected {} = layers {l} x 2 x kv heads {kvh} x head dim {hd})",
+            flat.dim(1)?,
+            l * 2 * kvh * hd
+        );
+    }
+    // [n, L, 2, kvh, hd] -> [L, 2, kvh, n, hd]
+    let t = flat.reshape((n, l, 2, kvh, hd))?.permute((1, 2, 3, 0, 4))?;
+    let mut layers = Vec::with_capacity(l);
+    for i in 0..l {
+        let k = t.get(i)?.get(0)?.unsqueeze(0)?.contiguous()?;
+        let v = t.get(i)?.get(1)?.unsqueeze(0)?.contiguous()?;
+        layers.push((k, v));
+    }
+    Ok(KvPrefix { layers })
+}
+
+impl Method for PrefixTuning {
+    fn kind(&self) -> MethodKind {
+        MethodKind::PrefixTuning
+    }
+
+    fn slot_rules(&self) -> SlotRules {
+        SlotRules {
+            soft: SoftPlacement::None,
+            triggers: false,
+            min_soft: 0,
+            min_triggers: 0,
+            method: "prefix tuning",
+        }
+    }
+
+    fn prompt(&self, llm: &Llm) -> Result<Prompt> {
+        Ok(Prompt {
+            prefix: Some(kv_from_flat(llm, &self.mlp.flat_prefix()?)?),
+            ..Default::default()
+        })
+    }
+
+    fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<f32> {
+        let llm = ctx.llm;
+        let mlp = self.mlp.clone();
+        let prompt_fn = || -> Result<Prompt> {
+            Ok(Prompt {
+                prefix: Some(kv_from_flat(llm, &mlp.flat_prefix()?)?),
+                ..Default::default()
+            })
+        };
+        gradient_step(llm, &prompt_fn, batch, &mut self.opt, &mlp.vars(), ctx.lr)
+    }
+
+    fn trainable_params(&self) -> usize {
+        self.mlp.vars().iter().map(|v| v.elem_count()).sum()
+    }
+
+    fn export(&self, _llm: &Llm) -> Result<Vec<(String, Tensor)>> {
+        Ok(vec![(
+            "prompt_embeddings".into(),
+            self.mlp.flat_prefix()?.detach().copy()?,
+        )])
+    }
+
+    fn snapshot(&self) -> Result<Vec<Tensor>> {
+        self.mlp
+            .vars()
+            .iter()
+            .map(|v| Ok(v.as_tensor().copy()?))
+            .collect()
+    }
+
+    fn restore(&mut self, snapshot: &[Tensor]) -> Result<()> {
+        for (v, t) in self.mlp.vars().iter().zip(snapshot) {
+            v.set(t)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,51 @@
+//! Zero-shot: the template as written, nothing trained. The floor every method must beat.
+
+use super::{Batch, Method, MethodKind, Prompt, StepContext};
+use crate::model::Llm;
+use crate::task::{SlotRules, SoftPlacement};
+use anyhow::Result;
+use candle_core::Tensor;
+
+pub struct ZeroShot;
+
+impl Method for ZeroShot {
+    fn kind(&self) -> MethodKind {
+        MethodKind::ZeroShot
+    }
+
+    fn slot_rules(&self) -> SlotRules {
+        SlotRules {
+            soft: SoftPlacement::None,
+            triggers: false,
+            min_soft: 0,
+            min_triggers: 0,
+            method: "zero-shot",
+        }
+    }
+
+    fn prompt(&self, _llm: &Llm) -> Result<Prompt> {
+        Ok(Prompt::default())
+    }
+
+    fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<f32> {
+        // Nothing to update; report the loss so curves still show where zero-shot stands.
+        let s = super::inject::score(ctx.llm, &Prompt::default(), &batch.rows)?;
+        Ok((s.nll_sum / s.answer_tokens as f64)?.to_scalar::<f32>()?)
+    }
+
+    fn trainable_params(&self) -> usize {
+        0
+    }
+
+    fn export(&self, _llm: &Llm) -> Result<Vec<(String, Tensor)>> {
+        Ok(vec![])
+    }
+
+    fn snapshot(&self) -> Result<Vec<Tensor>> {
+        Ok(vec![])
+    }
+
+    fn restore(&mut self, _snapshot: &[Tensor]) -> Result<()> {
+        Ok(())
+    }
+}

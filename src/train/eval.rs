@@ -1,0 +1,156 @@
+//! Scoring a prompt on a split, the same way for every method: classification ranks the label
+//! answers by total log-probability; generation greedily continues the prompt and compares the
+//! normalised text with the target (see `task::metric`).
+
+use crate::methods::inject::{embed_rows, score, Row};
+use crate::methods::Prompt;
+use crate::model::{ForwardInput, Llm, LogitRows};
+use crate::task::{exact_match, Encoded, TaskKind};
+use anyhow::Result;
+use candle_core::Tensor;
+
+/// Rows per forward while scoring.
+const SCORE_ROWS: usize = 32;
+
+/// Per-example outcome of an evaluation.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub metric: f64,
+    pub predictions: Vec<String>,
+}
+
+pub fn evaluate(
+    llm: &Llm,
+    prompt: &Prompt,
+    kind: TaskKind,
+    encoded: &[Encoded],
+    tok: &tokenizers::Tokenizer,
+) -> Result<Outcome> {
+    match kind {
+        TaskKind::Classification => classify(llm, prompt, encoded, tok),
+        TaskKind::Generation => generate(llm, prompt, encoded, tok),
+    }
+}
+
+/// The candidates' total log-probabilities for each example.
+pub fn candidate_logprobs(
+    llm: &Llm,
+    prompt: &Prompt,
+    encoded: &[Encoded],
+) -> Result<Vec<Vec<f32>>> {
+    let rows: Vec<Row> = encoded.iter().flat_map(Row::candidates).collect();
+    let mut lp = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(SCORE_ROWS) {
+        lp.extend(score(llm, prompt, chunk)?.row_logprob.to_vec1::<f32>()?);
+    }
+    let mut out = Vec::with_capacity(encoded.len());
+    let mut at = 0;
+    for e in encoded {
+        out.push(lp[at..at + e.candidates.len()].to_vec());
+        at += e.candidates.len();
+    }
+    Ok(out)
+}
+
+fn classify(
+    llm: &Llm,
+    prompt: &Prompt,
+    encoded: &[Encoded],
+    tok: &tokenizers::Tokenizer,
+) -> Result<Outcome> {
+    let lps = candidate_logprobs(llm, prompt, encoded)?;
+    let mut correct = 0;
+    let mut predictions = Vec::new();
+    for (e, lp) in encoded.iter().zip(&lps) {
+        let best = lp
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)
+            .unwrap_or(0);
+        if best == e.gold {
+            correct += 1;
+        }
+        predictions.push(
+            tok.decode(&e.candidates[best], false)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        );
+    }
+    Ok(Outcome {
+        metric: crate::task::accuracy(correct, encoded.len()),
+        predictions,
+    })
+}
+
+fn generate(
+    llm: &Llm,
+    prompt: &Prompt,
+    encoded: &[Encoded],
+    tok: &tokenizers::Tokenizer,
+) -> Result<Outcome> {
+    let mut correct = 0;
+    let mut predictions = Vec::new();
+    for e in encoded {
+        let max_new = e.candidates[0].len() + 4;
+        let ids = greedy_with_prompt(llm, prompt, e, max_new, tok)?;
+        let text = tok.decode(&ids, false).unwrap_or_default();
+        if exact_match(&text, &e.answer_text) {
+            correct += 1;
+        }
+        predictions.push(text);
+    }
+    Ok(Outcome {
+        metric: crate::task::accuracy(correct, encoded.len()),
+        predictions,
+    })
+}
+
+/// Greedy continuation of an encoded prompt (soft vectors, triggers and prefix in place), up to
+/// `max_new` tokens or the first newline / end of sequence.
+pub fn greedy_with_prompt(
+    llm: &Llm,
+    prompt: &Prompt,
+    e: &Encoded,
+    max_new: usize,
+    tok: &tokenizers::Tokenizer,
+) -> Result<Vec<u32>> {
+    let row = Row {
+        pieces: e.prompt.clone(),
+        answer: vec![],
+    };
+    let (embeds, _, _) = embed_rows(llm, prompt, std::slice::from_ref(&row))?;
+    let mut out = Vec::new();
+    let mut res = llm.forward(&ForwardInput {
+        embeds: &embeds,
+        attention_mask: None,
+        prefix: prompt.prefix.as_ref(),
+        logits: LogitRows::Last,
+        keep_kv: true,
+    })?;
+    for _ in 0..max_new {
+        let next = res.logits.squeeze(0)?.argmax(0)?.to_scalar::<u32>()?;
+        if Some(next) == llm.cfg.eos_token_id {
+            break;
+        }
+        if tok
+            .decode(&[next], false)
+            .unwrap_or_default()
+            .contains('\n')
+            && !out.is_empty()
+        {
+            break;
+        }
+        out.push(next);
+        let x = llm.embed(&Tensor::new(&[next], llm.device())?.unsqueeze(0)?)?;
+        res = llm.forward(&ForwardInput {
+            embeds: &x,
+            attention_mask: None,
+            prefix: res.kv.as_ref(),
+            logits: LogitRows::Last,
+            keep_kv: true,
+        })?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,71 @@
+//! The worker thread that owns a training run. Commands (pause, resume, stop) go in and events
+//! (steps, evaluations, the result or the failure) come out over crossbeam channels, so neither
+//! the command line nor the GUI ever blocks on training work.
+
+use super::{train, Command, Event, RunSpec};
+use crate::model::Model;
+use crate::task::Task;
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+pub struct Worker {
+    pub commands: Sender<Command>,
+    pub events: Receiver<Event>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts training on a new thread. The last event is always `Finished` or `Failed`.
+    pub fn spawn(model: Arc<Model>, task: Arc<Task>, spec: RunSpec) -> Worker {
+        let (cmd_tx, cmd_rx) = unbounded();
+        let (ev_tx, ev_rx) = unbounded();
+        let handle = std::thread::Builder::new()
+            .name("gradprompt-train".into())
+            .spawn(move || run(&model, &task, &spec, &ev_tx, &cmd_rx))
+            .expect("spawn the training thread");
+        Worker {
+            commands: cmd_tx,
+            events: ev_rx,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn send(&self, cmd: Command) {
+        // The thread may already have finished; then there is nothing to command.
+        let _ = self.commands.send(cmd);
+    }
+
+    /// Waits for the thread to end.
+    pub fn join(mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn run(
+    model: &Model,
+    task: &Task,
+    spec: &RunSpec,
+    events: &Sender<Event>,
+    commands: &Receiver<Command>,
+) {
+    // A panic in the engine must reach the user as a failure, not as a silent dead thread.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        train(model, task, spec, events, commands)
+    }));
+    let event = match outcome {
+        Ok(Ok(result)) => Event::Finished(Box::new(result)),
+        Ok(Err(e)) => Event::Failed(format!("{e:#}")),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            Event::Failed(format!("internal error: {msg}"))
+        }
+    };
+    let _ = events.send(event);
+}
