@@ -24,6 +24,9 @@ pub struct ModelId {
     pub fingerprint: String,
     pub hidden_size: usize,
     pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
     pub vocab_size: usize,
 }
 
@@ -73,6 +76,9 @@ impl Artifact {
                     fingerprint: model.fingerprint.clone(),
                     hidden_size: c.hidden_size,
                     layers: c.num_hidden_layers,
+                    heads: c.num_attention_heads,
+                    kv_heads: c.num_key_value_heads,
+                    head_dim: c.head_dim,
                     vocab_size: c.vocab_size,
                 },
                 settings: spec.settings.clone(),
@@ -135,7 +141,7 @@ impl Artifact {
         Ok(Artifact { manifest, tensors })
     }
 
-    fn tensor(&self, name: &str) -> Result<&Tensor> {
+    pub fn tensor(&self, name: &str) -> Result<&Tensor> {
         self.tensors
             .iter()
             .find(|(n, _)| n == name)

@@ -5,5 +5,6 @@ pub mod artifact;
 pub mod bench;
 pub mod methods;
 pub mod model;
+pub mod peft;
 pub mod task;
 pub mod train;

@@ -52,6 +52,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a saved prompt in another format: `peft` (a Hugging Face PEFT adapter folder).
+    Export {
+        /// A folder written by `train --out`.
+        #[arg(long)]
+        prompt: PathBuf,
+        #[arg(long, default_value = "peft")]
+        format: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Time the forward and backward on a fixed batch (results as JSON).
     Bench {
         #[arg(long)]
@@ -304,6 +314,19 @@ fn run(cli: Cli) -> Result<()> {
             prompt,
             json,
         } => eval_cli(&model, &task, &prompt, json)?,
+        Command::Export {
+            prompt,
+            format,
+            out,
+        } => {
+            let art = Artifact::load(&prompt)?;
+            match format.as_str() {
+                "peft" => gradprompt::peft::export(&art, &out)?,
+                "native" => art.save(&out)?,
+                other => bail!("--format {other}: expected peft or native"),
+            }
+            eprintln!("wrote {}", out.display());
+        }
         Command::Bench {
             model,
             batch_size,

@@ -30,9 +30,9 @@ impl AutoPrompt {
         }
         // Start every slot from " the", a neutral token (the paper starts from [MASK], which a
         // causal model does not have).
-        let start = crate::task::tokenize(tok, " the")?
-            .first()
-            .copied()
+        let start = crate::task::tokenize(tok, " the")
+            .ok()
+            .and_then(|ids| ids.first().copied())
             .unwrap_or(0)
             .min(llm.cfg.vocab_size as u32 - 1);
         let excluded = tok.get_added_tokens_decoder().keys().copied().collect();

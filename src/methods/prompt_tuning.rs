@@ -103,7 +103,7 @@ impl Method for PromptTuning {
             &prompt_fn,
             batch,
             &mut self.opt,
-            &[self.soft.clone()],
+            std::slice::from_ref(&self.soft),
             ctx.lr,
         )
     }

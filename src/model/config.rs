@@ -78,14 +78,14 @@ impl Config {
             }
         }
         let heads = hf.num_attention_heads;
-        if heads == 0 || hf.hidden_size % heads != 0 && hf.head_dim.is_none() {
+        if heads == 0 || !hf.hidden_size.is_multiple_of(heads) && hf.head_dim.is_none() {
             bail!(
                 "hidden_size {} is not divisible by num_attention_heads {heads}",
                 hf.hidden_size
             );
         }
         let kv_heads = hf.num_key_value_heads.unwrap_or(heads);
-        if kv_heads == 0 || heads % kv_heads != 0 {
+        if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
             bail!(
                 "num_attention_heads {heads} is not a multiple of num_key_value_heads {kv_heads}"
             );

@@ -358,11 +358,12 @@ pub fn train(
     };
     let tensors = method.export(frozen)?;
     result.wall_seconds = started.elapsed().as_secs_f64();
-    let art = artifact::Artifact::new(model, task, &template, spec, &result, tensors);
+    let mut art = artifact::Artifact::new(model, task, &template, spec, &result, tensors);
     result.artifact_bytes = art.stored_bytes()?;
+    result.artifact = spec.out.as_ref().map(|d| d.display().to_string());
+    art.manifest.result = result.clone();
     if let Some(dir) = &spec.out {
         art.save(dir)?;
-        result.artifact = Some(dir.display().to_string());
     }
     if let Some(e) = failure {
         let saved = match &spec.out {

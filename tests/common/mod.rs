@@ -135,8 +135,9 @@ pub fn write_checkpoint(dir: &Path, cfg: &Config, seed: u64) {
 pub fn write_word_tokenizer(path: &Path, vocab: usize) {
     use tokenizers::models::wordlevel::WordLevel;
     use tokenizers::pre_tokenizers::whitespace::Whitespace;
-    let mut words: HashMap<String, u32> = (0..vocab as u32).map(|i| (format!("w{i}"), i)).collect();
-    words.insert("[UNK]".into(), 0);
+    let last = vocab as u32 - 1;
+    let mut words: HashMap<String, u32> = (0..last).map(|i| (format!("w{i}"), i)).collect();
+    words.insert("[UNK]".into(), last);
     let model = WordLevel::builder()
         .vocab(words.into_iter().collect())
         .unk_token("[UNK]".into())
@@ -160,4 +161,31 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
         .to_scalar::<f32>()
         .unwrap()
+}
+
+/// A tiny random model folder and a synthetic task over its word-level vocabulary: fast enough
+/// to train every method for a few steps in a test.
+pub fn tiny_model(dir: &Path, seed: u64) -> Model {
+    write_checkpoint(dir, &tiny_config(true), seed);
+    Model::load(dir.to_str().unwrap()).unwrap()
+}
+
+pub fn write_synthetic_task(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("task.json"),
+        r#"{"name": "synthetic", "description": "parity of a word id", "kind": "classification",
+            "fields": ["x"], "template": "{x} w5 w6 [ANSWER]",
+            "verbalizer": {"even": "w10", "odd": "w11"}, "metric": "accuracy"}"#,
+    )
+    .unwrap();
+    for (split, range) in [("train", 20..36), ("dev", 36..42), ("test", 42..48)] {
+        let lines: Vec<String> = range
+            .map(|i| {
+                let label = if i % 2 == 0 { "even" } else { "odd" };
+                format!(r#"{{"x": "w{i} w{}", "label": "{label}"}}"#, i % 7 + 12)
+            })
+            .collect();
+        std::fs::write(dir.join(format!("{split}.jsonl")), lines.join("\n")).unwrap();
+    }
 }

@@ -1,0 +1,127 @@
+//! Export to a Hugging Face PEFT adapter folder, in the layout PEFT 0.21 writes:
+//! `adapter_config.json` and `adapter_model.safetensors` holding one F32 tensor
+//! `prompt_embeddings`. The stored tensor is what PEFT uses in inference mode: the soft prompt
+//! `[n, d_model]` (Prompt Tuning, P-Tuning's encoder output) or the flat key/value prefix
+//! `[n, layers * 2 * kv_heads * head_dim]` (Prefix Tuning without projection). PEFT prepends
+//! virtual tokens at the start of the input, so only templates with every soft slot at the start
+//! can be exported.
+
+use crate::artifact::Artifact;
+use crate::methods::{Encoder, MethodKind, SoftInit};
+use crate::task::{Segment, Template};
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub const CONFIG_FILE: &str = "adapter_config.json";
+pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
+
+/// Why an artifact cannot be a PEFT adapter, or None if it can.
+pub fn unsupported(art: &Artifact) -> Option<String> {
+    let m = &art.manifest;
+    match m.method {
+        MethodKind::PromptTuning | MethodKind::PTuning | MethodKind::PrefixTuning => {}
+        other => {
+            return Some(format!(
+                "{} has no PEFT prompt-learning equivalent (PEFT exports exist for prompt tuning, P-Tuning and prefix tuning)",
+                other.id()
+            ))
+        }
+    }
+    let template = match Template::parse(&m.template) {
+        Ok(t) => t,
+        Err(e) => return Some(format!("the template does not parse: {e}")),
+    };
+    let leading: usize = template
+        .segments
+        .iter()
+        .take_while(|s| matches!(s, Segment::Soft(_)))
+        .map(|s| match s {
+            Segment::Soft(n) => *n,
+            _ => 0,
+        })
+        .sum();
+    if leading != template.soft_count() {
+        return Some(format!(
+            "PEFT puts virtual tokens only at the start of the input; template {} has soft slots elsewhere",
+            m.template
+        ));
+    }
+    None
+}
+
+pub fn export(art: &Artifact, dir: &Path) -> Result<()> {
+    if let Some(why) = unsupported(art) {
+        bail!("cannot export as a PEFT adapter: {why}");
+    }
+    let m = &art.manifest;
+    let model = &m.model;
+    let t = art
+        .tensor("prompt_embeddings")?
+        .to_dtype(candle_core::DType::F32)?;
+    let n = t.dim(0)?;
+    let mut cfg = serde_json::json!({
+        "auto_mapping": null,
+        "base_model_name_or_path": model.spec,
+        "inference_mode": true,
+        "modules_to_save": null,
+        "num_transformer_submodules": 1,
+        "num_virtual_tokens": n,
+        "num_layers": model.layers,
+        "revision": null,
+        "task_type": "CAUSAL_LM",
+    });
+    let extra = match m.method {
+        MethodKind::PromptTuning => {
+            let (init, text) = match &m.settings.init {
+                SoftInit::Random => ("RANDOM", None),
+                SoftInit::Vocab => ("SAMPLE_VOCAB", None),
+                SoftInit::Labels => ("TEXT", None),
+                SoftInit::Text(t) => ("TEXT", Some(t.clone())),
+            };
+            serde_json::json!({
+                "peft_type": "PROMPT_TUNING",
+                "token_dim": model.hidden_size,
+                "num_attention_heads": model.heads,
+                "prompt_tuning_init": init,
+                "prompt_tuning_init_text": text,
+                "tokenizer_name_or_path": null,
+                "tokenizer_kwargs": null,
+            })
+        }
+        MethodKind::PTuning => serde_json::json!({
+            "peft_type": "P_TUNING",
+            "token_dim": model.hidden_size,
+            "num_attention_heads": model.heads,
+            "encoder_reparameterization_type": match m.settings.encoder {
+                Encoder::Lstm => "LSTM",
+                Encoder::Mlp => "MLP",
+            },
+            "encoder_hidden_size": m.settings.encoder_hidden,
+            "encoder_num_layers": 2,
+            "encoder_dropout": 0.0,
+        }),
+        // PEFT stores grouped-query models' prefixes with the key/value head count as
+        // num_attention_heads and token_dim = kv_heads * head_dim (see PEFT #1901).
+        _ => serde_json::json!({
+            "peft_type": "PREFIX_TUNING",
+            "token_dim": model.kv_heads * model.head_dim,
+            "num_attention_heads": model.kv_heads,
+            "encoder_hidden_size": model.kv_heads * model.head_dim,
+            "prefix_projection": false,
+        }),
+    };
+    for (k, v) in extra.as_object().expect("json object") {
+        cfg[k] = v.clone();
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let cfg_path = dir.join(CONFIG_FILE);
+    std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg)?)
+        .with_context(|| format!("{}: cannot write", cfg_path.display()))?;
+    let mut tensors = HashMap::new();
+    tensors.insert("prompt_embeddings".to_string(), t.contiguous()?);
+    let w = dir.join(WEIGHTS_FILE);
+    candle_core::safetensors::save(&tensors, &w)
+        .with_context(|| format!("{}: cannot write", w.display()))?;
+    Ok(())
+}
