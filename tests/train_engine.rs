@@ -238,3 +238,42 @@ fn the_worker_streams_events_and_obeys_pause_resume_and_stop() {
         other => panic!("expected a failure, got {other:?}"),
     }
 }
+
+#[test]
+fn a_diverging_run_fails_clearly_and_keeps_the_best_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("m"), 1);
+    write_synthetic_task(&dir.path().join("t"));
+    let task = Task::load(&dir.path().join("t")).unwrap();
+    let out = dir.path().join("art");
+    // Huge prefix keys make attention scores infinite and the softmax NaN.
+    let mut s = spec(MethodKind::PrefixTuning, Some(&out));
+    s.config.lr = Some(1e30);
+    s.config.steps = 20;
+    s.config.warmup = 0.0;
+    let (ev_tx, _ev_rx) = crossbeam_channel::unbounded();
+    let (_cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let err = format!(
+        "{:#}",
+        train::train(&model, &task, &s, &ev_tx, &cmd_rx).unwrap_err()
+    );
+    assert!(
+        err.contains("not finite") && err.contains("learning rate"),
+        "{err}"
+    );
+    assert!(
+        err.contains("best checkpoint") && err.contains(&out.display().to_string()),
+        "{err}"
+    );
+    let art = Artifact::load(&out).unwrap();
+    let (_, prompt) = art.prompt_for(&model).unwrap();
+    for (k, v) in &prompt.prefix.unwrap().layers {
+        for t in [k, v] {
+            let x: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            assert!(
+                x.iter().all(|x| x.is_finite()),
+                "the saved prompt is the last good one"
+            );
+        }
+    }
+}

@@ -225,6 +225,7 @@ pub fn build(
             llm,
             settings.prefix_len,
             settings.prefix_hidden,
+            &crate::task::tokenize(tok, label_text).unwrap_or_default(),
             rng,
         )?),
         MethodKind::PTuning => Box::new(p_tuning::PTuning::new(

@@ -3,6 +3,11 @@
 //! is produced by an MLP over a small embedding (as PEFT's `prefix_projection`):
 //! embedding [n, d] -> Linear(d, hidden) -> tanh -> Linear(hidden, layers * 2 * kv_dim).
 //! Only the computed keys/values are exported; the MLP is dropped after training.
+//!
+//! A random prefix wrecks a frozen model's predictions before training starts (measured on
+//! SmolLM2: dev accuracy fell from 0.66 to 0.51). Li & Liang initialise with the activations of
+//! real words; here the prefix is the keys/values that the label words produce, plus the MLP's
+//! output, whose last layer starts small. The offset is a constant folded into the export.
 
 use super::inject::{adamw, gradient_step};
 use super::{uniform, Batch, Method, MethodKind, Prompt, StepContext};
@@ -16,6 +21,8 @@ use rand::Rng;
 /// The reparameterising MLP and its input embedding (cloning shares the variables).
 #[derive(Clone)]
 struct PrefixMlp {
+    /// `[n, layers * 2 * kv_dim]` keys/values of real text (not trained).
+    offset: Tensor,
     embedding: Var,
     w1: Var,
     b1: Var,
@@ -29,7 +36,13 @@ pub struct PrefixTuning {
 }
 
 impl PrefixTuning {
-    pub fn new(llm: &Llm, n: usize, hidden: usize, rng: &mut StdRng) -> Result<Self> {
+    pub fn new(
+        llm: &Llm,
+        n: usize,
+        hidden: usize,
+        init_text: &[u32],
+        rng: &mut StdRng,
+    ) -> Result<Self> {
         if n == 0 {
             bail!("prefix tuning needs a prefix length of at least 1");
         }
@@ -69,8 +82,10 @@ impl PrefixTuning {
             ],
             0.0,
         )?;
+        let offset = real_text_prefix(llm, n, init_text, &ids)?;
         Ok(Self {
             mlp: PrefixMlp {
+                offset,
                 embedding,
                 w1,
                 b1,
@@ -103,8 +118,38 @@ impl PrefixMlp {
             .broadcast_add(self.b1.as_tensor())?
             .tanh()?;
         Ok(h.matmul(&self.w2.as_tensor().t()?)?
-            .broadcast_add(self.b2.as_tensor())?)
+            .broadcast_add(self.b2.as_tensor())?
+            .add(&self.offset)?)
     }
+}
+
+/// The keys/values that `text` (cycled to `n` tokens; `fallback` ids if it is empty) produces
+/// at every layer, flattened in PEFT order.
+fn real_text_prefix(llm: &Llm, n: usize, text: &[u32], fallback: &[u32]) -> Result<Tensor> {
+    let src = if text.is_empty() { fallback } else { text };
+    let ids: Vec<u32> = (0..n).map(|i| src[i % src.len()]).collect();
+    let embeds = llm.embed(&Tensor::new(ids.as_slice(), llm.device())?.unsqueeze(0)?)?;
+    let kv = llm
+        .forward(&crate::model::ForwardInput {
+            embeds: &embeds,
+            attention_mask: None,
+            prefix: None,
+            logits: crate::model::LogitRows::Last,
+            keep_kv: true,
+        })?
+        .kv
+        .expect("keep_kv returns the keys/values");
+    // Per layer [1, kvh, n, hd] (k, v) -> [L, 2, kvh, n, hd] -> [n, L, 2, kvh, hd].
+    let layers: Vec<Tensor> = kv
+        .layers
+        .iter()
+        .map(|(k, v)| Tensor::cat(&[k, v], 0))
+        .collect::<candle_core::Result<_>>()?;
+    let t = Tensor::stack(&layers, 0)?
+        .permute((3, 0, 1, 2, 4))?
+        .contiguous()?;
+    let width = t.elem_count() / n;
+    Ok(t.reshape((n, width))?.detach())
 }
 
 /// Splits a PEFT-ordered flat prefix into per-layer `[1, kv_heads, n, head_dim]` keys/values.
