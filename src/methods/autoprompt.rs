@@ -19,7 +19,8 @@ const EVAL_ROWS: usize = 64;
 pub struct AutoPrompt {
     triggers: Vec<u32>,
     top_k: usize,
-    /// Control and added tokens are never proposed as triggers.
+    /// Never proposed as triggers: control and added tokens, and byte fragments that do not
+    /// decode to text on their own (they would make the learned prompt unreadable).
     excluded: HashSet<u32>,
 }
 
@@ -35,7 +36,15 @@ impl AutoPrompt {
             .and_then(|ids| ids.first().copied())
             .unwrap_or(0)
             .min(llm.cfg.vocab_size as u32 - 1);
-        let excluded = tok.get_added_tokens_decoder().keys().copied().collect();
+        let mut excluded: HashSet<u32> = tok.get_added_tokens_decoder().keys().copied().collect();
+        for id in 0..llm.cfg.vocab_size as u32 {
+            match tok.decode(&[id], false) {
+                Ok(text) if !text.contains('\u{FFFD}') && !text.trim().is_empty() => {}
+                _ => {
+                    excluded.insert(id);
+                }
+            }
+        }
         Ok(Self {
             triggers: vec![start; n],
             top_k: top_k.max(1),
