@@ -73,18 +73,18 @@ pub fn export(art: &Artifact, dir: &Path) -> Result<()> {
     });
     let extra = match m.method {
         MethodKind::PromptTuning => {
-            let (init, text) = match &m.settings.init {
-                SoftInit::Random => ("RANDOM", None),
-                SoftInit::Vocab => ("SAMPLE_VOCAB", None),
-                SoftInit::Labels => ("TEXT", None),
-                SoftInit::Text(t) => ("TEXT", Some(t.clone())),
+            // The initialisation only matters while PEFT trains; an inference-mode adapter loads
+            // the stored vectors. PEFT refuses "TEXT" without a tokenizer name we cannot know.
+            let init = match &m.settings.init {
+                SoftInit::Vocab => "SAMPLE_VOCAB",
+                _ => "RANDOM",
             };
             serde_json::json!({
                 "peft_type": "PROMPT_TUNING",
                 "token_dim": model.hidden_size,
                 "num_attention_heads": model.heads,
                 "prompt_tuning_init": init,
-                "prompt_tuning_init_text": text,
+                "prompt_tuning_init_text": null,
                 "tokenizer_name_or_path": null,
                 "tokenizer_kwargs": null,
             })

@@ -119,7 +119,19 @@ impl Method for AutoPrompt {
                 ..Default::default()
             })
         };
-        let (loss, grads) = loss_and_grads(llm, &prompt_fn, batch)?;
+        // As in the paper, candidates are judged on other examples than the ones whose gradient
+        // proposed them, so the "lowers the loss" test does not overfit the gradient batch.
+        let half = batch.rows.len().div_ceil(2);
+        let (grad_rows, eval_rows) = if batch.rows.len() >= 2 {
+            batch.rows.split_at(half)
+        } else {
+            (&batch.rows[..], &batch.rows[..])
+        };
+        let grad_batch = Batch {
+            rows: grad_rows.to_vec(),
+            micro_batch: batch.micro_batch,
+        };
+        let (loss, grads) = loss_and_grads(llm, &prompt_fn, &grad_batch)?;
         let Some(g) = grads.get(trig.as_tensor()) else {
             bail!("internal error: the trigger embeddings received no gradient");
         };
@@ -144,7 +156,7 @@ impl Method for AutoPrompt {
             t[slot] = w;
             sets.push(t);
         }
-        let losses = self.losses(llm, &batch.rows, &sets)?;
+        let losses = self.losses(llm, eval_rows, &sets)?;
         let (best, best_loss) = losses
             .iter()
             .enumerate()

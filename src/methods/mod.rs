@@ -82,7 +82,8 @@ pub enum SoftInit {
     Random,
     /// Embeddings of tokens drawn from the first 5000 of the vocabulary.
     Vocab,
-    /// Embeddings of the tokens of the task's label words, cycled.
+    /// One vector per class label (the mean of its tokens' embeddings), the remaining slots
+    /// sampled from the vocabulary, as in the paper.
     Labels,
     /// Embeddings of the tokens of a text, cycled.
     Text(String),
@@ -141,6 +142,25 @@ pub struct Prompt {
     /// `[triggers, hidden]`: set only while AutoPrompt takes the gradient at its trigger slots;
     /// otherwise the trigger tokens' own embeddings are used.
     pub trigger_embeds: Option<Tensor>,
+}
+
+impl Prompt {
+    /// The same prompt outside the gradient graph, for evaluation: scoring then takes the fused
+    /// inference path and keeps no graph in memory.
+    pub fn detached(&self) -> Prompt {
+        Prompt {
+            soft: self.soft.as_ref().map(Tensor::detach),
+            prefix: self.prefix.as_ref().map(|p| KvPrefix {
+                layers: p
+                    .layers
+                    .iter()
+                    .map(|(k, v)| (k.detach(), v.detach()))
+                    .collect(),
+            }),
+            triggers: self.triggers.clone(),
+            trigger_embeds: None,
+        }
+    }
 }
 
 /// Everything a training update may use.
@@ -207,7 +227,7 @@ pub fn build(
     settings: &MethodSettings,
     llm: &Llm,
     template: &Template,
-    label_text: &str,
+    labels: &[String],
     tok: &tokenizers::Tokenizer,
     rng: &mut StdRng,
 ) -> Result<Box<dyn Method>> {
@@ -217,7 +237,7 @@ pub fn build(
             llm,
             template.soft_count(),
             &settings.init,
-            label_text,
+            labels,
             tok,
             rng,
         )?),
@@ -225,7 +245,7 @@ pub fn build(
             llm,
             settings.prefix_len,
             settings.prefix_hidden,
-            &crate::task::tokenize(tok, label_text).unwrap_or_default(),
+            &crate::task::tokenize(tok, &labels.concat()).unwrap_or_default(),
             rng,
         )?),
         MethodKind::PTuning => Box::new(p_tuning::PTuning::new(

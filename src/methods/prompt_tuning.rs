@@ -21,7 +21,7 @@ pub fn init_vectors(
     llm: &Llm,
     n: usize,
     init: &SoftInit,
-    label_text: &str,
+    labels: &[String],
     tok: &tokenizers::Tokenizer,
     rng: &mut StdRng,
 ) -> Result<Tensor> {
@@ -44,7 +44,28 @@ pub fn init_vectors(
             let ids = (0..n).map(|_| rng.random_range(0..limit)).collect();
             from_ids(ids)
         }
-        SoftInit::Labels => from_ids(encode(label_text)?),
+        SoftInit::Labels => {
+            let mut rows = Vec::with_capacity(n);
+            for label in labels.iter().take(n) {
+                let ids = encode(label)?;
+                if ids.is_empty() {
+                    bail!("label {label:?} has no tokens");
+                }
+                let t = emb.index_select(&Tensor::new(ids.as_slice(), llm.device())?, 0)?;
+                rows.push(t.mean(0)?);
+            }
+            let limit = llm.cfg.vocab_size.min(5000) as u32;
+            let rest: Vec<u32> = (rows.len()..n)
+                .map(|_| rng.random_range(0..limit))
+                .collect();
+            if !rest.is_empty() {
+                let t = from_ids(rest)?;
+                for i in 0..t.dim(0)? {
+                    rows.push(t.get(i)?);
+                }
+            }
+            Ok(Tensor::stack(&rows, 0)?.copy()?)
+        }
         SoftInit::Text(t) => from_ids(encode(t)?),
     }
 }
@@ -54,14 +75,14 @@ impl PromptTuning {
         llm: &Llm,
         n: usize,
         init: &SoftInit,
-        label_text: &str,
+        labels: &[String],
         tok: &tokenizers::Tokenizer,
         rng: &mut StdRng,
     ) -> Result<Self> {
         if n == 0 {
             bail!("prompt tuning needs at least one soft slot ([P]) at the start of the template");
         }
-        let soft = Var::from_tensor(&init_vectors(llm, n, init, label_text, tok, rng)?)?;
+        let soft = Var::from_tensor(&init_vectors(llm, n, init, labels, tok, rng)?)?;
         let opt = adamw(vec![soft.clone()], 0.0)?;
         Ok(Self { soft, opt })
     }

@@ -311,6 +311,22 @@ impl Llm {
         Ok((llm, vars))
     }
 
+    /// The same weights outside any gradient graph (evaluating a fine-tuned copy must not pay
+    /// for the backward it will never run).
+    pub fn detached(&self) -> Result<Llm> {
+        let tensors = self
+            .named_tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.detach()))
+            .collect();
+        Llm::from_tensors(self.cfg.clone(), tensors, &self.device)
+    }
+
+    /// Whether the weights are trainable (a fine-tuning copy).
+    pub fn is_trainable(&self) -> bool {
+        self.embed_tokens.track_op()
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }

@@ -131,12 +131,19 @@ impl Model {
 fn fingerprint(llm: &Llm) -> Result<String> {
     let mut h = Sha256::new();
     h.update(serde_json::to_vec(&llm.cfg)?);
-    let emb = llm.embedding_matrix();
-    let rows = emb.dim(0)?;
-    let step = (rows / 64).max(1);
-    for r in (0..rows).step_by(step) {
-        let row: Vec<f32> = emb.get(r)?.to_dtype(DType::F32)?.to_vec1()?;
-        for v in row {
+    // A strided sample of every tensor: cheap, and two checkpoints that share some weights
+    // (a fine-tune with frozen embeddings) still differ.
+    for (name, t) in llm.named_tensors() {
+        h.update(name.as_bytes());
+        let flat = t.flatten_all()?;
+        let n = flat.elem_count();
+        let step = (n / 4096).max(1);
+        let idx: Vec<u32> = (0..n).step_by(step).map(|i| i as u32).collect();
+        let sample: Vec<f32> = flat
+            .index_select(&Tensor::new(idx.as_slice(), flat.device())?, 0)?
+            .to_dtype(DType::F32)?
+            .to_vec1()?;
+        for v in sample {
             h.update(v.to_le_bytes());
         }
     }

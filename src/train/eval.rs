@@ -26,6 +26,14 @@ pub fn evaluate(
     encoded: &[Encoded],
     tok: &tokenizers::Tokenizer,
 ) -> Result<Outcome> {
+    let owned;
+    let llm = if llm.is_trainable() {
+        owned = llm.detached()?;
+        &owned
+    } else {
+        llm
+    };
+    let prompt = &prompt.detached();
     match kind {
         TaskKind::Classification => classify(llm, prompt, encoded, tok),
         TaskKind::Generation => generate(llm, prompt, encoded, tok),

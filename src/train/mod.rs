@@ -187,7 +187,7 @@ pub fn train(
     }
     let template = resolve_template(task, spec)?;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let label_text: String = task
+    let labels: Vec<String> = task
         .labels()
         .iter()
         .map(|l| format!(" {}", task.answer_text(l)))
@@ -198,7 +198,7 @@ pub fn train(
         &spec.settings,
         frozen,
         &template,
-        &label_text,
+        &labels,
         &model.tokenizer,
         &mut rng,
     )?;
