@@ -4,7 +4,7 @@
 use super::inject::{adamw, gradient_step};
 use super::{Batch, Method, MethodKind, Prompt, StepContext};
 use crate::model::Llm;
-use crate::task::{SlotRules, SoftPlacement};
+use crate::task::SlotRules;
 use anyhow::Result;
 use candle_core::{Tensor, Var};
 
@@ -28,13 +28,7 @@ impl Method for FineTuning {
     }
 
     fn slot_rules(&self) -> SlotRules {
-        SlotRules {
-            soft: SoftPlacement::None,
-            triggers: false,
-            min_soft: 0,
-            min_triggers: 0,
-            method: "fine-tuning",
-        }
+        super::no_slots("fine-tuning")
     }
 
     fn prompt(&self, _llm: &Llm) -> Result<Prompt> {

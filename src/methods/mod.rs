@@ -265,6 +265,30 @@ pub fn build(
     })
 }
 
+/// The rules of a method that takes no slots in the template (its prompt, if any, lives
+/// elsewhere: a key/value prefix, or the weights themselves).
+pub fn no_slots(method: &'static str) -> SlotRules {
+    SlotRules {
+        soft: crate::task::SoftPlacement::None,
+        triggers: false,
+        min_soft: 0,
+        min_triggers: 0,
+        method,
+    }
+}
+
+/// Copies of trainable variables, for keeping the best dev checkpoint.
+pub fn snapshot_vars(vars: &[candle_core::Var]) -> Result<Vec<Tensor>> {
+    vars.iter().map(|v| Ok(v.as_tensor().copy()?)).collect()
+}
+
+pub fn restore_vars(vars: &[candle_core::Var], snapshot: &[Tensor]) -> Result<()> {
+    for (v, t) in vars.iter().zip(snapshot) {
+        v.set(t)?;
+    }
+    Ok(())
+}
+
 /// Uniform values in `[-scale, scale]` from the run's seeded generator (candle's own random
 /// tensors are not seedable, and runs must repeat exactly).
 pub fn uniform(rng: &mut StdRng, shape: (usize, usize), scale: f32, llm: &Llm) -> Result<Tensor> {

@@ -12,7 +12,7 @@
 use super::inject::{adamw, gradient_step};
 use super::{uniform, Batch, Method, MethodKind, Prompt, StepContext};
 use crate::model::{KvPrefix, Llm};
-use crate::task::{SlotRules, SoftPlacement};
+use crate::task::SlotRules;
 use anyhow::{bail, Result};
 use candle_core::{Tensor, Var};
 use rand::rngs::StdRng;
@@ -181,13 +181,7 @@ impl Method for PrefixTuning {
     }
 
     fn slot_rules(&self) -> SlotRules {
-        SlotRules {
-            soft: SoftPlacement::None,
-            triggers: false,
-            min_soft: 0,
-            min_triggers: 0,
-            method: "prefix tuning",
-        }
+        super::no_slots("prefix tuning")
     }
 
     fn prompt(&self, llm: &Llm) -> Result<Prompt> {

@@ -2,7 +2,7 @@
 
 use super::{Batch, Method, MethodKind, Prompt, StepContext};
 use crate::model::Llm;
-use crate::task::{SlotRules, SoftPlacement};
+use crate::task::SlotRules;
 use anyhow::Result;
 use candle_core::Tensor;
 
@@ -14,13 +14,7 @@ impl Method for ZeroShot {
     }
 
     fn slot_rules(&self) -> SlotRules {
-        SlotRules {
-            soft: SoftPlacement::None,
-            triggers: false,
-            min_soft: 0,
-            min_triggers: 0,
-            method: "zero-shot",
-        }
+        super::no_slots("zero-shot")
     }
 
     fn prompt(&self, _llm: &Llm) -> Result<Prompt> {
