@@ -18,7 +18,7 @@ use std::sync::Arc;
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -292,7 +292,14 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        // The desktop window comes with the GUI; until then say so rather than fail.
+        use clap::CommandFactory;
+        eprintln!("The desktop workbench is not built yet; the engine runs from these commands:\n");
+        Cli::command().print_help()?;
+        return Ok(());
+    };
+    match command {
         Command::Info { model } => {
             let m = Model::load(&model)?;
             println!("{}", serde_json::to_string_pretty(&m.info())?);
