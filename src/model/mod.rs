@@ -44,7 +44,7 @@ impl Model {
             let dir = builtin_dir();
             if !dir.join("config.json").is_file() {
                 bail!(
-                    "the built-in model is not in {} (build it with `gradprompt pretrain`)",
+                    "the built-in model is not in {} yet (see assets/README.md); use a folder, .gguf or .whl",
                     dir.display()
                 );
             }
