@@ -145,6 +145,20 @@ pub struct Prompt {
 }
 
 impl Prompt {
+    pub fn with_soft(soft: Tensor) -> Prompt {
+        Prompt {
+            soft: Some(soft),
+            ..Default::default()
+        }
+    }
+
+    pub fn with_prefix(prefix: KvPrefix) -> Prompt {
+        Prompt {
+            prefix: Some(prefix),
+            ..Default::default()
+        }
+    }
+
     /// The same prompt outside the gradient graph, for evaluation: scoring then takes the fused
     /// inference path and keeps no graph in memory.
     pub fn detached(&self) -> Prompt {

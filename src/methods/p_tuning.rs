@@ -152,20 +152,12 @@ impl Method for PTuning {
     }
 
     fn prompt(&self, _llm: &Llm) -> Result<Prompt> {
-        Ok(Prompt {
-            soft: Some(self.encoder.forward()?),
-            ..Default::default()
-        })
+        Ok(Prompt::with_soft(self.encoder.forward()?))
     }
 
     fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<f32> {
         let encoder = self.encoder.clone();
-        let prompt_fn = || -> Result<Prompt> {
-            Ok(Prompt {
-                soft: Some(encoder.forward()?),
-                ..Default::default()
-            })
-        };
+        let prompt_fn = || Ok(Prompt::with_soft(encoder.forward()?));
         gradient_step(
             ctx.llm,
             &prompt_fn,

@@ -185,21 +185,16 @@ impl Method for PrefixTuning {
     }
 
     fn prompt(&self, llm: &Llm) -> Result<Prompt> {
-        Ok(Prompt {
-            prefix: Some(kv_from_flat(llm, &self.mlp.flat_prefix()?)?),
-            ..Default::default()
-        })
+        Ok(Prompt::with_prefix(kv_from_flat(
+            llm,
+            &self.mlp.flat_prefix()?,
+        )?))
     }
 
     fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<f32> {
         let llm = ctx.llm;
         let mlp = self.mlp.clone();
-        let prompt_fn = || -> Result<Prompt> {
-            Ok(Prompt {
-                prefix: Some(kv_from_flat(llm, &mlp.flat_prefix()?)?),
-                ..Default::default()
-            })
-        };
+        let prompt_fn = || Ok(Prompt::with_prefix(kv_from_flat(llm, &mlp.flat_prefix()?)?));
         gradient_step(llm, &prompt_fn, batch, &mut self.opt, &mlp.vars(), ctx.lr)
     }
 

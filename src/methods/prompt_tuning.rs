@@ -104,21 +104,13 @@ impl Method for PromptTuning {
     }
 
     fn prompt(&self, _llm: &Llm) -> Result<Prompt> {
-        Ok(Prompt {
-            soft: Some(self.soft.as_tensor().clone()),
-            ..Default::default()
-        })
+        Ok(Prompt::with_soft(self.soft.as_tensor().clone()))
     }
 
     fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<f32> {
         let llm = ctx.llm;
         let soft = self.soft.clone();
-        let prompt_fn = || -> Result<Prompt> {
-            Ok(Prompt {
-                soft: Some(soft.as_tensor().clone()),
-                ..Default::default()
-            })
-        };
+        let prompt_fn = || Ok(Prompt::with_soft(soft.as_tensor().clone()));
         gradient_step(
             llm,
             &prompt_fn,
