@@ -3,8 +3,11 @@
 
 pub mod artifact;
 pub mod bench;
+pub mod gui;
 pub mod methods;
 pub mod model;
 pub mod peft;
+pub mod playground;
+pub mod runs;
 pub mod task;
 pub mod train;

@@ -19,6 +19,18 @@ use std::sync::Arc;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Without a subcommand the desktop window opens on this model (default: builtin).
+    #[arg(long)]
+    model: Option<String>,
+    /// ... and this task folder (default: a sample task).
+    #[arg(long)]
+    task: Option<PathBuf>,
+    /// Where the window keeps its runs (default: $GRADPROMPT_RUNS, else runs/ in the cache folder).
+    #[arg(long)]
+    runs: Option<PathBuf>,
+    /// Start training the default setup as soon as the model is loaded (demos, screenshots).
+    #[arg(long, hide = true)]
+    autostart: bool,
 }
 
 #[derive(Subcommand)]
@@ -293,11 +305,16 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let Some(command) = cli.command else {
-        // The desktop window comes with the GUI; until then say so rather than fail.
-        use clap::CommandFactory;
-        eprintln!("The desktop workbench is not built yet; the engine runs from these commands:\n");
-        Cli::command().print_help()?;
-        return Ok(());
+        let mut opts = gradprompt::gui::Options::new(
+            cli.runs
+                .unwrap_or_else(gradprompt::runs::RunStore::default_dir),
+        );
+        if let Some(m) = cli.model {
+            opts.model = m;
+        }
+        opts.task = cli.task;
+        opts.autostart = cli.autostart;
+        return gradprompt::gui::run(opts);
     };
     match command {
         Command::Info { model } => {

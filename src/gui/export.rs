@@ -1,0 +1,169 @@
+//! Export a learned prompt (the native folder, and a Hugging Face PEFT adapter where the method
+//! has one), and import a prompt folder to evaluate it or try it in the playground.
+
+use super::inspect::focus_picker;
+use super::{App, DialogTarget, Focus, Job, Tab};
+use crate::artifact::Artifact;
+use std::path::PathBuf;
+
+#[derive(Default)]
+pub struct ExportState {
+    pub out_path: String,
+    pub import_path: String,
+    /// What the last export or import did, or why it failed.
+    pub message: Option<Result<String, String>>,
+    eval_job: Option<Job<f64>>,
+    pub eval: Option<Result<f64, String>>,
+}
+
+impl ExportState {
+    pub fn pump(&mut self) {
+        if let Some(job) = &self.eval_job {
+            if let Some(r) = job.poll() {
+                self.eval = Some(r);
+                self.eval_job = None;
+            }
+        }
+    }
+
+    pub fn busy(&self) -> bool {
+        self.eval_job.is_some()
+    }
+}
+
+pub fn ui(app: &mut App, ui: &mut egui::Ui) {
+    ui.heading("Export");
+    focus_picker(app, ui);
+    let art = app.focused_artifact();
+    ui.horizontal(|ui| {
+        ui.label("into folder");
+        ui.add(
+            egui::TextEdit::singleline(&mut app.export.out_path)
+                .hint_text("a folder to write into")
+                .desired_width(360.0),
+        );
+        if ui.button("Choose...").clicked() {
+            app.open_dialog(DialogTarget::ExportFolder);
+        }
+    });
+    let out = PathBuf::from(app.export.out_path.trim());
+    let has_out = !app.export.out_path.trim().is_empty();
+    match &art {
+        None => {
+            ui.weak("Choose a finished run, or import a prompt below.");
+        }
+        Some(Err(e)) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        Some(Ok(a)) => {
+            let peft_problem = crate::peft::unsupported(a);
+            ui.horizontal(|ui| {
+                if ui
+                    .add_enabled(has_out, egui::Button::new("Export native"))
+                    .on_hover_text(
+                        "manifest.json + prompt.safetensors: reload with `gradprompt eval`",
+                    )
+                    .clicked()
+                {
+                    app.export.message = Some(
+                        a.save(&out)
+                            .map(|_| format!("wrote the prompt to {}", out.display()))
+                            .map_err(|e| format!("{e:#}")),
+                    );
+                }
+                let r = ui.add_enabled(
+                    has_out && peft_problem.is_none(),
+                    egui::Button::new("Export PEFT adapter"),
+                );
+                let r = match &peft_problem {
+                    Some(why) => r.on_disabled_hover_text(why),
+                    None => r.on_hover_text("adapter_config.json + adapter_model.safetensors"),
+                };
+                if r.clicked() {
+                    app.export.message = Some(
+                        crate::peft::export(a, &out)
+                            .map(|_| format!("wrote a PEFT adapter to {}", out.display()))
+                            .map_err(|e| format!("{e:#}")),
+                    );
+                }
+            });
+            if let Some(why) = peft_problem {
+                ui.weak(format!("No PEFT adapter: {why}"));
+            }
+        }
+    }
+
+    ui.separator();
+    ui.heading("Import");
+    ui.horizontal(|ui| {
+        ui.label("prompt folder");
+        ui.add(
+            egui::TextEdit::singleline(&mut app.export.import_path)
+                .hint_text("a folder with manifest.json and prompt.safetensors")
+                .desired_width(360.0),
+        );
+        if ui.button("Choose...").clicked() {
+            app.open_dialog(DialogTarget::ImportFolder);
+        }
+        if ui.button("Import prompt").clicked() {
+            let p = PathBuf::from(app.export.import_path.trim());
+            match Artifact::load(&p) {
+                Ok(_) => {
+                    app.focus = Some(Focus::Imported(p.clone()));
+                    app.loaded = None;
+                    app.export.eval = None;
+                    app.export.message = Some(Ok(format!("imported {}", p.display())));
+                }
+                Err(e) => app.export.message = Some(Err(format!("{e:#}"))),
+            }
+        }
+    });
+    if let Some(Ok(a)) = &art {
+        ui.horizontal(|ui| {
+            let busy = app.export.eval_job.is_some();
+            if ui
+                .add_enabled(!busy, egui::Button::new("Evaluate on the test split"))
+                .clicked()
+            {
+                app.export.eval = None;
+                match (app.model.ready().cloned(), app.task_named(&a.manifest.task)) {
+                    (Some(model), Ok(task)) => {
+                        let a = a.clone();
+                        app.export.eval_job = Some(Job::spawn(move || {
+                            crate::playground::evaluate_artifact(&model, &task, &a)
+                        }));
+                    }
+                    (None, _) => app.export.eval = Some(Err("load the model first".into())),
+                    (_, Err(e)) => app.export.eval = Some(Err(e)),
+                }
+            }
+            if busy {
+                ui.spinner();
+            }
+            if ui.button("Play with it").clicked() {
+                app.tab = Tab::Inspect;
+            }
+        });
+        match &app.export.eval {
+            Some(Ok(m)) => {
+                ui.label(format!(
+                    "test {} {m:.4} (at training time: {:.4})",
+                    a.manifest.result.metric, a.manifest.result.test_metric
+                ));
+            }
+            Some(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+            None => {}
+        }
+    }
+    match &app.export.message {
+        Some(Ok(m)) => {
+            ui.label(m);
+        }
+        Some(Err(e)) => {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        None => {}
+    }
+}

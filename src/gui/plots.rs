@@ -1,0 +1,160 @@
+//! Live plots: train loss per step (smoothed, optionally on a log scale) and the dev metric per
+//! evaluation, with several runs overlaid and each toggleable.
+
+use super::{run_label, App};
+use crate::runs::RunRecord;
+use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+use std::collections::BTreeSet;
+
+pub struct PlotsState {
+    /// Run ids drawn.
+    pub shown: BTreeSet<String>,
+    /// Exponential moving average weight of the past (0: raw loss).
+    pub smoothing: f32,
+    pub log_scale: bool,
+    /// Only the current task's runs are offered (curves of other tasks are not comparable).
+    pub current_task_only: bool,
+    /// Loss points drawn in the last frame, over all runs (what a test can observe).
+    pub drawn_loss_points: usize,
+    pub drawn_eval_points: usize,
+}
+
+impl Default for PlotsState {
+    fn default() -> Self {
+        PlotsState {
+            shown: BTreeSet::new(),
+            smoothing: 0.6,
+            log_scale: false,
+            current_task_only: true,
+            drawn_loss_points: 0,
+            drawn_eval_points: 0,
+        }
+    }
+}
+
+/// The exponential moving average of a curve (with bias correction, so the start is not pulled
+/// towards zero); non-finite losses are skipped.
+pub fn smooth(points: &[(usize, Option<f32>)], weight: f32) -> Vec<[f64; 2]> {
+    let w = weight.clamp(0.0, 0.999) as f64;
+    let mut avg = 0.0;
+    let mut norm = 0.0;
+    let mut out = Vec::with_capacity(points.len());
+    for &(step, loss) in points {
+        let Some(l) = loss else { continue };
+        avg = w * avg + (1.0 - w) * l as f64;
+        norm = w * norm + (1.0 - w);
+        out.push([step as f64, avg / norm]);
+    }
+    out
+}
+
+fn color(i: usize) -> egui::Color32 {
+    const C: [(u8, u8, u8); 8] = [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (23, 190, 207),
+    ];
+    let (r, g, b) = C[i % C.len()];
+    egui::Color32::from_rgb(r, g, b)
+}
+
+pub fn ui(app: &mut App, ui: &mut egui::Ui) {
+    let task = app.task.as_ref().map(|t| t.spec.name.clone());
+    let st = &mut app.plots;
+    ui.horizontal(|ui| {
+        ui.add(egui::Slider::new(&mut st.smoothing, 0.0..=0.99).text("smoothing"));
+        ui.checkbox(&mut st.log_scale, "log scale");
+        ui.checkbox(&mut st.current_task_only, "current task only");
+    });
+    let candidates: Vec<&RunRecord> = app
+        .store
+        .runs
+        .iter()
+        .rev()
+        .filter(|r| !r.losses.is_empty() || !r.evals.is_empty() || r.status.is_live())
+        .filter(|r| !st.current_task_only || Some(&r.task) == task.as_ref())
+        .take(24)
+        .collect();
+    ui.horizontal_wrapped(|ui| {
+        ui.label("runs:");
+        for (k, r) in candidates.iter().enumerate() {
+            let mut on = st.shown.contains(&r.id);
+            let text = egui::RichText::new(run_label(r)).color(color(k));
+            if ui.checkbox(&mut on, text).changed() {
+                if on {
+                    st.shown.insert(r.id.clone());
+                } else {
+                    st.shown.remove(&r.id);
+                }
+            }
+        }
+    });
+    let drawn: Vec<(usize, &RunRecord)> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| st.shown.contains(&r.id))
+        .map(|(k, r)| (k, *r))
+        .collect();
+    st.drawn_loss_points = drawn
+        .iter()
+        .map(|(_, r)| r.losses.iter().filter(|l| l.1.is_some()).count())
+        .sum();
+    st.drawn_eval_points = drawn.iter().map(|(_, r)| r.evals.len()).sum();
+
+    let log = st.log_scale;
+    let smoothing = st.smoothing;
+    let h = (ui.available_height() - 40.0).max(200.0);
+    ui.label("Train loss per step");
+    let mut loss_plot = Plot::new("loss")
+        .height(h * 0.55)
+        .legend(Legend::default())
+        .x_axis_label("step");
+    if log {
+        loss_plot = loss_plot.y_axis_formatter(|m, _| format!("{:.3}", 10f64.powf(m.value)));
+    }
+    loss_plot.show(ui, |p| {
+        for (k, r) in &drawn {
+            let tf = |v: f64| if log { v.max(1e-12).log10() } else { v };
+            let raw: Vec<[f64; 2]> = r
+                .losses
+                .iter()
+                .filter_map(|&(s, l)| l.map(|l| [s as f64, tf(l as f64)]))
+                .collect();
+            let sm: Vec<[f64; 2]> = smooth(&r.losses, smoothing)
+                .into_iter()
+                .map(|[s, v]| [s, tf(v)])
+                .collect();
+            let c = color(*k);
+            let name = run_label(r);
+            if smoothing > 0.0 {
+                p.line(
+                    Line::new(format!("{name} raw"), PlotPoints::new(raw))
+                        .color(c.gamma_multiply(0.3))
+                        .width(1.0),
+                );
+            }
+            p.line(Line::new(name, PlotPoints::new(sm)).color(c).width(2.0));
+        }
+    });
+    ui.label("Dev metric per evaluation");
+    Plot::new("dev")
+        .height(h * 0.4)
+        .legend(Legend::default())
+        .x_axis_label("step")
+        .include_y(0.0)
+        .include_y(1.0)
+        .show(ui, |p| {
+            for (k, r) in &drawn {
+                let pts: Vec<[f64; 2]> = r.evals.iter().map(|&(s, m)| [s as f64, m]).collect();
+                let c = color(*k);
+                let name = run_label(r);
+                p.line(Line::new(name.clone(), PlotPoints::new(pts.clone())).color(c));
+                p.points(Points::new(name, PlotPoints::new(pts)).color(c).radius(3.0));
+            }
+        });
+}

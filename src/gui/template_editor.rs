@@ -1,0 +1,415 @@
+//! The template as a row of chips (input fields, anchor text, soft [P] slots, trigger [T] slots,
+//! the answer). Chips are dragged to reorder; new slot chips are dragged in from a palette.
+//! Layouts are checked with the engine's own `Template::check`, and one real example is shown
+//! rendered through the template with its token count.
+
+use super::{App, ModelState};
+use crate::methods::MethodKind;
+use crate::playground::slot_rules;
+use crate::task::{encode, render_text, Segment, Task, Template, TemplateError};
+
+/// What is being dragged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChipDrag {
+    /// The chip at this index.
+    Move(usize),
+    /// A new chip from the palette.
+    New(Segment),
+}
+
+#[derive(Default)]
+pub struct TemplateEditor {
+    pub segments: Vec<Segment>,
+    /// The template as text; typing here is the other way to edit it.
+    pub text: String,
+    /// Why the typed text does not parse (the chips keep the last valid template).
+    pub error: Option<String>,
+    pub selected: Option<usize>,
+}
+
+impl TemplateEditor {
+    pub fn set(&mut self, t: Template, method: MethodKind) {
+        self.segments = t.segments;
+        self.selected = None;
+        self.error = None;
+        self.normalize(method);
+    }
+
+    pub fn template(&self) -> Template {
+        Template {
+            segments: self.segments.clone(),
+        }
+    }
+
+    /// Keeps chips and text in step after a chip edit. Prompt Tuning prepends its vectors, so
+    /// its soft chips always move to the start. The text is reparsed so that adjacent text
+    /// chips merge as the engine would see them.
+    pub fn normalize(&mut self, method: MethodKind) {
+        if method == MethodKind::PromptTuning {
+            let (soft, rest): (Vec<Segment>, Vec<Segment>) = self
+                .segments
+                .drain(..)
+                .partition(|s| matches!(s, Segment::Soft(_)));
+            self.segments = soft.into_iter().chain(rest).collect();
+        }
+        self.segments
+            .retain(|s| !matches!(s, Segment::Text(t) if t.is_empty()));
+        let text = self.template().to_string();
+        if let Ok(t) = Template::parse(&text) {
+            self.segments = t.segments;
+        }
+        self.text = self.template().to_string();
+        if self.selected.is_some_and(|i| i >= self.segments.len()) {
+            self.selected = None;
+        }
+    }
+
+    fn answer_index(&self) -> usize {
+        self.segments
+            .iter()
+            .position(|s| *s == Segment::Answer)
+            .unwrap_or(self.segments.len())
+    }
+
+    /// Applies a drop: `to` is the index the chip should land before (the answer stays last).
+    pub fn drop_chip(&mut self, what: &ChipDrag, to: usize, method: MethodKind) {
+        let to = to.min(self.answer_index());
+        match what {
+            ChipDrag::Move(from) => {
+                let from = *from;
+                if from >= self.segments.len() || self.segments[from] == Segment::Answer {
+                    return;
+                }
+                let seg = self.segments.remove(from);
+                let to = if from < to { to - 1 } else { to };
+                self.segments.insert(to, seg);
+                self.selected = Some(to);
+            }
+            ChipDrag::New(seg) => {
+                self.segments.insert(to, seg.clone());
+                self.selected = Some(to);
+            }
+        }
+        self.normalize(method);
+    }
+
+    pub fn remove(&mut self, i: usize, method: MethodKind) {
+        if i < self.segments.len() && self.segments[i] != Segment::Answer {
+            self.segments.remove(i);
+            self.selected = None;
+            self.normalize(method);
+        }
+    }
+
+    /// The engine's verdict on the layout for this method and task.
+    pub fn check(&self, method: MethodKind, task: Option<&Task>) -> Result<(), TemplateError> {
+        if let Some(e) = &self.error {
+            return Err(TemplateError {
+                position: 0,
+                message: e.clone(),
+            });
+        }
+        let fields = task.map(|t| t.spec.fields.clone()).unwrap_or_default();
+        self.template().check(&slot_rules(method), &fields)
+    }
+}
+
+/// How a chip reads: these strings are also the chips' accessible labels.
+pub fn chip_label(s: &Segment) -> String {
+    match s {
+        Segment::Text(t) => format!("\"{}\"", t.replace('\n', "\\n")),
+        Segment::Field(name) => format!("{{{name}}}"),
+        Segment::Soft(1) => "[P]".into(),
+        Segment::Soft(n) => format!("[P*{n}]"),
+        Segment::Trigger(1) => "[T]".into(),
+        Segment::Trigger(n) => format!("[T*{n}]"),
+        Segment::Answer => "[ANSWER]".into(),
+    }
+}
+
+fn chip_color(s: &Segment, ui: &egui::Ui) -> egui::Color32 {
+    let dark = ui.visuals().dark_mode;
+    let pick = |d: (u8, u8, u8), l: (u8, u8, u8)| {
+        let (r, g, b) = if dark { d } else { l };
+        egui::Color32::from_rgb(r, g, b)
+    };
+    match s {
+        Segment::Text(_) => pick((60, 60, 60), (225, 225, 225)),
+        Segment::Field(_) => pick((30, 70, 120), (200, 220, 250)),
+        Segment::Soft(_) => pick((100, 50, 120), (235, 210, 245)),
+        Segment::Trigger(_) => pick((120, 80, 20), (250, 230, 190)),
+        Segment::Answer => pick((30, 100, 50), (200, 240, 210)),
+    }
+}
+
+fn chip_button(ui: &mut egui::Ui, s: &Segment, selected: bool) -> egui::Response {
+    let fill = chip_color(s, ui);
+    let b = egui::Button::new(egui::RichText::new(chip_label(s)).monospace())
+        .fill(fill)
+        .selected(selected)
+        .corner_radius(8.0);
+    ui.add(b)
+}
+
+/// Palette chips for a method: only the slots it accepts.
+fn palette(method: MethodKind, fields: &[String]) -> Vec<(Segment, String)> {
+    let mut out = Vec::new();
+    match method {
+        MethodKind::PromptTuning | MethodKind::PTuning => {
+            out.push((Segment::Soft(1), "+ soft [P]".to_string()))
+        }
+        MethodKind::Autoprompt => out.push((Segment::Trigger(1), "+ trigger [T]".to_string())),
+        _ => {}
+    }
+    out.push((Segment::Text(" anchor ".into()), "+ text".to_string()));
+    for f in fields {
+        out.push((Segment::Field(f.clone()), format!("+ {{{f}}}")));
+    }
+    out
+}
+
+pub fn ui(app: &mut App, ui: &mut egui::Ui) {
+    let method = app.setup.method;
+    ui.heading("Template");
+    match method {
+        MethodKind::PromptTuning => {
+            ui.weak("Prompt Tuning prepends its soft vectors: [P] chips stay at the start.");
+        }
+        MethodKind::PTuning => {
+            ui.weak("P-Tuning: drag [P] chips anywhere, between anchor words.");
+        }
+        MethodKind::Autoprompt => {
+            ui.weak("AutoPrompt: drag [T] trigger chips where the learned words go.");
+        }
+        MethodKind::PrefixTuning => {
+            ui.horizontal(|ui| {
+                let l = ui.label("Prefix length (key/value positions in every attention layer):");
+                ui.add(egui::DragValue::new(&mut app.setup.settings.prefix_len).range(1..=512))
+                    .labelled_by(l.id);
+            });
+        }
+        MethodKind::FineTuning | MethodKind::ZeroShot => {
+            ui.weak("No trainable slots: the template is used as written.");
+        }
+    }
+
+    // Palette.
+    let fields = app
+        .task
+        .as_ref()
+        .map(|t| t.spec.fields.clone())
+        .unwrap_or_default();
+    let mut clicked_new = None;
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Drag in:");
+        for (k, (seg, name)) in palette(method, &fields).into_iter().enumerate() {
+            let id = ui.scope_id().with(("palette", k));
+            let r = ui.dnd_drag_source(id, ChipDrag::New(seg.clone()), |ui| {
+                ui.add(egui::Button::new(name).fill(chip_color(&seg, ui)))
+            });
+            if r.inner.clicked() {
+                clicked_new = Some(seg);
+            }
+        }
+    });
+    if let Some(seg) = clicked_new {
+        let at = app.editor.answer_index();
+        app.editor.drop_chip(&ChipDrag::New(seg), at, method);
+    }
+
+    // The chip row. Dropping on the left half of a chip inserts before it, on the right half
+    // after it.
+    let mut dropped: Option<(ChipDrag, usize)> = None;
+    let mut clicked = None;
+    let segments = app.editor.segments.clone();
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        ui.horizontal_wrapped(|ui| {
+            ui.spacing_mut().item_spacing.x = 6.0;
+            for (i, seg) in segments.iter().enumerate() {
+                let selected = app.editor.selected == Some(i);
+                let response = if *seg == Segment::Answer {
+                    chip_button(ui, seg, selected)
+                } else {
+                    let id = ui.scope_id().with(("chip", i));
+                    let r = ui.dnd_drag_source(id, ChipDrag::Move(i), |ui| {
+                        chip_button(ui, seg, selected)
+                    });
+                    if r.inner.clicked() {
+                        clicked = Some(i);
+                    }
+                    r.response
+                };
+                let rect = response.rect;
+                let pointer = ui.ctx().pointer_interact_pos();
+                let after = pointer.is_some_and(|p| p.x > rect.center().x);
+                if response.dnd_hover_payload::<ChipDrag>().is_some() {
+                    let x = if after {
+                        rect.right() + 3.0
+                    } else {
+                        rect.left() - 3.0
+                    };
+                    ui.painter().vline(
+                        x,
+                        rect.y_range(),
+                        egui::Stroke::new(3.0, ui.visuals().selection.bg_fill),
+                    );
+                }
+                if let Some(p) = response.dnd_release_payload::<ChipDrag>() {
+                    dropped = Some(((*p).clone(), if after { i + 1 } else { i }));
+                }
+            }
+        });
+    });
+    if let Some((what, to)) = dropped {
+        app.editor.drop_chip(&what, to, method);
+    }
+    if let Some(i) = clicked {
+        app.editor.selected = if app.editor.selected == Some(i) {
+            None
+        } else {
+            Some(i)
+        };
+    }
+
+    selected_chip_ui(app, ui, &fields);
+
+    // The same template as text.
+    ui.horizontal(|ui| {
+        let l = ui.label("as text:");
+        let r = ui
+            .add(
+                egui::TextEdit::singleline(&mut app.editor.text)
+                    .font(egui::TextStyle::Monospace)
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(l.id);
+        if r.changed() {
+            match Template::parse(&app.editor.text) {
+                Ok(t) => {
+                    app.editor.segments = t.segments;
+                    app.editor.error = None;
+                    app.editor.selected = None;
+                }
+                Err(e) => app.editor.error = Some(e.to_string()),
+            }
+        }
+    });
+    if ui.small_button("Reset to the method's default").clicked() {
+        app.reset_template();
+    }
+
+    match app.editor.check(method, app.task.as_deref()) {
+        Ok(()) => {
+            ui.colored_label(egui::Color32::from_rgb(60, 160, 80), "valid layout");
+        }
+        Err(e) => {
+            ui.colored_label(ui.visuals().error_fg_color, format!("invalid: {e}"));
+        }
+    }
+    preview_ui(app, ui);
+}
+
+fn selected_chip_ui(app: &mut App, ui: &mut egui::Ui, fields: &[String]) {
+    let method = app.setup.method;
+    let Some(i) = app.editor.selected else { return };
+    let Some(seg) = app.editor.segments.get(i).cloned() else {
+        return;
+    };
+    let mut changed = None;
+    let mut remove = false;
+    let is_answer = seg == Segment::Answer;
+    ui.horizontal(|ui| {
+        ui.label(format!("chip {}:", i + 1));
+        match seg {
+            Segment::Soft(mut n) => {
+                let l = ui.label("soft vectors");
+                if ui
+                    .add(egui::DragValue::new(&mut n).range(1..=256))
+                    .labelled_by(l.id)
+                    .changed()
+                {
+                    changed = Some(Segment::Soft(n));
+                }
+            }
+            Segment::Trigger(mut n) => {
+                let l = ui.label("trigger tokens");
+                if ui
+                    .add(egui::DragValue::new(&mut n).range(1..=64))
+                    .labelled_by(l.id)
+                    .changed()
+                {
+                    changed = Some(Segment::Trigger(n));
+                }
+            }
+            Segment::Text(mut t) => {
+                let l = ui.label("anchor text");
+                if ui.text_edit_singleline(&mut t).labelled_by(l.id).changed() {
+                    changed = Some(Segment::Text(t));
+                }
+            }
+            Segment::Field(ref name) => {
+                egui::ComboBox::from_id_salt("field")
+                    .selected_text(format!("{{{name}}}"))
+                    .show_ui(ui, |ui| {
+                        for f in fields {
+                            if ui.selectable_label(f == name, f).clicked() {
+                                changed = Some(Segment::Field(f.clone()));
+                            }
+                        }
+                    });
+            }
+            Segment::Answer => {
+                ui.label("the answer: always last");
+            }
+        }
+        if !is_answer && ui.button("Remove chip").clicked() {
+            remove = true;
+        }
+    });
+    if remove {
+        app.editor.remove(i, method);
+    } else if let Some(s) = changed {
+        // Empty text is kept while typing; normalize drops it only on the next structural edit.
+        app.editor.segments[i] = s;
+        app.editor.text = app.editor.template().to_string();
+        app.editor.error = None;
+    }
+}
+
+fn preview_ui(app: &mut App, ui: &mut egui::Ui) {
+    let Some(task) = app.task.clone() else { return };
+    let Some(example) = task.train.first() else {
+        return;
+    };
+    let t = app.editor.template();
+    ui.label("Preview (first training example):");
+    ui.add(
+        egui::Label::new(egui::RichText::new(render_text(&t, example, &task)).monospace()).wrap(),
+    );
+    match &app.model {
+        ModelState::Ready(m) => match encode(&t, example, &task, &m.tokenizer) {
+            Ok(e) => {
+                let mut s = format!(
+                    "{} input positions before the answer ({} soft, {} trigger); answer {} token(s)",
+                    e.prompt.len(),
+                    t.soft_count(),
+                    t.trigger_count(),
+                    e.candidates.get(e.gold).map(Vec::len).unwrap_or(0)
+                );
+                if app.setup.method == MethodKind::PrefixTuning {
+                    s.push_str(&format!(
+                        ", plus a {}-position key/value prefix in every layer",
+                        app.setup.settings.prefix_len
+                    ));
+                }
+                ui.weak(s);
+            }
+            Err(e) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("{e:#}"));
+            }
+        },
+        _ => {
+            ui.weak("token count once the model has loaded");
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Train, Pause/Resume, Stop, and the progress of the active run (steps, examples/s, ETA).
+
+use super::{run_label, App, ModelState};
+use crate::runs::RunStatus;
+use crate::train::Command;
+
+pub fn ui(app: &mut App, ui: &mut egui::Ui) {
+    let status = app.active_record().map(|r| r.status);
+    ui.horizontal(|ui| {
+        let can_queue = app.task.is_some()
+            && !matches!(app.model, ModelState::Failed { .. } | ModelState::Empty);
+        if ui
+            .add_enabled(can_queue, egui::Button::new("Train"))
+            .on_disabled_hover_text("load a model and choose a task first")
+            .clicked()
+        {
+            app.queue_current();
+        }
+        let paused = status == Some(RunStatus::Paused);
+        let label = if paused { "Resume" } else { "Pause" };
+        if ui
+            .add_enabled(status.is_some(), egui::Button::new(label))
+            .clicked()
+        {
+            app.send(if paused {
+                Command::Resume
+            } else {
+                Command::Pause
+            });
+        }
+        if ui
+            .add_enabled(status.is_some(), egui::Button::new("Stop"))
+            .on_hover_text("stop now; the best dev checkpoint so far is evaluated and kept")
+            .clicked()
+        {
+            app.send(Command::Stop);
+        }
+        if !app.queue.is_empty() {
+            ui.label(format!("{} queued", app.queue.len()));
+            if ui.small_button("Clear queue").clicked() {
+                for id in std::mem::take(&mut app.queue) {
+                    if let Some(i) = app.store.index_of(&id) {
+                        let _ = app.store.set_status(
+                            i,
+                            RunStatus::Failed,
+                            Some("removed from the queue".into()),
+                        );
+                    }
+                }
+            }
+        }
+    });
+    let Some(r) = app.active_record() else {
+        if let ModelState::Loading { spec, .. } = &app.model {
+            if !app.queue.is_empty() {
+                ui.label(format!("waiting for {spec} to load..."));
+            }
+        }
+        return;
+    };
+    let step = r.step();
+    let total = r.total_steps;
+    let frac = if total > 0 {
+        step as f32 / total as f32
+    } else {
+        0.0
+    };
+    let mut text = format!("{}  |  Step {step} / {total}", run_label(r));
+    if let Some(eps) = r.examples_per_s.filter(|v| *v > 0.0) {
+        text.push_str(&format!("  |  {eps:.1} examples/s"));
+        let per_step = (r.spec.config.batch_size * r.spec.config.grad_accum.max(1)) as f64;
+        let eta = (total.saturating_sub(step)) as f64 * per_step / eps;
+        text.push_str(&format!("  |  ETA {}", fmt_secs(eta)));
+    }
+    if let Some(&(_, dev)) = r.evals.last() {
+        text.push_str(&format!("  |  dev {dev:.3}"));
+    }
+    match r.status {
+        RunStatus::Queued | RunStatus::Running if r.template.is_none() => {
+            text.push_str("  |  preparing (encoding, first dev evaluation)...")
+        }
+        RunStatus::Paused => text.push_str("  |  paused"),
+        _ => {}
+    }
+    ui.add(egui::ProgressBar::new(frac).text(text));
+}
+
+/// `1h 02m`, `3m 07s`, `12s`.
+pub fn fmt_secs(s: f64) -> String {
+    let s = s.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h {:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m {:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}

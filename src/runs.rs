@@ -1,0 +1,337 @@
+//! The on-disk record of every run: one folder per run under the runs folder, holding
+//! `run.json` (spec, task, model, status, loss curve, evaluations, result) and, for methods
+//! whose prompt is small, the trained prompt in `prompt/`. The record is rewritten as events
+//! arrive, so closing or crashing the app loses at most the last second of a curve; a run that
+//! was in progress when the app went away loads as interrupted.
+
+use crate::methods::MethodKind;
+use crate::train::{Event, RunResult, RunSpec};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub const RECORD_FILE: &str = "run.json";
+pub const PROMPT_DIR: &str = "prompt";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Waiting for the model or for the run before it.
+    Queued,
+    Running,
+    Paused,
+    Finished,
+    Failed,
+    /// Was running or queued when the app closed; its curve so far is kept.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Paused => "paused",
+            RunStatus::Finished => "finished",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn is_live(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Queued | RunStatus::Running | RunStatus::Paused
+        )
+    }
+}
+
+/// Everything known about one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    /// Unix time in milliseconds when the run was created.
+    pub created_ms: u64,
+    pub model: String,
+    pub task: String,
+    pub task_dir: PathBuf,
+    pub spec: RunSpec,
+    pub status: RunStatus,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// The template as the engine resolved it (known once the run has started).
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub total_steps: usize,
+    #[serde(default)]
+    pub trainable_params: Option<usize>,
+    #[serde(default)]
+    pub model_params: Option<usize>,
+    /// Train loss per step; `None` where the loss was not a finite number (JSON has no NaN).
+    #[serde(default)]
+    pub losses: Vec<(usize, Option<f32>)>,
+    /// Dev metric per evaluation (step 0 is before training).
+    #[serde(default)]
+    pub evals: Vec<(usize, f64)>,
+    #[serde(default)]
+    pub examples_per_s: Option<f64>,
+    #[serde(default)]
+    pub result: Option<RunResult>,
+}
+
+impl RunRecord {
+    pub fn new(id: String, model: &str, task: &str, task_dir: &Path, spec: RunSpec) -> Self {
+        RunRecord {
+            id,
+            created_ms: now_ms(),
+            model: model.to_string(),
+            task: task.to_string(),
+            task_dir: task_dir.to_path_buf(),
+            spec,
+            status: RunStatus::Queued,
+            error: None,
+            template: None,
+            total_steps: 0,
+            trainable_params: None,
+            model_params: None,
+            losses: Vec::new(),
+            evals: Vec::new(),
+            examples_per_s: None,
+            result: None,
+        }
+    }
+
+    pub fn method(&self) -> MethodKind {
+        self.spec.method
+    }
+
+    /// The last step reported.
+    pub fn step(&self) -> usize {
+        self.losses.last().map(|l| l.0).unwrap_or(0)
+    }
+
+    /// Where the trained prompt was written, if it was.
+    pub fn artifact_dir(&self) -> Option<&Path> {
+        match self.status {
+            RunStatus::Finished => self.spec.out.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Folds one worker event into the record.
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Started {
+                total_steps,
+                template,
+                trainable_params,
+                model_params,
+            } => {
+                self.status = RunStatus::Running;
+                self.total_steps = *total_steps;
+                self.template = Some(template.clone());
+                self.trainable_params = Some(*trainable_params);
+                self.model_params = Some(*model_params);
+            }
+            Event::Step {
+                step,
+                loss,
+                examples_per_s,
+                ..
+            } => {
+                self.losses.push((*step, loss.is_finite().then_some(*loss)));
+                self.examples_per_s = Some(*examples_per_s);
+            }
+            Event::Eval {
+                step, dev_metric, ..
+            } => self.evals.push((*step, *dev_metric)),
+            Event::Paused => self.status = RunStatus::Paused,
+            Event::Resumed => self.status = RunStatus::Running,
+            Event::Finished(r) => {
+                self.status = RunStatus::Finished;
+                self.result = Some((**r).clone());
+            }
+            Event::Failed(e) => {
+                self.status = RunStatus::Failed;
+                self.error = Some(e.clone());
+            }
+        }
+    }
+}
+
+/// The runs folder and the records in it, oldest first.
+pub struct RunStore {
+    dir: PathBuf,
+    pub runs: Vec<RunRecord>,
+    /// Step events are frequent; their saves are spaced out (every other event saves at once).
+    last_save: Vec<Option<Instant>>,
+    /// Records that could not be read, with the reason (shown to the user, never fatal).
+    pub unreadable: Vec<String>,
+    counter: u32,
+}
+
+const STEP_SAVE_INTERVAL: Duration = Duration::from_millis(1000);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl RunStore {
+    /// `$GRADPROMPT_RUNS`, else `runs` in the cache folder.
+    pub fn default_dir() -> PathBuf {
+        match std::env::var_os("GRADPROMPT_RUNS") {
+            Some(d) => PathBuf::from(d),
+            None => crate::model::wheel::cache_dir().join("runs"),
+        }
+    }
+
+    /// Opens (creating it if needed) a runs folder and loads every record in it. Records left
+    /// live by a previous session become interrupted, and are saved so.
+    pub fn open(dir: &Path) -> Result<RunStore> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create the runs folder", dir.display()))?;
+        let mut runs = Vec::new();
+        let mut unreadable = Vec::new();
+        let entries =
+            std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path().join(RECORD_FILE);
+            if !path.is_file() {
+                continue;
+            }
+            let parsed = std::fs::read_to_string(&path)
+                .map_err(anyhow::Error::from)
+                .and_then(|t| Ok(serde_json::from_str::<RunRecord>(&t)?));
+            match parsed {
+                Ok(r) => runs.push(r),
+                Err(e) => unreadable.push(format!("{}: {e}", path.display())),
+            }
+        }
+        runs.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        let mut store = RunStore {
+            dir: dir.to_path_buf(),
+            last_save: vec![None; runs.len()],
+            runs,
+            unreadable,
+            counter: 0,
+        };
+        for i in 0..store.runs.len() {
+            if store.runs[i].status.is_live() {
+                store.runs[i].status = RunStatus::Interrupted;
+                store.save(i)?;
+            }
+        }
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A fresh id, sortable by time and unique within this folder.
+    pub fn new_id(&mut self, method: MethodKind) -> String {
+        loop {
+            self.counter += 1;
+            let id = format!("{}-{:03}-{}", now_ms(), self.counter % 1000, method.id());
+            if !self.dir.join(&id).exists() && !self.runs.iter().any(|r| r.id == id) {
+                return id;
+            }
+        }
+    }
+
+    /// Where a run's trained prompt goes.
+    pub fn prompt_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id).join(PROMPT_DIR)
+    }
+
+    /// Adds a record and writes it; returns its index.
+    pub fn add(&mut self, record: RunRecord) -> Result<usize> {
+        self.runs.push(record);
+        self.last_save.push(None);
+        let i = self.runs.len() - 1;
+        self.save(i)?;
+        Ok(i)
+    }
+
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.runs.iter().position(|r| r.id == id)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&RunRecord> {
+        self.runs.iter().find(|r| r.id == id)
+    }
+
+    /// Writes one record (to a temporary file first, so a crash mid-write keeps the old one).
+    pub fn save(&mut self, i: usize) -> Result<()> {
+        let r = &self.runs[i];
+        let folder = self.dir.join(&r.id);
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("{}: cannot create", folder.display()))?;
+        let tmp = folder.join(format!("{RECORD_FILE}.tmp"));
+        let path = folder.join(RECORD_FILE);
+        std::fs::write(&tmp, serde_json::to_string_pretty(r)?)
+            .with_context(|| format!("{}: cannot write", tmp.display()))?;
+        std::fs::rename(&tmp, &path)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        self.last_save[i] = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Applies an event to record `i` and writes it (step events at most once a second).
+    pub fn apply(&mut self, i: usize, event: &Event) -> Result<()> {
+        self.runs[i].apply(event);
+        let due = match event {
+            Event::Step { .. } => {
+                self.last_save[i].is_none_or(|t| t.elapsed() >= STEP_SAVE_INTERVAL)
+            }
+            _ => true,
+        };
+        if due {
+            self.save(i)?;
+        }
+        Ok(())
+    }
+
+    /// Sets a record's status (and error) and writes it.
+    pub fn set_status(&mut self, i: usize, status: RunStatus, error: Option<String>) -> Result<()> {
+        self.runs[i].status = status;
+        if error.is_some() {
+            self.runs[i].error = error;
+        }
+        self.save(i)
+    }
+
+    /// Removes a run and its folder.
+    pub fn delete(&mut self, id: &str) -> Result<()> {
+        if let Some(i) = self.index_of(id) {
+            self.runs.remove(i);
+            self.last_save.remove(i);
+            let folder = self.dir.join(id);
+            if folder.exists() {
+                std::fs::remove_dir_all(&folder)
+                    .with_context(|| format!("{}: cannot delete", folder.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest finished run of `method` on `task` with `model`.
+    pub fn latest_finished(
+        &self,
+        task: &str,
+        model: &str,
+        method: MethodKind,
+    ) -> Option<&RunRecord> {
+        self.runs.iter().rev().find(|r| {
+            r.task == task
+                && r.model == model
+                && r.spec.method == method
+                && r.status == RunStatus::Finished
+        })
+    }
+}
