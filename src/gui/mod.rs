@@ -229,6 +229,18 @@ impl App {
         if let Some(dir) = task_dir {
             app.select_task(&dir);
         }
+        // The latest runs of the start task are plotted, so a restart shows where things were.
+        if let Some(task) = &app.task {
+            let recent = app
+                .store
+                .runs
+                .iter()
+                .rev()
+                .filter(|r| r.task == task.spec.name && !r.losses.is_empty())
+                .take(3)
+                .map(|r| r.id.clone());
+            app.plots.shown.extend(recent);
+        }
         app
     }
 

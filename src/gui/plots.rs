@@ -48,6 +48,14 @@ pub fn smooth(points: &[(usize, Option<f32>)], weight: f32) -> Vec<[f64; 2]> {
     out
 }
 
+/// A run keeps its colour as other runs come and go.
+fn run_color(id: &str) -> egui::Color32 {
+    let h = id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
+    color(h as usize)
+}
+
 fn color(i: usize) -> egui::Color32 {
     const C: [(u8, u8, u8); 8] = [
         (31, 119, 180),
@@ -82,9 +90,9 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
         .collect();
     ui.horizontal_wrapped(|ui| {
         ui.label("runs:");
-        for (k, r) in candidates.iter().enumerate() {
+        for r in &candidates {
             let mut on = st.shown.contains(&r.id);
-            let text = egui::RichText::new(run_label(r)).color(color(k));
+            let text = egui::RichText::new(run_label(r)).color(run_color(&r.id));
             if ui.checkbox(&mut on, text).changed() {
                 if on {
                     st.shown.insert(r.id.clone());
@@ -94,17 +102,18 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
             }
         }
     });
-    let drawn: Vec<(usize, &RunRecord)> = candidates
+    let drawn: Vec<&RunRecord> = candidates
         .iter()
-        .enumerate()
-        .filter(|(_, r)| st.shown.contains(&r.id))
-        .map(|(k, r)| (k, *r))
+        .filter(|r| st.shown.contains(&r.id))
+        .copied()
         .collect();
     st.drawn_loss_points = drawn
         .iter()
-        .map(|(_, r)| r.losses.iter().filter(|l| l.1.is_some()).count())
+        .map(|r| r.losses.iter().filter(|l| l.1.is_some()).count())
         .sum();
-    st.drawn_eval_points = drawn.iter().map(|(_, r)| r.evals.len()).sum();
+    st.drawn_eval_points = drawn.iter().map(|r| r.evals.len()).sum();
+    // Both plots share the step axis, so an evaluation lines up with the loss at that step.
+    let steps_axis = ui.scope_id().with("steps-axis");
 
     let log = st.log_scale;
     let smoothing = st.smoothing;
@@ -113,12 +122,13 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     let mut loss_plot = Plot::new("loss")
         .height(h * 0.55)
         .legend(Legend::default())
+        .link_axis(steps_axis, [true, false])
         .x_axis_label("step");
     if log {
         loss_plot = loss_plot.y_axis_formatter(|m, _| format!("{:.3}", 10f64.powf(m.value)));
     }
     loss_plot.show(ui, |p| {
-        for (k, r) in &drawn {
+        for r in &drawn {
             let tf = |v: f64| if log { v.max(1e-12).log10() } else { v };
             let raw: Vec<[f64; 2]> = r
                 .losses
@@ -129,7 +139,7 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                 .into_iter()
                 .map(|[s, v]| [s, tf(v)])
                 .collect();
-            let c = color(*k);
+            let c = run_color(&r.id);
             let name = run_label(r);
             if smoothing > 0.0 {
                 p.line(
@@ -145,13 +155,14 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     Plot::new("dev")
         .height(h * 0.4)
         .legend(Legend::default())
+        .link_axis(steps_axis, [true, false])
         .x_axis_label("step")
         .include_y(0.0)
         .include_y(1.0)
         .show(ui, |p| {
-            for (k, r) in &drawn {
+            for r in &drawn {
                 let pts: Vec<[f64; 2]> = r.evals.iter().map(|&(s, m)| [s as f64, m]).collect();
-                let c = color(*k);
+                let c = run_color(&r.id);
                 let name = run_label(r);
                 p.line(Line::new(name.clone(), PlotPoints::new(pts.clone())).color(c));
                 p.points(Points::new(name, PlotPoints::new(pts)).color(c).radius(3.0));

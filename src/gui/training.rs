@@ -77,7 +77,10 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     }
     match r.status {
         RunStatus::Queued | RunStatus::Running if r.template.is_none() => {
-            text.push_str("  |  preparing (encoding, first dev evaluation)...")
+            text.push_str("  |  preparing (building the method, encoding the splits)...")
+        }
+        RunStatus::Running if r.evals.is_empty() => {
+            text.push_str("  |  scoring the starting point on dev...")
         }
         RunStatus::Paused => text.push_str("  |  paused"),
         _ => {}
