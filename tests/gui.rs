@@ -317,6 +317,12 @@ fn comparison_always_shows_the_baselines() {
     h.get_by_label("51.2000%");
     h.get_by_label("2.0 kB");
     h.get_by_label("Run the baselines");
+
+    // The runs list shows every run with its status and settings.
+    h.state_mut().tab = Tab::Runs;
+    h.step();
+    assert_eq!(h.get_all_by_label("finished").count(), 3);
+    h.get_by_label("init vocab, 100 steps, lr 0.03, batch 8, seed 0");
 }
 
 #[test]
