@@ -8,6 +8,7 @@ pub mod methods;
 pub mod model;
 pub mod peft;
 pub mod playground;
+pub mod pretrain;
 pub mod runs;
 pub mod task;
 pub mod train;

