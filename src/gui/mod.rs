@@ -661,8 +661,11 @@ pub fn human_bytes(n: usize) -> String {
 
 /// A short label for a run: method and the end of its id.
 pub fn run_label(r: &RunRecord) -> String {
-    // The id starts with the creation time in ms; its last digits tell runs apart.
-    let stamp = r.id.split('-').next().unwrap_or("");
+    // The id is "<ms>-<counter>-<method>": the last digits of the time tell sessions apart,
+    // the counter runs queued in the same millisecond (the two baselines).
+    let mut parts = r.id.split('-');
+    let stamp = parts.next().unwrap_or("");
     let short = &stamp[stamp.len().saturating_sub(5)..];
-    format!("{} #{short}", r.method().id())
+    let n = parts.next().unwrap_or("").trim_start_matches('0');
+    format!("{} #{short}.{n}", r.method().id())
 }

@@ -65,14 +65,14 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     let mut delete = None;
     let mut inspect = None;
     let active = app.active.as_ref().map(|a| a.id.clone());
-    egui::ScrollArea::both().show(ui, |ui| {
+    egui::ScrollArea::vertical().show(ui, |ui| {
         egui::Grid::new("runs")
             .striped(true)
             .num_columns(10)
             .show(ui, |ui| {
                 for h in [
-                    "compare", "run", "status", "task", "model", "settings", "template", "dev",
-                    "test", "",
+                    "compare", "run", "status", "task", "model", "dev", "test", "", "settings",
+                    "template",
                 ] {
                     ui.strong(h);
                 }
@@ -97,13 +97,6 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                     }
                     ui.label(&r.task);
                     ui.label(short_model(&r.model)).on_hover_text(&r.model);
-                    ui.label(settings_summary(r));
-                    ui.monospace(
-                        r.template
-                            .as_deref()
-                            .or(r.spec.template.as_deref())
-                            .unwrap_or("(task default)"),
-                    );
                     match &r.result {
                         Some(res) => {
                             ui.label(format!("{:.3}", res.dev_metric));
@@ -137,6 +130,14 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                             delete = Some(r.id.clone());
                         }
                     });
+                    ui.label(settings_summary(r));
+                    let template = r
+                        .template
+                        .as_deref()
+                        .or(r.spec.template.as_deref())
+                        .unwrap_or("(task default)");
+                    // Long templates would push the table wider than the window.
+                    ui.monospace(shorten(template, 48)).on_hover_text(template);
                     ui.end_row();
                 }
             });
@@ -151,6 +152,14 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
         if let Err(e) = app.store.delete(&id) {
             app.notice = Some(format!("{e:#}"));
         }
+    }
+}
+
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}...", s.chars().take(n).collect::<String>())
     }
 }
 
