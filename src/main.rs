@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use gradprompt::artifact::Artifact;
 use gradprompt::methods::{Encoder, MethodKind, MethodSettings, SoftInit};
 use gradprompt::model::{generate, Model};
+use gradprompt::playground::{Answer, Learned};
 use gradprompt::task::Task;
 use gradprompt::train::{self, worker::Worker, Event, RunSpec, TrainConfig};
 use std::path::PathBuf;
@@ -84,6 +85,30 @@ enum Command {
         seq_len: usize,
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+    },
+    /// Read a saved prompt: the nearest vocabulary tokens of each soft vector (cosine), or
+    /// AutoPrompt's trigger text.
+    Inspect {
+        #[arg(long, default_value = "builtin")]
+        model: String,
+        /// A folder written by `train --out` (or exported from the workbench).
+        #[arg(long)]
+        prompt: PathBuf,
+        /// Nearest tokens to show per vector.
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+    },
+    /// Answer one input with a saved prompt and without it (the task's own template).
+    Play {
+        #[arg(long, default_value = "builtin")]
+        model: String,
+        #[arg(long)]
+        task: PathBuf,
+        #[arg(long)]
+        prompt: PathBuf,
+        /// `field=value`, once per input field of the task (e.g. `--input country=Peru`).
+        #[arg(long = "input", value_name = "FIELD=VALUE")]
+        inputs: Vec<String>,
     },
     /// Build the built-in model from nothing: generated corpus, BPE tokenizer, small Llama.
     Pretrain {
@@ -419,6 +444,54 @@ fn run(cli: Cli) -> Result<()> {
             let m = Model::load(&model)?;
             let r = gradprompt::bench::run(&m, batch_size, seq_len, repeats.max(1))?;
             println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+        Command::Inspect { model, prompt, k } => {
+            let m = Model::load(&model)?;
+            let art = Artifact::load(&prompt)?;
+            match gradprompt::playground::inspect(&m, &art, k)? {
+                Learned::Soft(rows) => {
+                    for (i, row) in rows.iter().enumerate() {
+                        let near: Vec<String> =
+                            row.iter().map(|(t, c)| format!("{t:?} {c:.3}")).collect();
+                        println!("[P{i}] {}", near.join("  "));
+                    }
+                }
+                Learned::Triggers { tokens, text } => {
+                    println!("trigger tokens: {tokens:?}\ntrigger text: {text:?}");
+                }
+                Learned::Opaque(why) => println!("{why}"),
+            }
+        }
+        Command::Play {
+            model,
+            task,
+            prompt,
+            inputs,
+        } => {
+            let m = Model::load(&model)?;
+            let task = Task::load(&task)?;
+            let art = Artifact::load(&prompt)?;
+            let mut fields = std::collections::BTreeMap::new();
+            for kv in &inputs {
+                let Some((k, v)) = kv.split_once('=') else {
+                    bail!("--input {kv:?}: expected FIELD=VALUE");
+                };
+                fields.insert(k.to_string(), v.to_string());
+            }
+            let c = gradprompt::playground::compare(&m, &task, &art, &fields)?;
+            for (name, answer) in [
+                ("with the prompt", &c.with_prompt),
+                ("zero-shot", &c.without),
+            ] {
+                match answer {
+                    Answer::Labels(probs) => {
+                        let cells: Vec<String> =
+                            probs.iter().map(|(l, p)| format!("{l} {p:.3}")).collect();
+                        println!("{name:>16}: {}", cells.join("  "));
+                    }
+                    Answer::Text(t) => println!("{name:>16}: {t:?}"),
+                }
+            }
         }
         Command::Pretrain {
             out,

@@ -5,43 +5,10 @@
 use crate::artifact::Artifact;
 use crate::methods::{MethodKind, Prompt};
 use crate::model::{Llm, Model};
-use crate::task::{encode, Example, SlotRules, SoftPlacement, Task, TaskKind, Template};
+use crate::task::{encode, Example, Task, TaskKind, Template};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor, D};
 use std::collections::BTreeMap;
-
-/// Where a method's trainable positions may sit, known before the method is built (the
-/// template editor checks layouts while the user drags). Must agree with each method's own
-/// `Method::slot_rules`; `tests/gui.rs` checks that it does.
-pub fn slot_rules(kind: MethodKind) -> SlotRules {
-    let none = |method| crate::methods::no_slots(method);
-    match kind {
-        MethodKind::PromptTuning => SlotRules {
-            soft: SoftPlacement::StartOnly,
-            triggers: false,
-            min_soft: 1,
-            min_triggers: 0,
-            method: "prompt tuning",
-        },
-        MethodKind::PTuning => SlotRules {
-            soft: SoftPlacement::Anywhere,
-            triggers: false,
-            min_soft: 1,
-            min_triggers: 0,
-            method: "P-Tuning",
-        },
-        MethodKind::Autoprompt => SlotRules {
-            soft: SoftPlacement::None,
-            triggers: true,
-            min_soft: 0,
-            min_triggers: 1,
-            method: "AutoPrompt",
-        },
-        MethodKind::PrefixTuning => none("prefix tuning"),
-        MethodKind::FineTuning => none("fine-tuning"),
-        MethodKind::ZeroShot => none("zero-shot"),
-    }
-}
 
 /// For each row of `vectors` (`[n, hidden]`), the `k` vocabulary tokens whose input embeddings
 /// are closest by cosine similarity, best first, as (decoded token, similarity).

@@ -5,7 +5,6 @@
 
 use super::{App, ModelState};
 use crate::methods::MethodKind;
-use crate::playground::slot_rules;
 use crate::task::{encode, render_text, Segment, Task, Template, TemplateError};
 
 /// What is being dragged.
@@ -110,7 +109,7 @@ impl TemplateEditor {
             });
         }
         let fields = task.map(|t| t.spec.fields.clone()).unwrap_or_default();
-        self.template().check(&slot_rules(method), &fields)
+        self.template().check(&method.slot_rules(), &fields)
     }
 }
 

@@ -7,7 +7,7 @@
 use super::inject::{loss_and_grads, score, Row};
 use super::{Batch, Method, MethodKind, Prompt, StepContext};
 use crate::model::Llm;
-use crate::task::{Piece, SlotRules, SoftPlacement};
+use crate::task::Piece;
 use anyhow::{bail, Result};
 use candle_core::{Tensor, Var};
 use rand::Rng;
@@ -87,16 +87,6 @@ impl AutoPrompt {
 impl Method for AutoPrompt {
     fn kind(&self) -> MethodKind {
         MethodKind::Autoprompt
-    }
-
-    fn slot_rules(&self) -> SlotRules {
-        SlotRules {
-            soft: SoftPlacement::None,
-            triggers: true,
-            min_soft: 0,
-            min_triggers: 1,
-            method: "AutoPrompt",
-        }
     }
 
     fn prompt(&self, _llm: &Llm) -> Result<Prompt> {

@@ -4,7 +4,6 @@
 use super::inject::{adamw, gradient_step};
 use super::{Batch, Method, MethodKind, Prompt, StepContext};
 use crate::model::Llm;
-use crate::task::SlotRules;
 use anyhow::Result;
 use candle_core::{Tensor, Var};
 
@@ -25,10 +24,6 @@ impl FineTuning {
 impl Method for FineTuning {
     fn kind(&self) -> MethodKind {
         MethodKind::FineTuning
-    }
-
-    fn slot_rules(&self) -> SlotRules {
-        super::no_slots("fine-tuning")
     }
 
     fn prompt(&self, _llm: &Llm) -> Result<Prompt> {

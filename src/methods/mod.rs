@@ -11,7 +11,7 @@ pub mod prompt_tuning;
 pub mod zero_shot;
 
 use crate::model::{KvPrefix, Llm};
-use crate::task::{SlotRules, Template};
+use crate::task::{SlotRules, SoftPlacement, Template};
 use anyhow::{bail, Result};
 use candle_core::Tensor;
 use rand::rngs::StdRng;
@@ -187,9 +187,6 @@ pub struct StepContext<'a> {
 pub trait Method: Send {
     fn kind(&self) -> MethodKind;
 
-    /// Where the method's trainable positions may sit in a template.
-    fn slot_rules(&self) -> SlotRules;
-
     /// The prompt to use now (trainable tensors stay in the graph).
     fn prompt(&self, llm: &Llm) -> Result<Prompt>;
 
@@ -279,15 +276,27 @@ pub fn build(
     })
 }
 
-/// The rules of a method that takes no slots in the template (its prompt, if any, lives
-/// elsewhere: a key/value prefix, or the weights themselves).
-pub fn no_slots(method: &'static str) -> SlotRules {
-    SlotRules {
-        soft: crate::task::SoftPlacement::None,
-        triggers: false,
-        min_soft: 0,
-        min_triggers: 0,
-        method,
+impl MethodKind {
+    /// Where the method's trainable positions may sit in a template. Known before a method is
+    /// built, so the template editor can check a layout while the user drags.
+    pub fn slot_rules(self) -> SlotRules {
+        let rules = |soft, min_soft, triggers, method| SlotRules {
+            soft,
+            triggers,
+            min_soft,
+            min_triggers: usize::from(triggers),
+            method,
+        };
+        match self {
+            MethodKind::PromptTuning => rules(SoftPlacement::StartOnly, 1, false, "prompt tuning"),
+            MethodKind::PTuning => rules(SoftPlacement::Anywhere, 1, false, "P-Tuning"),
+            MethodKind::Autoprompt => rules(SoftPlacement::None, 0, true, "AutoPrompt"),
+            // These take no slots: the prompt, if any, lives in a key/value prefix or in the
+            // weights themselves.
+            MethodKind::PrefixTuning => rules(SoftPlacement::None, 0, false, "prefix tuning"),
+            MethodKind::FineTuning => rules(SoftPlacement::None, 0, false, "fine-tuning"),
+            MethodKind::ZeroShot => rules(SoftPlacement::None, 0, false, "zero-shot"),
+        }
     }
 }
 

@@ -6,7 +6,6 @@
 use super::inject::{adamw, gradient_step};
 use super::{uniform, Batch, Encoder, Method, MethodKind, Prompt, StepContext};
 use crate::model::Llm;
-use crate::task::{SlotRules, SoftPlacement};
 use anyhow::{bail, Result};
 use candle_core::{DType, Module, Tensor, Var, D};
 use candle_nn::rnn::{Direction, LSTMConfig, LSTM, RNN};
@@ -139,16 +138,6 @@ impl PTuning {
 impl Method for PTuning {
     fn kind(&self) -> MethodKind {
         MethodKind::PTuning
-    }
-
-    fn slot_rules(&self) -> SlotRules {
-        SlotRules {
-            soft: SoftPlacement::Anywhere,
-            triggers: false,
-            min_soft: 1,
-            min_triggers: 0,
-            method: "P-Tuning",
-        }
     }
 
     fn prompt(&self, _llm: &Llm) -> Result<Prompt> {

@@ -12,7 +12,6 @@
 use super::inject::{adamw, gradient_step};
 use super::{uniform, Batch, Method, MethodKind, Prompt, StepContext};
 use crate::model::{KvPrefix, Llm};
-use crate::task::SlotRules;
 use anyhow::{bail, Result};
 use candle_core::{Tensor, Var};
 use rand::rngs::StdRng;
@@ -178,10 +177,6 @@ pub fn kv_from_flat(llm: &Llm, flat: &Tensor) -> Result<KvPrefix> {
 impl Method for PrefixTuning {
     fn kind(&self) -> MethodKind {
         MethodKind::PrefixTuning
-    }
-
-    fn slot_rules(&self) -> SlotRules {
-        super::no_slots("prefix tuning")
     }
 
     fn prompt(&self, llm: &Llm) -> Result<Prompt> {

@@ -5,7 +5,6 @@
 use super::inject::{adamw, gradient_step};
 use super::{uniform, Batch, Method, MethodKind, Prompt, SoftInit, StepContext};
 use crate::model::Llm;
-use crate::task::{SlotRules, SoftPlacement};
 use anyhow::{bail, Result};
 use candle_core::{Tensor, Var};
 use rand::rngs::StdRng;
@@ -91,16 +90,6 @@ impl PromptTuning {
 impl Method for PromptTuning {
     fn kind(&self) -> MethodKind {
         MethodKind::PromptTuning
-    }
-
-    fn slot_rules(&self) -> SlotRules {
-        SlotRules {
-            soft: SoftPlacement::StartOnly,
-            triggers: false,
-            min_soft: 1,
-            min_triggers: 0,
-            method: "prompt tuning",
-        }
     }
 
     fn prompt(&self, _llm: &Llm) -> Result<Prompt> {

@@ -2,7 +2,6 @@
 
 use super::{Batch, Method, MethodKind, Prompt, StepContext};
 use crate::model::Llm;
-use crate::task::SlotRules;
 use anyhow::Result;
 use candle_core::Tensor;
 
@@ -11,10 +10,6 @@ pub struct ZeroShot;
 impl Method for ZeroShot {
     fn kind(&self) -> MethodKind {
         MethodKind::ZeroShot
-    }
-
-    fn slot_rules(&self) -> SlotRules {
-        super::no_slots("zero-shot")
     }
 
     fn prompt(&self, _llm: &Llm) -> Result<Prompt> {

@@ -193,6 +193,9 @@ pub fn train(
         .iter()
         .map(|l| format!(" {}", task.answer_text(l)))
         .collect();
+    template
+        .check(&spec.method.slot_rules(), &task.spec.fields)
+        .map_err(|e| anyhow::anyhow!("template {template}: {e}"))?;
     let frozen = &model.llm;
     let mut method = methods::build(
         spec.method,
@@ -203,9 +206,6 @@ pub fn train(
         &model.tokenizer,
         &mut rng,
     )?;
-    template
-        .check(&method.slot_rules(), &task.spec.fields)
-        .map_err(|e| anyhow::anyhow!("template {template}: {e}"))?;
     let train_set = encode_split(task, &template, "train", model)?;
     let dev_set = encode_split(task, &template, "dev", model)?;
     let test_set = encode_split(task, &template, "test", model)?;
