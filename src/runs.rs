@@ -181,6 +181,14 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether `id` can name a folder directly under the runs folder (one plain path component).
+fn is_plain_id(id: &str) -> bool {
+    let mut parts = Path::new(id).components();
+    matches!(parts.next(), Some(std::path::Component::Normal(c)) if c == id)
+        && parts.next().is_none()
+        && !id.contains(['/', '\\'])
+}
+
 impl RunStore {
     /// `$GRADPROMPT_RUNS`, else `runs` in the cache folder.
     pub fn default_dir() -> PathBuf {
@@ -204,9 +212,22 @@ impl RunStore {
             if !path.is_file() {
                 continue;
             }
+            let folder = entry.file_name();
             let parsed = std::fs::read_to_string(&path)
                 .map_err(anyhow::Error::from)
-                .and_then(|t| Ok(serde_json::from_str::<RunRecord>(&t)?));
+                .and_then(|t| Ok(serde_json::from_str::<RunRecord>(&t)?))
+                .and_then(|r| {
+                    // The id names the folder that saving and deleting touch: a record whose
+                    // id is not its own folder's name (say `../x`) would reach outside it.
+                    if folder.to_str() == Some(r.id.as_str()) && is_plain_id(&r.id) {
+                        Ok(r)
+                    } else {
+                        Err(anyhow::anyhow!(
+                            "the record's id {:?} is not its folder's name",
+                            r.id
+                        ))
+                    }
+                });
             match parsed {
                 Ok(r) => runs.push(r),
                 Err(e) => unreadable.push(format!("{}: {e}", path.display())),
@@ -223,7 +244,14 @@ impl RunStore {
         for i in 0..store.runs.len() {
             if store.runs[i].status.is_live() {
                 store.runs[i].status = RunStatus::Interrupted;
-                store.save(i)?;
+                // Not fatal: the record stays loaded (as interrupted) and the user is told.
+                if let Err(e) = store.save(i) {
+                    let path = store.dir.join(&store.runs[i].id).join(RECORD_FILE);
+                    store.unreadable.push(format!(
+                        "{}: cannot mark as interrupted: {e:#}",
+                        path.display()
+                    ));
+                }
             }
         }
         Ok(store)
@@ -308,6 +336,7 @@ impl RunStore {
 
     /// Removes a run and its folder.
     pub fn delete(&mut self, id: &str) -> Result<()> {
+        anyhow::ensure!(is_plain_id(id), "{id:?} is not a run id");
         if let Some(i) = self.index_of(id) {
             self.runs.remove(i);
             self.last_save.remove(i);

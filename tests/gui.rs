@@ -372,9 +372,9 @@ fn a_real_run_trains_compares_inspects_and_exports() {
         a.inspect.play.is_some()
     });
     assert!(
-        matches!(h.state().inspect.play, Some(Ok(_))),
+        matches!(&h.state().inspect.play, Some((f, Ok(_))) if *f == Focus::Run(r.id.clone())),
         "{:?}",
-        h.state().inspect.play.as_ref().map(|p| p.as_ref().err())
+        h.state().inspect.play.as_ref().map(|p| p.1.as_ref().err())
     );
     h.get_by_label("with the learned prompt");
 
@@ -403,7 +403,9 @@ fn a_real_run_trains_compares_inspects_and_exports() {
     step_until(&mut h, Duration::from_secs(60), "the evaluation", |a| {
         a.export.eval.is_some()
     });
-    let got = h.state().export.eval.clone().unwrap().unwrap();
+    let (f, got) = h.state().export.eval.clone().unwrap();
+    assert_eq!(f, Focus::Imported(out.clone()));
+    let got = got.unwrap();
     assert!((got - r.result.as_ref().unwrap().test_metric).abs() < 1e-9);
 
     // The runs survive a restart.
@@ -413,4 +415,193 @@ fn a_real_run_trains_compares_inspects_and_exports() {
         .runs
         .iter()
         .all(|r| r.status == RunStatus::Finished));
+}
+
+#[test]
+fn a_chip_edit_clears_a_stale_typing_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = app_at(dir.path(), "/nonexistent/model");
+    app.setup.method = MethodKind::PTuning;
+    app.reset_template();
+    let mut h = harness(app);
+    h.step();
+    // A typo in the text field: the chips keep the last valid template, the editor says why.
+    let err = gradprompt::task::Template::parse("[P*8]{x w5 w6 [ANSWER]").unwrap_err();
+    h.state_mut().editor.text = "[P*8]{x w5 w6 [ANSWER]".into();
+    h.state_mut().editor.error = Some(err.to_string());
+    h.step();
+    h.get_by_label_contains("invalid:");
+    // Removing a chip rebuilds the text from the chips: the old error no longer applies.
+    h.get_by_label("\" w5 w6 \"").click();
+    h.step();
+    h.get_by_label("Remove chip").click_accesskit();
+    h.step();
+    h.step();
+    assert_eq!(h.state().editor.text, "[P*8]{x}[ANSWER]");
+    assert_eq!(h.state().editor.error, None);
+    h.get_by_label("valid layout");
+}
+
+#[test]
+fn a_dialog_that_ends_without_an_answer_is_forgotten() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_at(dir.path(), "/nonexistent/model");
+    let mut h = harness(app);
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    drop(tx);
+    h.state_mut().dialog = Some((gradprompt::gui::DialogTarget::TaskFolder, rx));
+    h.step();
+    assert!(h.state().dialog.is_none());
+    h.get_by_label_contains("the file dialog could not be shown");
+}
+
+fn record(app: &App, id: &str) -> RunRecord {
+    let task = app.task.clone().unwrap();
+    let spec = RunSpec {
+        method: MethodKind::PromptTuning,
+        settings: Default::default(),
+        template: None,
+        config: TrainConfig::default(),
+        out: None,
+    };
+    RunRecord::new(id.to_string(), "m", &task.spec.name, &task.dir, spec)
+}
+
+#[test]
+fn the_run_store_skips_records_it_cannot_trust() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    std::fs::create_dir_all(runs.join("evil")).unwrap();
+    std::fs::create_dir_all(dir.path().join("victim")).unwrap();
+    let app = app_at(dir.path(), "/nonexistent/model");
+    // A record whose id points outside its folder.
+    let mut r = record(&app, "../victim");
+    r.status = RunStatus::Finished;
+    std::fs::write(
+        runs.join("evil").join("run.json"),
+        serde_json::to_string(&r).unwrap(),
+    )
+    .unwrap();
+    // A live record that cannot be re-saved as interrupted (its temporary file is a folder).
+    let live = record(&app, "123-001-prompt-tuning");
+    std::fs::create_dir_all(runs.join(&live.id).join("run.json.tmp")).unwrap();
+    std::fs::write(
+        runs.join(&live.id).join("run.json"),
+        serde_json::to_string(&live).unwrap(),
+    )
+    .unwrap();
+
+    let mut store = RunStore::open(&runs).unwrap();
+    assert!(store.get("../victim").is_none());
+    assert!(
+        store
+            .unreadable
+            .iter()
+            .any(|u| u.contains("not its folder")),
+        "{:?}",
+        store.unreadable
+    );
+    assert!(
+        store.unreadable.iter().any(|u| u.contains("interrupted")),
+        "{:?}",
+        store.unreadable
+    );
+    assert_eq!(
+        store.get(&live.id).map(|r| r.status),
+        Some(RunStatus::Interrupted)
+    );
+    assert!(store.delete("../victim").is_err());
+    assert!(dir.path().join("victim").is_dir());
+
+    // Labels cut ids by characters, not bytes.
+    let odd = record(&app, "12é45é-001-x");
+    assert_eq!(gradprompt::gui::run_label(&odd), "prompt-tuning #2é45é.1");
+}
+
+#[test]
+fn exit_saves_the_active_run_and_old_results_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_at(dir.path(), "/nonexistent/model");
+    let mut h = harness(app);
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let id = {
+        let app = h.state_mut();
+        let id = app.store.new_id(MethodKind::PromptTuning);
+        let rec = record(app, &id);
+        app.store.add(rec).unwrap();
+        app.active = Some(gradprompt::gui::Active {
+            id: id.clone(),
+            commands: cmd_tx,
+            events: ev_rx,
+            worker: None,
+        });
+        id
+    };
+    ev_tx
+        .send(Event::Started {
+            total_steps: 10,
+            template: "[P*8]{x} w5 w6 [ANSWER]".into(),
+            trainable_params: 512,
+            model_params: 1000,
+        })
+        .unwrap();
+    // Steps arriving faster than the store saves them.
+    for step in 1..=5 {
+        ev_tx
+            .send(Event::Step {
+                step,
+                loss: 1.0,
+                lr: 0.01,
+                examples_per_s: 40.0,
+            })
+            .unwrap();
+    }
+    h.step();
+    h.get_by_label_contains("ETA");
+    for step in 6..=7 {
+        ev_tx
+            .send(Event::Step {
+                step,
+                loss: 1.0,
+                lr: 0.01,
+                examples_per_s: 40.0,
+            })
+            .unwrap();
+    }
+    h.state_mut().send(gradprompt::train::Command::Stop);
+    h.state_mut().save_on_exit();
+    assert_eq!(cmd_rx.try_recv(), Ok(gradprompt::train::Command::Stop));
+    let reopened = RunStore::open(&dir.path().join("runs")).unwrap();
+    let r = reopened.get(&id).unwrap();
+    assert_eq!(r.losses.len(), 7);
+    assert_eq!(r.status, RunStatus::Interrupted);
+
+    // A score computed for another prompt is not shown against the focused one.
+    let a = Focus::Imported(dir.path().join("a"));
+    let b = Focus::Imported(dir.path().join("b"));
+    h.state_mut().focus = Some(b.clone());
+    h.state_mut().export.eval = Some((a, Ok(0.5)));
+    h.step();
+    assert!(h.state().export.eval.is_none());
+}
+
+#[test]
+fn the_plot_list_says_when_it_is_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_at(dir.path(), "/nonexistent/model");
+    let mut h = harness(app);
+    {
+        let app = h.state_mut();
+        for _ in 0..26 {
+            let id = app.store.new_id(MethodKind::PromptTuning);
+            let mut rec = record(app, &id);
+            rec.losses.push((1, Some(1.0)));
+            rec.status = RunStatus::Failed;
+            app.store.add(rec).unwrap();
+        }
+        app.tab = Tab::Plots;
+    }
+    h.step();
+    h.get_by_label_contains("showing the latest 24 of 26");
 }

@@ -12,17 +12,28 @@ pub struct ExportState {
     pub import_path: String,
     /// What the last export or import did, or why it failed.
     pub message: Option<Result<String, String>>,
-    eval_job: Option<Job<f64>>,
-    pub eval: Option<Result<f64, String>>,
+    eval_job: Option<(Focus, Job<f64>)>,
+    /// The last test-split score, with the prompt it was computed for.
+    pub eval: Option<(Focus, Result<f64, String>)>,
 }
 
 impl ExportState {
     pub fn pump(&mut self) {
-        if let Some(job) = &self.eval_job {
+        if let Some((f, job)) = &self.eval_job {
             if let Some(r) = job.poll() {
-                self.eval = Some(r);
+                self.eval = Some((f.clone(), r));
                 self.eval_job = None;
             }
+        }
+    }
+
+    /// Forgets the score and pending evaluation of any prompt other than `focus`.
+    pub fn retain_focus(&mut self, focus: Option<&Focus>) {
+        if self.eval.as_ref().is_some_and(|e| Some(&e.0) != focus) {
+            self.eval = None;
+        }
+        if self.eval_job.as_ref().is_some_and(|j| Some(&j.0) != focus) {
+            self.eval_job = None;
         }
     }
 
@@ -111,16 +122,15 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                 Ok(_) => {
                     app.focus = Some(Focus::Imported(p.clone()));
                     app.loaded = None;
-                    app.export.eval = None;
                     app.export.message = Some(Ok(format!("imported {}", p.display())));
                 }
                 Err(e) => app.export.message = Some(Err(format!("{e:#}"))),
             }
         }
     });
-    if let Some(Ok(a)) = &art {
+    if let (Some(Ok(a)), Some(focus)) = (&art, app.focus.clone()) {
         ui.horizontal(|ui| {
-            let busy = app.export.eval_job.is_some();
+            let busy = app.export.eval_job.as_ref().map(|j| &j.0) == Some(&focus);
             if ui
                 .add_enabled(!busy, egui::Button::new("Evaluate on the test split"))
                 .clicked()
@@ -129,12 +139,17 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                 match (app.model.ready().cloned(), app.task_named(&a.manifest.task)) {
                     (Some(model), Ok(task)) => {
                         let a = a.clone();
-                        app.export.eval_job = Some(Job::spawn(move || {
-                            crate::playground::evaluate_artifact(&model, &task, &a)
-                        }));
+                        app.export.eval_job = Some((
+                            focus.clone(),
+                            Job::spawn(move || {
+                                crate::playground::evaluate_artifact(&model, &task, &a)
+                            }),
+                        ));
                     }
-                    (None, _) => app.export.eval = Some(Err("load the model first".into())),
-                    (_, Err(e)) => app.export.eval = Some(Err(e)),
+                    (None, _) => {
+                        app.export.eval = Some((focus.clone(), Err("load the model first".into())))
+                    }
+                    (_, Err(e)) => app.export.eval = Some((focus.clone(), Err(e))),
                 }
             }
             if busy {
@@ -145,16 +160,16 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
             }
         });
         match &app.export.eval {
-            Some(Ok(m)) => {
+            Some((f, Ok(m))) if *f == focus => {
                 ui.label(format!(
                     "test {} {m:.4} (at training time: {:.4})",
                     a.manifest.result.metric, a.manifest.result.test_metric
                 ));
             }
-            Some(Err(e)) => {
+            Some((f, Err(e))) if *f == focus => {
                 ui.colored_label(ui.visuals().error_fg_color, e);
             }
-            None => {}
+            _ => {}
         }
     }
     match &app.export.message {

@@ -13,8 +13,9 @@ pub struct InspectState {
     pub learned: Option<(Focus, Result<Learned, String>)>,
     /// Playground input, per field.
     pub inputs: BTreeMap<String, String>,
-    play_job: Option<Job<Comparison>>,
-    pub play: Option<Result<Comparison, String>>,
+    play_job: Option<(Focus, Job<Comparison>)>,
+    /// The last playground score, with the prompt it was computed for.
+    pub play: Option<(Focus, Result<Comparison, String>)>,
 }
 
 impl InspectState {
@@ -25,11 +26,29 @@ impl InspectState {
                 self.learned_job = None;
             }
         }
-        if let Some(job) = &self.play_job {
+        if let Some((f, job)) = &self.play_job {
             if let Some(r) = job.poll() {
-                self.play = Some(r);
+                self.play = Some((f.clone(), r));
                 self.play_job = None;
             }
+        }
+    }
+
+    /// Forgets results and pending work for any prompt other than `focus` (a result that
+    /// arrives for an old focus is dropped, never shown against the new one).
+    pub fn retain_focus(&mut self, focus: Option<&Focus>) {
+        let keep = |f: &Focus| Some(f) == focus;
+        if self.play.as_ref().is_some_and(|p| !keep(&p.0)) {
+            self.play = None;
+        }
+        if self.play_job.as_ref().is_some_and(|j| !keep(&j.0)) {
+            self.play_job = None;
+        }
+        if self.learned.as_ref().is_some_and(|l| !keep(&l.0)) {
+            self.learned = None;
+        }
+        if self.learned_job.as_ref().is_some_and(|j| !keep(&j.0)) {
+            self.learned_job = None;
         }
     }
 
@@ -149,7 +168,7 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                 .labelled_by(l.id);
         });
     }
-    let scoring = app.inspect.play_job.is_some();
+    let scoring = app.inspect.play_job.as_ref().map(|j| &j.0) == Some(&focus);
     ui.horizontal(|ui| {
         if ui
             .add_enabled(!scoring, egui::Button::new("Score"))
@@ -158,20 +177,21 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
             let (m2, t2, a2) = (model.clone(), task.clone(), art.clone());
             let inputs = app.inspect.inputs.clone();
             app.inspect.play = None;
-            app.inspect.play_job = Some(Job::spawn(move || {
-                playground::compare(&m2, &t2, &a2, &inputs)
-            }));
+            app.inspect.play_job = Some((
+                focus.clone(),
+                Job::spawn(move || playground::compare(&m2, &t2, &a2, &inputs)),
+            ));
         }
         if scoring {
             ui.spinner();
         }
     });
     match &app.inspect.play {
-        Some(Ok(c)) => comparison_ui(ui, c),
-        Some(Err(e)) => {
+        Some((f, Ok(c))) if *f == focus => comparison_ui(ui, c),
+        Some((f, Err(e))) if *f == focus => {
             ui.colored_label(ui.visuals().error_fg_color, e);
         }
-        None => {}
+        _ => {}
     }
 }
 

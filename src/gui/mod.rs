@@ -177,6 +177,8 @@ pub struct App {
     pub dialog: Option<(DialogTarget, Receiver<Option<PathBuf>>)>,
     /// The last problem worth telling the user that has no better place.
     pub notice: Option<String>,
+    /// Times the active run for its ETA (started by its `Started` event).
+    pub run_clock: Option<training::RunClock>,
     autostart: bool,
 }
 
@@ -216,6 +218,7 @@ impl App {
             loaded: None,
             dialog: None,
             notice: store_error,
+            run_clock: None,
             autostart: opts.autostart,
         };
         if !app.store.unreadable.is_empty() {
@@ -387,18 +390,34 @@ impl App {
             }
         }
         if let Some((target, rx)) = &self.dialog {
-            if let Ok(picked) = rx.try_recv() {
-                let target = *target;
-                self.dialog = None;
-                if let Some(p) = picked {
-                    self.dialog_answer(target, p);
+            let target = *target;
+            match rx.try_recv() {
+                Ok(picked) => {
+                    self.dialog = None;
+                    if let Some(p) = picked {
+                        self.dialog_answer(target, p);
+                    }
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => {}
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    // The dialog thread ended without an answer (no dialog backend, or it
+                    // panicked): forget it so later dialogs can open.
+                    self.dialog = None;
+                    self.notice =
+                        Some("the file dialog could not be shown; type the path instead".into());
                 }
             }
         }
         self.drain_events();
         self.start_next();
+        // Results are keyed by the prompt they were computed for: drop any for an old focus
+        // (before and after polling, so one that arrives now for an old focus is dropped too).
+        self.inspect.retain_focus(self.focus.as_ref());
+        self.export.retain_focus(self.focus.as_ref());
         self.inspect.pump();
         self.export.pump();
+        self.inspect.retain_focus(self.focus.as_ref());
+        self.export.retain_focus(self.focus.as_ref());
     }
 
     fn dialog_answer(&mut self, target: DialogTarget, path: PathBuf) {
@@ -429,6 +448,12 @@ impl App {
             match active.events.try_recv() {
                 Ok(ev) => {
                     ended |= matches!(ev, Event::Finished(_) | Event::Failed(_));
+                    if matches!(ev, Event::Started { .. }) {
+                        self.run_clock = Some(training::RunClock::new(active.id.clone()));
+                    }
+                    if let Some(c) = self.run_clock.as_mut().filter(|c| c.id == active.id) {
+                        c.on_event(&ev);
+                    }
                     if let Err(e) = self.store.apply(i, &ev) {
                         self.notice = Some(format!("cannot save the run: {e:#}"));
                     }
@@ -448,6 +473,7 @@ impl App {
             }
         }
         if ended {
+            self.run_clock = None;
             let _ = self.store.save(i);
             if let Some(a) = self.active.take() {
                 if let Some(w) = a.worker {
@@ -519,6 +545,25 @@ impl App {
             events: worker.events.clone(),
             worker: Some(worker),
         });
+    }
+
+    /// Writes the active run's record with every event received so far (step saves are spaced
+    /// out, so the last second of the curve may not be on disk yet). The run cannot finish once
+    /// the app is gone, so it is saved as interrupted.
+    pub fn save_on_exit(&mut self) {
+        let Some(active) = &self.active else { return };
+        let Some(i) = self.store.index_of(&active.id) else {
+            return;
+        };
+        while let Ok(ev) = active.events.try_recv() {
+            self.store.runs[i].apply(&ev);
+        }
+        if self.store.runs[i].status.is_live() {
+            self.store.runs[i].status = RunStatus::Interrupted;
+        }
+        if let Err(e) = self.store.save(i) {
+            eprintln!("gradprompt: cannot save the run on exit: {e:#}");
+        }
     }
 
     /// Loads the focused prompt if it changed.
@@ -624,8 +669,8 @@ impl eframe::App for App {
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
-        // The run's record is already on disk; it reloads as interrupted.
         self.send(Command::Stop);
+        self.save_on_exit();
     }
 }
 
@@ -665,7 +710,8 @@ pub fn run_label(r: &RunRecord) -> String {
     // the counter runs queued in the same millisecond (the two baselines).
     let mut parts = r.id.split('-');
     let stamp = parts.next().unwrap_or("");
-    let short = &stamp[stamp.len().saturating_sub(5)..];
+    let skip = stamp.chars().count().saturating_sub(5);
+    let short: String = stamp.chars().skip(skip).collect();
     let n = parts.next().unwrap_or("").trim_start_matches('0');
     format!("{} #{short}.{n}", r.method().id())
 }

@@ -71,6 +71,9 @@ fn color(i: usize) -> egui::Color32 {
     egui::Color32::from_rgb(r, g, b)
 }
 
+/// How many runs the list offers (the latest); older ones are counted, not listed.
+pub const MAX_LISTED: usize = 24;
+
 pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     let task = app.task.as_ref().map(|t| t.spec.name.clone());
     let st = &mut app.plots;
@@ -79,17 +82,21 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
         ui.checkbox(&mut st.log_scale, "log scale");
         ui.checkbox(&mut st.current_task_only, "current task only");
     });
-    let candidates: Vec<&RunRecord> = app
+    let mut candidates: Vec<&RunRecord> = app
         .store
         .runs
         .iter()
         .rev()
         .filter(|r| !r.losses.is_empty() || !r.evals.is_empty() || r.status.is_live())
         .filter(|r| !st.current_task_only || Some(&r.task) == task.as_ref())
-        .take(24)
         .collect();
+    let matching = candidates.len();
+    candidates.truncate(MAX_LISTED);
     ui.horizontal_wrapped(|ui| {
         ui.label("runs:");
+        if matching > MAX_LISTED {
+            ui.weak(format!("(showing the latest {MAX_LISTED} of {matching})"));
+        }
         for r in &candidates {
             let mut on = st.shown.contains(&r.id);
             let text = egui::RichText::new(run_label(r)).color(run_color(&r.id));

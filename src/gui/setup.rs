@@ -94,7 +94,7 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                 c.num_hidden_layers,
                 c.hidden_size,
                 c.vocab_size,
-                m.llm.parameter_count() as f64 / 1e6
+                c.parameter_count() as f64 / 1e6
             ));
         }
         ModelState::Failed { spec, error } => {

@@ -42,8 +42,10 @@ impl TemplateEditor {
 
     /// Keeps chips and text in step after a chip edit. Prompt Tuning prepends its vectors, so
     /// its soft chips always move to the start. The text is reparsed so that adjacent text
-    /// chips merge as the engine would see them.
+    /// chips merge as the engine would see them. The text is rebuilt from the chips, so an
+    /// error from an earlier typo no longer applies and is cleared.
     pub fn normalize(&mut self, method: MethodKind) {
+        self.error = None;
         if method == MethodKind::PromptTuning {
             let (soft, rest): (Vec<Segment>, Vec<Segment>) = self
                 .segments

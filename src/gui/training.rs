@@ -2,7 +2,58 @@
 
 use super::{run_label, App, ModelState};
 use crate::runs::RunStatus;
-use crate::train::Command;
+use crate::train::{Command, Event};
+use std::time::{Duration, Instant};
+
+/// Wall time of the active run since its `Started` event, less the time spent paused: the ETA
+/// divides it by the steps done, so evaluations so far are part of the estimate.
+#[derive(Debug, Clone)]
+pub struct RunClock {
+    /// The run this clock times.
+    pub id: String,
+    started: Instant,
+    paused_at: Option<Instant>,
+    paused: Duration,
+}
+
+impl RunClock {
+    pub fn new(id: String) -> RunClock {
+        RunClock {
+            id,
+            started: Instant::now(),
+            paused_at: None,
+            paused: Duration::ZERO,
+        }
+    }
+
+    /// Follows pauses and resumes.
+    pub fn on_event(&mut self, ev: &Event) {
+        match ev {
+            Event::Paused => {
+                self.paused_at.get_or_insert_with(Instant::now);
+            }
+            Event::Resumed => {
+                if let Some(t) = self.paused_at.take() {
+                    self.paused += t.elapsed();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Time spent running (not paused).
+    pub fn elapsed(&self) -> Duration {
+        let now = self.paused_at.unwrap_or_else(Instant::now);
+        now.saturating_duration_since(self.started)
+            .saturating_sub(self.paused)
+    }
+
+    /// Seconds left at the average pace so far, once a step has been done.
+    pub fn eta_secs(&self, step: usize, total: usize) -> Option<f64> {
+        (step > 0)
+            .then(|| self.elapsed().as_secs_f64() / step as f64 * total.saturating_sub(step) as f64)
+    }
+}
 
 pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     let status = app.active_record().map(|r| r.status);
@@ -68,8 +119,13 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     let mut text = format!("{}  |  Step {step} / {total}", run_label(r));
     if let Some(eps) = r.examples_per_s.filter(|v| *v > 0.0) {
         text.push_str(&format!("  |  {eps:.1} examples/s"));
-        let per_step = (r.spec.config.batch_size * r.spec.config.grad_accum.max(1)) as f64;
-        let eta = (total.saturating_sub(step)) as f64 * per_step / eps;
+    }
+    let eta = app
+        .run_clock
+        .as_ref()
+        .filter(|c| c.id == r.id)
+        .and_then(|c| c.eta_secs(step, total));
+    if let Some(eta) = eta {
         text.push_str(&format!("  |  ETA {}", fmt_secs(eta)));
     }
     if let Some(&(_, dev)) = r.evals.last() {
