@@ -385,10 +385,24 @@ fn a_real_run_trains_compares_inspects_and_exports() {
     h.step();
     h.get_by_label("Export native").click();
     h.step();
+    step_until(&mut h, Duration::from_secs(60), "the native export", |a| {
+        a.export.message.is_some()
+    });
+    assert!(
+        matches!(h.state().export.message, Some(Ok(_))),
+        "{:?}",
+        h.state().export.message
+    );
     assert!(out.join("manifest.json").is_file());
     assert!(out.join("prompt.safetensors").is_file());
     h.get_by_label("Export PEFT adapter").click();
     h.step();
+    step_until(&mut h, Duration::from_secs(60), "the PEFT export", |a| {
+        a.export
+            .message
+            .as_ref()
+            .is_some_and(|m| m.as_ref().is_err() || m.as_ref().unwrap().contains("PEFT"))
+    });
     assert!(out.join("adapter_config.json").is_file());
     assert!(out.join("adapter_model.safetensors").is_file());
 
@@ -397,6 +411,9 @@ fn a_real_run_trains_compares_inspects_and_exports() {
     h.step();
     h.get_by_label("Import prompt").click();
     h.step();
+    step_until(&mut h, Duration::from_secs(60), "the import", |a| {
+        a.focus == Some(Focus::Imported(out.clone())) || matches!(a.export.message, Some(Err(_)))
+    });
     assert_eq!(h.state().focus, Some(Focus::Imported(out.clone())));
     h.get_by_label("Evaluate on the test split").click();
     h.step();
@@ -453,6 +470,19 @@ fn a_dialog_that_ends_without_an_answer_is_forgotten() {
     h.step();
     assert!(h.state().dialog.is_none());
     h.get_by_label_contains("the file dialog could not be shown");
+
+    // A task folder is read in the background; the current task stays until it is ready.
+    h.state_mut().select_task(&dir.path().join("no-such-task"));
+    step_until(&mut h, Duration::from_secs(30), "the task error", |a| {
+        a.task_job.is_none()
+    });
+    assert!(h.state().setup.task_error.is_some());
+    assert!(h.state().task.is_some());
+    h.state_mut().select_task(&dir.path().join("task"));
+    step_until(&mut h, Duration::from_secs(30), "the task", |a| {
+        a.task_job.is_none()
+    });
+    assert_eq!(h.state().setup.task_error, None);
 }
 
 fn record(app: &App, id: &str) -> RunRecord {

@@ -5,6 +5,14 @@ use super::inspect::focus_picker;
 use super::{App, DialogTarget, Focus, Job, Tab};
 use crate::artifact::Artifact;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A file operation of this view, run on a background thread.
+enum FileOp {
+    Native(PathBuf),
+    Peft(PathBuf),
+    Import(PathBuf),
+}
 
 #[derive(Default)]
 pub struct ExportState {
@@ -12,19 +20,36 @@ pub struct ExportState {
     pub import_path: String,
     /// What the last export or import did, or why it failed.
     pub message: Option<Result<String, String>>,
+    /// The running export or import (an import yields the prompt it read).
+    file_job: Option<(FileOp, Job<Option<Artifact>>)>,
     eval_job: Option<(Focus, Job<f64>)>,
     /// The last test-split score, with the prompt it was computed for.
     pub eval: Option<(Focus, Result<f64, String>)>,
 }
 
 impl ExportState {
-    pub fn pump(&mut self) {
+    /// Picks up background results; returns a prompt that was just imported.
+    pub fn pump(&mut self) -> Option<(PathBuf, Arc<Artifact>)> {
+        let mut imported = None;
+        if let Some(r) = self.file_job.as_ref().and_then(|j| j.1.poll()) {
+            let (op, _) = self.file_job.take().expect("a job");
+            self.message = Some(r.map(|art| match op {
+                FileOp::Native(out) => format!("wrote the prompt to {}", out.display()),
+                FileOp::Peft(out) => format!("wrote a PEFT adapter to {}", out.display()),
+                FileOp::Import(p) => {
+                    let msg = format!("imported {}", p.display());
+                    imported = art.map(|a| (p, Arc::new(a)));
+                    msg
+                }
+            }));
+        }
         if let Some((f, job)) = &self.eval_job {
             if let Some(r) = job.poll() {
                 self.eval = Some((f.clone(), r));
                 self.eval_job = None;
             }
         }
+        imported
     }
 
     /// Forgets the score and pending evaluation of any prompt other than `focus`.
@@ -38,7 +63,7 @@ impl ExportState {
     }
 
     pub fn busy(&self) -> bool {
-        self.eval_job.is_some()
+        self.eval_job.is_some() || self.file_job.is_some()
     }
 }
 
@@ -58,7 +83,7 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
         }
     });
     let out = PathBuf::from(app.export.out_path.trim());
-    let has_out = !app.export.out_path.trim().is_empty();
+    let has_out = !app.export.out_path.trim().is_empty() && app.export.file_job.is_none();
     match &art {
         None => {
             ui.weak("Choose a finished run, or import a prompt below.");
@@ -76,11 +101,12 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                     )
                     .clicked()
                 {
-                    app.export.message = Some(
-                        a.save(&out)
-                            .map(|_| format!("wrote the prompt to {}", out.display()))
-                            .map_err(|e| format!("{e:#}")),
-                    );
+                    let (a, o) = (a.clone(), out.clone());
+                    app.export.message = None;
+                    app.export.file_job = Some((
+                        FileOp::Native(out.clone()),
+                        Job::spawn(move || a.save(&o).map(|_| None)),
+                    ));
                 }
                 let r = ui.add_enabled(
                     has_out && peft_problem.is_none(),
@@ -91,11 +117,15 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
                     None => r.on_hover_text("adapter_config.json + adapter_model.safetensors"),
                 };
                 if r.clicked() {
-                    app.export.message = Some(
-                        crate::peft::export(a, &out)
-                            .map(|_| format!("wrote a PEFT adapter to {}", out.display()))
-                            .map_err(|e| format!("{e:#}")),
-                    );
+                    let (a, o) = (a.clone(), out.clone());
+                    app.export.message = None;
+                    app.export.file_job = Some((
+                        FileOp::Peft(out.clone()),
+                        Job::spawn(move || crate::peft::export(&a, &o).map(|_| None)),
+                    ));
+                }
+                if app.export.file_job.is_some() {
+                    ui.spinner();
                 }
             });
             if let Some(why) = peft_problem {
@@ -116,16 +146,18 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
         if ui.button("Choose...").clicked() {
             app.open_dialog(DialogTarget::ImportFolder);
         }
-        if ui.button("Import prompt").clicked() {
+        let idle = app.export.file_job.is_none();
+        if ui
+            .add_enabled(idle, egui::Button::new("Import prompt"))
+            .clicked()
+        {
             let p = PathBuf::from(app.export.import_path.trim());
-            match Artifact::load(&p) {
-                Ok(_) => {
-                    app.focus = Some(Focus::Imported(p.clone()));
-                    app.loaded = None;
-                    app.export.message = Some(Ok(format!("imported {}", p.display())));
-                }
-                Err(e) => app.export.message = Some(Err(format!("{e:#}"))),
-            }
+            let d = p.clone();
+            app.export.message = None;
+            app.export.file_job = Some((
+                FileOp::Import(p),
+                Job::spawn(move || Artifact::load(&d).map(Some)),
+            ));
         }
     });
     if let (Some(Ok(a)), Some(focus)) = (&art, app.focus.clone()) {

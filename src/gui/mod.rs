@@ -1,7 +1,11 @@
 //! The desktop workbench (egui/eframe). It talks to the engine only through the training
-//! worker's channels and the run store, and never blocks a frame on engine work: model loading,
-//! training, inspection and scoring run on background threads whose results are drained here
-//! every frame.
+//! worker's channels and the run store. The slow work runs on background threads ([`Job`]) whose
+//! results are drained here every frame: model loading, training, inspection, scoring, reading
+//! a task folder chosen in the setup, exporting and importing prompts. A few small reads and
+//! writes still happen in a frame: the run records (`run.json`, as events arrive), the start
+//! task (read before the first frame), a focused run's prompt folder (once per change of focus)
+//! and a task other than the current one (once, when a queued run starts or a prompt trained on
+//! it is inspected).
 //!
 //! One file per view: [`setup`] (model, task, method, settings), [`template_editor`] (the chip
 //! row), [`training`] (controls and progress), [`plots`], [`runs_view`], [`compare`],
@@ -163,6 +167,10 @@ pub struct App {
     pub store: RunStore,
     pub model: ModelState,
     pub task: Option<Arc<Task>>,
+    /// A task folder being read for the setup (the current task stays until it is ready).
+    pub task_job: Option<(PathBuf, Job<Task>)>,
+    /// Tasks read for prompts trained on another task than the current one.
+    named_tasks: std::collections::HashMap<PathBuf, Arc<Task>>,
     /// Run ids waiting to start, in order.
     pub queue: VecDeque<String>,
     pub active: Option<Active>,
@@ -207,6 +215,8 @@ impl App {
             store,
             model: ModelState::Empty,
             task: None,
+            task_job: None,
+            named_tasks: Default::default(),
             queue: VecDeque::new(),
             active: None,
             tab: Tab::Plots,
@@ -230,7 +240,10 @@ impl App {
         app.load_model(&opts.model);
         let task_dir = opts.task.clone().or_else(|| app.setup.default_task());
         if let Some(dir) = task_dir {
-            app.select_task(&dir);
+            // Before the first frame, so the start task is there from the start.
+            app.setup.task_path = dir.display().to_string();
+            let loaded = Task::load(&dir);
+            app.task_loaded(loaded.map_err(|e| format!("{e:#}")));
         }
         // The latest runs of the start task are plotted, so a restart shows where things were.
         if let Some(task) = &app.task {
@@ -265,16 +278,22 @@ impl App {
         };
     }
 
-    /// Loads a task folder (small files: read in the frame) and resets the template editor.
+    /// Starts reading a task folder on a background thread; when it is ready it becomes the
+    /// current task and the template editor is reset.
     pub fn select_task(&mut self, dir: &Path) {
         self.setup.task_path = dir.display().to_string();
-        match Task::load(dir) {
+        let d = dir.to_path_buf();
+        self.task_job = Some((dir.to_path_buf(), Job::spawn(move || Task::load(&d))));
+    }
+
+    fn task_loaded(&mut self, loaded: Result<Task, String>) {
+        match loaded {
             Ok(t) => {
                 self.task = Some(Arc::new(t));
                 self.setup.task_error = None;
                 self.reset_template();
             }
-            Err(e) => self.setup.task_error = Some(format!("{e:#}")),
+            Err(e) => self.setup.task_error = Some(e),
         }
     }
 
@@ -389,6 +408,10 @@ impl App {
                 }
             }
         }
+        if let Some(r) = self.task_job.as_ref().and_then(|j| j.1.poll()) {
+            self.task_job = None;
+            self.task_loaded(r);
+        }
         if let Some((target, rx)) = &self.dialog {
             let target = *target;
             match rx.try_recv() {
@@ -415,7 +438,12 @@ impl App {
         self.inspect.retain_focus(self.focus.as_ref());
         self.export.retain_focus(self.focus.as_ref());
         self.inspect.pump();
-        self.export.pump();
+        if let Some((dir, art)) = self.export.pump() {
+            // An import was read: it becomes the focused prompt, already loaded.
+            let focus = Focus::Imported(dir);
+            self.focus = Some(focus.clone());
+            self.loaded = Some((focus, Ok(art)));
+        }
         self.inspect.retain_focus(self.focus.as_ref());
         self.export.retain_focus(self.focus.as_ref());
     }
@@ -588,7 +616,8 @@ impl App {
 
     /// The task a prompt was trained on: the current one if the name matches, else a sample
     /// task of that name.
-    pub fn task_named(&self, name: &str) -> Result<Arc<Task>, String> {
+    /// Read once, then kept: the views ask every frame.
+    pub fn task_named(&mut self, name: &str) -> Result<Arc<Task>, String> {
         if let Some(t) = &self.task {
             if t.spec.name == name {
                 return Ok(t.clone());
@@ -596,7 +625,14 @@ impl App {
         }
         for dir in &self.setup.task_dirs {
             if dir.file_name().and_then(|n| n.to_str()) == Some(name) {
-                return Task::load(dir).map(Arc::new).map_err(|e| format!("{e:#}"));
+                if let Some(t) = self.named_tasks.get(dir) {
+                    return Ok(t.clone());
+                }
+                let t = Task::load(dir)
+                    .map(Arc::new)
+                    .map_err(|e| format!("{e:#}"))?;
+                self.named_tasks.insert(dir.clone(), t.clone());
+                return Ok(t);
             }
         }
         Err(format!(
@@ -608,6 +644,7 @@ impl App {
         self.active.is_some()
             || !self.queue.is_empty()
             || matches!(self.model, ModelState::Loading { .. })
+            || self.task_job.is_some()
             || self.dialog.is_some()
             || self.inspect.busy()
             || self.export.busy()

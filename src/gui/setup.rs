@@ -147,6 +147,12 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     if let Some(dir) = chosen {
         app.select_task(&dir);
     }
+    if let Some((dir, _)) = &app.task_job {
+        ui.horizontal(|ui| {
+            ui.spinner();
+            ui.label(format!("reading {}...", dir.display()));
+        });
+    }
     if let Some(e) = &app.setup.task_error {
         ui.colored_label(ui.visuals().error_fg_color, e);
     }

@@ -1,4 +1,4 @@
-//! The template as a row of chips (input fields, anchor text, soft [P] slots, trigger [T] slots,
+//! The template as a row of chips (input fields, anchor text, soft `[P]` slots, trigger `[T]` slots,
 //! the answer). Chips are dragged to reorder; new slot chips are dragged in from a palette.
 //! Layouts are checked with the engine's own `Template::check`, and one real example is shown
 //! rendered through the template with its token count.

@@ -59,6 +59,7 @@ pub fn ui(app: &mut App, ui: &mut egui::Ui) {
     let status = app.active_record().map(|r| r.status);
     ui.horizontal(|ui| {
         let can_queue = app.task.is_some()
+            && app.task_job.is_none()
             && !matches!(app.model, ModelState::Failed { .. } | ModelState::Empty);
         if ui
             .add_enabled(can_queue, egui::Button::new("Train"))
