@@ -3,10 +3,13 @@
 //! exact match beats the zero-shot template on the same dev examples. The SmolLM2 tests
 //! (`methods_smollm2.rs`) are the real-model check; these keep the method suite fast.
 
-use gradprompt::methods::{MethodKind, MethodSettings};
+mod common;
+
+use common::{assert_learned, train_method};
+use gradprompt::methods::MethodKind;
 use gradprompt::model::Model;
 use gradprompt::task::Task;
-use gradprompt::train::{self, RunResult, RunSpec, TrainConfig};
+use gradprompt::train::RunResult;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -22,7 +25,7 @@ fn fixture() -> &'static Fixture {
         let model = Model::load("builtin").expect("the built-in model loads");
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_tasks/country-capital");
         let task = Task::load(&dir).unwrap();
-        let zero_shot = run_with(&model, &task, MethodKind::ZeroShot, 0);
+        let zero_shot = train_method(&model, &task, MethodKind::ZeroShot, 0);
         Fixture {
             model,
             task,
@@ -31,51 +34,11 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-fn run_with(model: &Model, task: &Task, method: MethodKind, steps: usize) -> RunResult {
-    let spec = RunSpec {
-        method,
-        settings: MethodSettings::default(),
-        template: None,
-        config: TrainConfig {
-            steps,
-            batch_size: 8,
-            eval_every: 20,
-            seed: 1,
-            ..Default::default()
-        },
-        out: None,
-    };
-    let (tx, _rx) = crossbeam_channel::unbounded();
-    let (_ctx, crx) = crossbeam_channel::unbounded();
-    train::train(model, task, &spec, &tx, &crx).unwrap()
-}
-
 fn learns(method: MethodKind, steps: usize) {
     let f = fixture();
-    let r = run_with(&f.model, &f.task, method, steps);
-    let (first, last) = (r.train_loss_first.unwrap(), r.train_loss_last.unwrap());
-    eprintln!(
-        "{}: loss {first:.3} -> {last:.3}, dev {:.3} (zero-shot {:.3}) at step {}, test {:.3} \
-         (zero-shot {:.3}), {:.1} s",
-        r.method,
-        r.dev_metric,
-        f.zero_shot.dev_metric,
-        r.best_step,
-        r.test_metric,
-        f.zero_shot.test_metric,
-        r.wall_seconds
-    );
-    assert!(
-        last < first,
-        "{}: train loss did not fall ({first} -> {last})",
-        r.method
-    );
-    assert!(
-        r.dev_metric > f.zero_shot.dev_metric,
-        "{}: best dev accuracy {} does not beat zero-shot {}",
-        r.method,
-        r.dev_metric,
-        f.zero_shot.dev_metric
+    assert_learned(
+        &train_method(&f.model, &f.task, method, steps),
+        &f.zero_shot,
     );
 }
 

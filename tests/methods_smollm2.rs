@@ -7,9 +7,9 @@
 mod common;
 
 use common::*;
-use gradprompt::methods::{MethodKind, MethodSettings};
+use gradprompt::methods::MethodKind;
 use gradprompt::task::Task;
-use gradprompt::train::{self, RunResult, RunSpec, TrainConfig};
+use gradprompt::train::RunResult;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -31,7 +31,7 @@ fn small_task(dir: &Path) -> Task {
 struct Fixture {
     model: gradprompt::model::Model,
     task: Task,
-    zero_shot_dev: f64,
+    zero_shot: RunResult,
     _dir: tempfile::TempDir,
 }
 
@@ -41,61 +41,21 @@ fn fixture() -> &'static Fixture {
         let dir = tempfile::tempdir().unwrap();
         let task = small_task(&dir.path().join("task"));
         let model = smollm2();
-        let zs = run_with(&model, &task, MethodKind::ZeroShot, 0, None);
+        let zero_shot = train_method(&model, &task, MethodKind::ZeroShot, 0);
         Fixture {
             model,
             task,
-            zero_shot_dev: zs.dev_metric,
+            zero_shot,
             _dir: dir,
         }
     })
 }
 
-fn run_with(
-    model: &gradprompt::model::Model,
-    task: &Task,
-    method: MethodKind,
-    steps: usize,
-    lr: Option<f64>,
-) -> RunResult {
-    let spec = RunSpec {
-        method,
-        settings: MethodSettings::default(),
-        template: None,
-        config: TrainConfig {
-            steps,
-            lr,
-            batch_size: 8,
-            eval_every: 10,
-            seed: 1,
-            ..Default::default()
-        },
-        out: None,
-    };
-    let (tx, _rx) = crossbeam_channel::unbounded();
-    let (_ctx, crx) = crossbeam_channel::unbounded();
-    train::train(model, task, &spec, &tx, &crx).unwrap()
-}
-
 fn learns(method: MethodKind, steps: usize) {
     let f = fixture();
-    let r = run_with(&f.model, &f.task, method, steps, None);
-    let (first, last) = (r.train_loss_first.unwrap(), r.train_loss_last.unwrap());
-    eprintln!(
-        "{}: loss {first:.3} -> {last:.3}, dev {:.3} (zero-shot {:.3}) at step {}, test {:.3}",
-        r.method, r.dev_metric, f.zero_shot_dev, r.best_step, r.test_metric
-    );
-    assert!(
-        last < first,
-        "{}: train loss did not fall ({first} -> {last})",
-        r.method
-    );
-    assert!(
-        r.dev_metric > f.zero_shot_dev,
-        "{}: best dev accuracy {} does not beat zero-shot {}",
-        r.method,
-        r.dev_metric,
-        f.zero_shot_dev
+    assert_learned(
+        &train_method(&f.model, &f.task, method, steps),
+        &f.zero_shot,
     );
 }
 

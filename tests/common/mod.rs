@@ -189,3 +189,58 @@ pub fn write_synthetic_task(dir: &Path) {
         std::fs::write(dir.join(format!("{split}.jsonl")), lines.join("\n")).unwrap();
     }
 }
+
+/// Trains `method` for `steps` steps (batch 8, dev evaluated every 10, seed 1) and returns the
+/// result, as the learning tests on both real models do.
+pub fn train_method(
+    model: &Model,
+    task: &gradprompt::task::Task,
+    method: gradprompt::methods::MethodKind,
+    steps: usize,
+) -> gradprompt::train::RunResult {
+    use gradprompt::train::{RunSpec, TrainConfig};
+    let spec = RunSpec {
+        method,
+        settings: Default::default(),
+        template: None,
+        config: TrainConfig {
+            steps,
+            batch_size: 8,
+            eval_every: 10,
+            seed: 1,
+            ..Default::default()
+        },
+        out: None,
+    };
+    let (tx, _rx) = crossbeam_channel::unbounded();
+    let (_ctx, crx) = crossbeam_channel::unbounded();
+    gradprompt::train::train(model, task, &spec, &tx, &crx).unwrap()
+}
+
+/// A method learned: its train loss fell, and its best dev metric beats zero-shot's.
+pub fn assert_learned(r: &gradprompt::train::RunResult, zero_shot: &gradprompt::train::RunResult) {
+    let (first, last) = (r.train_loss_first.unwrap(), r.train_loss_last.unwrap());
+    eprintln!(
+        "{}: loss {first:.3} -> {last:.3}, dev {:.3} (zero-shot {:.3}) at step {}, test {:.3} \
+         (zero-shot {:.3}), {:.1} s",
+        r.method,
+        r.dev_metric,
+        zero_shot.dev_metric,
+        r.best_step,
+        r.test_metric,
+        zero_shot.test_metric,
+        r.wall_seconds
+    );
+    assert!(
+        last < first,
+        "{}: train loss did not fall ({first} -> {last})",
+        r.method
+    );
+    assert!(
+        r.dev_metric > zero_shot.dev_metric,
+        "{}: best dev {} does not beat zero-shot {}",
+        r.method,
+        r.dev_metric,
+        zero_shot.dev_metric
+    );
+}
