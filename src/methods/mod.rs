@@ -72,6 +72,28 @@ impl MethodKind {
             MethodKind::ZeroShot => "The template as written, nothing trained: the floor every method must beat.",
         }
     }
+
+    /// Where the method's trainable positions may sit in a template. Known before a method is
+    /// built, so the template editor can check a layout while the user drags.
+    pub fn slot_rules(self) -> SlotRules {
+        let rules = |soft, min_soft, triggers, method| SlotRules {
+            soft,
+            triggers,
+            min_soft,
+            min_triggers: usize::from(triggers),
+            method,
+        };
+        match self {
+            MethodKind::PromptTuning => rules(SoftPlacement::StartOnly, 1, false, "prompt tuning"),
+            MethodKind::PTuning => rules(SoftPlacement::Anywhere, 1, false, "P-Tuning"),
+            MethodKind::Autoprompt => rules(SoftPlacement::None, 0, true, "AutoPrompt"),
+            // These take no slots: the prompt, if any, lives in a key/value prefix or in the
+            // weights themselves.
+            MethodKind::PrefixTuning => rules(SoftPlacement::None, 0, false, "prefix tuning"),
+            MethodKind::FineTuning => rules(SoftPlacement::None, 0, false, "fine-tuning"),
+            MethodKind::ZeroShot => rules(SoftPlacement::None, 0, false, "zero-shot"),
+        }
+    }
 }
 
 /// How Prompt Tuning initialises its soft vectors (the paper's three options, plus a text).
@@ -274,30 +296,6 @@ pub fn build(
         )?),
         MethodKind::FineTuning => Box::new(fine_tuning::FineTuning::new(llm)?),
     })
-}
-
-impl MethodKind {
-    /// Where the method's trainable positions may sit in a template. Known before a method is
-    /// built, so the template editor can check a layout while the user drags.
-    pub fn slot_rules(self) -> SlotRules {
-        let rules = |soft, min_soft, triggers, method| SlotRules {
-            soft,
-            triggers,
-            min_soft,
-            min_triggers: usize::from(triggers),
-            method,
-        };
-        match self {
-            MethodKind::PromptTuning => rules(SoftPlacement::StartOnly, 1, false, "prompt tuning"),
-            MethodKind::PTuning => rules(SoftPlacement::Anywhere, 1, false, "P-Tuning"),
-            MethodKind::Autoprompt => rules(SoftPlacement::None, 0, true, "AutoPrompt"),
-            // These take no slots: the prompt, if any, lives in a key/value prefix or in the
-            // weights themselves.
-            MethodKind::PrefixTuning => rules(SoftPlacement::None, 0, false, "prefix tuning"),
-            MethodKind::FineTuning => rules(SoftPlacement::None, 0, false, "fine-tuning"),
-            MethodKind::ZeroShot => rules(SoftPlacement::None, 0, false, "zero-shot"),
-        }
-    }
 }
 
 /// Copies of trainable variables, for keeping the best dev checkpoint.
