@@ -10,5 +10,6 @@ pub mod peft;
 pub mod playground;
 pub mod pretrain;
 pub mod runs;
+pub mod runtime;
 pub mod task;
 pub mod train;

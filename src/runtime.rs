@@ -1,0 +1,41 @@
+//! Process-wide settings that decide how fast candle runs on a CPU: the allocator and the
+//! thread pools. Measured on SmolLM2-135M, batch 8 x 64, 2 cores (docs/benchmarks.md).
+//! Depends on nothing in the engine.
+
+/// candle allocates a fresh buffer for every intermediate tensor. With the system allocator the
+/// large ones went back to the OS on free and came back as page faults: about 15% of a training
+/// step was the kernel zeroing pages. mimalloc keeps freed memory for reuse. Declared in the
+/// library so every binary (the app, the tests) gets it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `purge_delay` option (its index in mimalloc 3's `mi_option_t`).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// The environment variable that sizes candle's own elementwise thread pool.
+pub const CANDLE_THREADS_VAR: &str = "CANDLE_NUM_THREADS";
+
+/// Keeps freed memory in the process for good. mimalloc returns memory unused for a second to
+/// the OS by default; a training step allocates and frees the same few gigabytes every second or
+/// two, so each step paid the page faults again (a profile showed ~20% of samples in the kernel's
+/// `clear_page_erms`). The resident size stays at the run's peak instead. Idempotent; call it
+/// before the model is loaded.
+pub fn keep_freed_memory() {
+    // SAFETY: setting an integer option is thread-safe in mimalloc.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+}
+
+/// Runs candle's elementwise ops on the calling thread, leaving the cores to gemm's and our
+/// kernels' rayon pool. candle 0.11 splits large elementwise ops over a second pool whose
+/// workers spin for a while after each op; next to rayon's workers that is more threads than
+/// cores, and a third of a step's samples were threads spinning at candle's barrier. With one
+/// thread there is no second pool (measured: prompt-tuning step 4.8 s -> 2.7 s with the
+/// allocator change, under load). Must run before any candle op and before other threads exist,
+/// so the binary calls it first thing in `main`; `cargo test` and `cargo run` get the same value
+/// from `.cargo/config.toml`. A value the user set is kept.
+pub fn single_threaded_elementwise_ops() {
+    if std::env::var_os(CANDLE_THREADS_VAR).is_none() {
+        // SAFETY (edition 2024 wording): no other thread exists yet when `main` calls this.
+        std::env::set_var(CANDLE_THREADS_VAR, "1");
+    }
+}
