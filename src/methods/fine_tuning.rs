@@ -10,7 +10,7 @@ use candle_core::{Tensor, Var};
 pub struct FineTuning {
     model: Llm,
     vars: Vec<(String, Var)>,
-    opt: candle_nn::AdamW,
+    opt: super::optim::AdamW,
 }
 
 impl FineTuning {
@@ -35,9 +35,8 @@ impl Method for FineTuning {
     }
 
     fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<f32> {
-        let vars: Vec<Var> = self.vars.iter().map(|(_, v)| v.clone()).collect();
         let prompt_fn = || Ok(Prompt::default());
-        gradient_step(&self.model, &prompt_fn, batch, &mut self.opt, &vars, ctx.lr)
+        gradient_step(&self.model, &prompt_fn, batch, &mut self.opt, ctx.lr)
     }
 
     fn trainable_params(&self) -> usize {

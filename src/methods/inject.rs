@@ -1,12 +1,12 @@
 //! Turning encoded examples plus a method's prompt into the model's input, and scoring the
 //! answer tokens. Shared by every method, so all are trained and evaluated the same way.
 
+use super::optim::AdamW;
 use super::Prompt;
 use crate::model::{ForwardInput, Llm, LogitRows};
 use crate::task::{Encoded, Piece};
 use anyhow::{bail, Result};
 use candle_core::{Tensor, Var, D};
-use candle_nn::Optimizer;
 
 /// One sequence: the encoded prompt and the answer tokens that follow it.
 #[derive(Debug, Clone)]
@@ -188,14 +188,19 @@ pub fn score(llm: &Llm, prompt: &Prompt, rows: &[Row]) -> Result<Scored> {
     })
 }
 
-/// Mean answer-token loss of a batch and its gradients, accumulated over micro-batches.
+/// Mean answer-token loss of a batch and the gradients of `vars` (in order), accumulated over
+/// micro-batches. Only the variables' gradients are kept: each micro-batch's full gradient store
+/// (every intermediate of the graph) is dropped as soon as they are read, so memory does not grow
+/// with `--grad-accum`. Fails if a variable received no gradient: candle's fused ops cut the
+/// graph silently, and a prompt that never changes must not pass for trained.
 pub fn loss_and_grads(
     llm: &Llm,
     prompt_fn: &dyn Fn() -> Result<Prompt>,
     batch: &Batch,
-) -> Result<(f32, candle_core::backprop::GradStore)> {
+    vars: &[Var],
+) -> Result<(f32, Vec<Tensor>)> {
     let total: usize = batch.rows.iter().map(|r| r.answer.len()).sum();
-    let mut grads: Option<candle_core::backprop::GradStore> = None;
+    let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
     let mut loss = 0f32;
     for chunk in batch.rows.chunks(batch.micro_batch.max(1)) {
         // The prompt is rebuilt per micro-batch: a reparameterised prompt (prefix MLP, P-Tuning
@@ -204,45 +209,42 @@ pub fn loss_and_grads(
         let s = score(llm, &prompt, chunk)?;
         let l = (s.nll_sum / total as f64)?;
         loss += l.to_scalar::<f32>()?;
-        let g = l.backward()?;
-        match &mut grads {
-            Some(acc) => acc.extend(g)?,
-            None => grads = Some(g),
+        let store = l.backward()?;
+        for (i, v) in vars.iter().enumerate() {
+            let Some(g) = store.get(v.as_tensor()) else {
+                bail!("internal error: trainable tensor {i} received no gradient");
+            };
+            grads[i] = Some(match grads[i].take() {
+                Some(acc) => (acc + g)?,
+                None => g.clone(),
+            });
         }
     }
     if !loss.is_finite() {
         bail!("the loss is {loss} (not finite): lower the learning rate");
     }
-    Ok((loss, grads.expect("a batch has at least one row")))
+    let grads = grads
+        .into_iter()
+        .map(|g| g.expect("a batch has at least one row"))
+        .collect();
+    Ok((loss, grads))
 }
 
-/// One AdamW update of `vars` on a batch. Fails if a variable received no gradient: candle's
-/// fused ops cut the graph silently, and a prompt that never changes must not pass for trained.
+/// One AdamW update of the optimiser's variables on a batch.
 pub fn gradient_step(
     llm: &Llm,
     prompt_fn: &dyn Fn() -> Result<Prompt>,
     batch: &Batch,
-    opt: &mut candle_nn::AdamW,
-    vars: &[Var],
+    opt: &mut AdamW,
     lr: f64,
 ) -> Result<f32> {
-    let (loss, grads) = loss_and_grads(llm, prompt_fn, batch)?;
-    if let Some(i) = vars.iter().position(|v| grads.get(v.as_tensor()).is_none()) {
-        bail!("internal error: trainable tensor {i} received no gradient");
-    }
+    let (loss, grads) = loss_and_grads(llm, prompt_fn, batch, opt.vars())?;
     opt.set_learning_rate(lr);
     opt.step(&grads)?;
     Ok(loss)
 }
 
 /// AdamW as the methods use it (weight decay off for prompts: they are few and tiny).
-pub fn adamw(vars: Vec<Var>, weight_decay: f64) -> Result<candle_nn::AdamW> {
-    Ok(candle_nn::AdamW::new(
-        vars,
-        candle_nn::ParamsAdamW {
-            lr: 1e-3,
-            weight_decay,
-            ..Default::default()
-        },
-    )?)
+pub fn adamw(vars: Vec<Var>, weight_decay: f64) -> Result<AdamW> {
+    AdamW::new(vars, weight_decay)
 }

@@ -51,7 +51,7 @@ impl PromptEncoder {
 pub struct PTuning {
     encoder: PromptEncoder,
     vars: Vec<Var>,
-    opt: candle_nn::AdamW,
+    opt: super::optim::AdamW,
 }
 
 impl PTuning {
@@ -147,14 +147,7 @@ impl Method for PTuning {
     fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<f32> {
         let encoder = self.encoder.clone();
         let prompt_fn = || Ok(Prompt::with_soft(encoder.forward()?));
-        gradient_step(
-            ctx.llm,
-            &prompt_fn,
-            batch,
-            &mut self.opt,
-            &self.vars,
-            ctx.lr,
-        )
+        gradient_step(ctx.llm, &prompt_fn, batch, &mut self.opt, ctx.lr)
     }
 
     fn trainable_params(&self) -> usize {

@@ -31,7 +31,7 @@ struct PrefixMlp {
 
 pub struct PrefixTuning {
     mlp: PrefixMlp,
-    opt: candle_nn::AdamW,
+    opt: super::optim::AdamW,
 }
 
 impl PrefixTuning {
@@ -190,7 +190,7 @@ impl Method for PrefixTuning {
         let llm = ctx.llm;
         let mlp = self.mlp.clone();
         let prompt_fn = || Ok(Prompt::with_prefix(kv_from_flat(llm, &mlp.flat_prefix()?)?));
-        gradient_step(llm, &prompt_fn, batch, &mut self.opt, &mlp.vars(), ctx.lr)
+        gradient_step(llm, &prompt_fn, batch, &mut self.opt, ctx.lr)
     }
 
     fn trainable_params(&self) -> usize {

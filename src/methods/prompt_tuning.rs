@@ -12,7 +12,7 @@ use rand::Rng;
 
 pub struct PromptTuning {
     soft: Var,
-    opt: candle_nn::AdamW,
+    opt: super::optim::AdamW,
 }
 
 /// `[n, d]` initial vectors, shared with P-Tuning's direct form.
@@ -100,14 +100,7 @@ impl Method for PromptTuning {
         let llm = ctx.llm;
         let soft = self.soft.clone();
         let prompt_fn = || Ok(Prompt::with_soft(soft.as_tensor().clone()));
-        gradient_step(
-            llm,
-            &prompt_fn,
-            batch,
-            &mut self.opt,
-            std::slice::from_ref(&self.soft),
-            ctx.lr,
-        )
+        gradient_step(llm, &prompt_fn, batch, &mut self.opt, ctx.lr)
     }
 
     fn trainable_params(&self) -> usize {

@@ -64,13 +64,13 @@ pub struct ForwardOutput {
 }
 
 #[derive(Debug, Clone)]
-struct RmsNorm {
-    weight: Tensor,
-    eps: f64,
+pub(super) struct RmsNorm {
+    pub weight: Tensor,
+    pub eps: f64,
 }
 
 impl RmsNorm {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if x.track_op() || self.weight.track_op() {
             let var = x.sqr()?.mean_keepdim(D::Minus1)?;
             let x = x.broadcast_div(&(var + self.eps)?.sqrt()?)?;
@@ -82,10 +82,12 @@ impl RmsNorm {
 }
 
 #[derive(Debug, Clone)]
-struct Rope {
+pub(super) struct Rope {
     /// `[max_pos, head_dim / 2]` for the fused op.
     cos: Tensor,
     sin: Tensor,
+    /// `-sin`: rotating by the negative angle is RoPE's backward (a rotation is orthogonal).
+    neg_sin: Tensor,
     /// `[max_pos, head_dim]` (halves repeated) for the differentiable form.
     cos_full: Tensor,
     sin_full: Tensor,
@@ -107,16 +109,26 @@ impl Rope {
         let sin = angles.sin()?;
         let cos_full = Tensor::cat(&[&cos, &cos], 1)?;
         let sin_full = Tensor::cat(&[&sin, &sin], 1)?;
+        let neg_sin = sin.neg()?;
         Ok(Self {
             cos,
             sin,
+            neg_sin,
             cos_full,
             sin_full,
         })
     }
 
+    /// The gradient of `apply` (outside any graph): the rotation by the negative angle.
+    pub fn apply_inverse(&self, g: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
+        let t = g.dim(2)?;
+        let cos = self.cos.narrow(0, offset, t)?;
+        let sin = self.neg_sin.narrow(0, offset, t)?;
+        candle_nn::rotary_emb::rope(&g.contiguous()?, &cos, &sin)
+    }
+
     /// `x`: `[b, heads, t, head_dim]`, positions `offset..offset + t`.
-    fn apply(&self, x: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
+    pub fn apply(&self, x: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
         let t = x.dim(2)?;
         if x.track_op() {
             let cos = self.cos_full.narrow(0, offset, t)?;
@@ -135,16 +147,16 @@ impl Rope {
 }
 
 #[derive(Debug, Clone)]
-struct Layer {
-    input_norm: RmsNorm,
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    o_proj: Linear,
-    post_norm: RmsNorm,
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
+pub(super) struct Layer {
+    pub input_norm: RmsNorm,
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub post_norm: RmsNorm,
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
 }
 
 /// A frozen (or, for fine-tuning, trainable) Llama-family language model.
@@ -157,6 +169,9 @@ pub struct Llm {
     lm_head: Linear,
     rope: Rope,
     device: Device,
+    /// Differentiate through each block as candle's composed ops instead of the block op with
+    /// its hand-written backward (the reference the block op is tested against).
+    composed_backward: bool,
 }
 
 /// Pulls named tensors out of a weight map, checking shapes, so that a wrong file says which
@@ -257,6 +272,7 @@ impl Llm {
             lm_head,
             rope,
             device: device.clone(),
+            composed_backward: false,
         })
     }
 
@@ -322,6 +338,15 @@ impl Llm {
         Llm::from_tensors(self.cfg.clone(), tensors, &self.device)
     }
 
+    /// The same model differentiating through candle's composed ops in every block (slower;
+    /// the reference that the block op's hand-written backward is tested against).
+    pub fn with_composed_backward(&self) -> Llm {
+        Llm {
+            composed_backward: true,
+            ..self.clone()
+        }
+    }
+
     /// Whether the weights are trainable (a fine-tuning copy).
     pub fn is_trainable(&self) -> bool {
         self.embed_tokens.track_op()
@@ -384,8 +409,21 @@ impl Llm {
         let mask = self.attention_bias(b, t, n, input.attention_mask)?;
         let mut x = input.embeds.clone();
         let mut kept = Vec::new();
+        let cfg = &self.cfg;
+        let dims = (
+            cfg.num_attention_heads,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        );
         for (i, layer) in self.layers.iter().enumerate() {
             let prefix = input.prefix.map(|p| &p.layers[i]);
+            // A frozen block on a path that trains runs as one op with its own backward.
+            let trains = x.track_op() || prefix.is_some_and(|(k, v)| k.track_op() || v.track_op());
+            if trains && !input.keep_kv && !self.composed_backward && !self.is_trainable() {
+                let op = super::block_op::BlockOp::new(layer, &self.rope, &mask, n, dims);
+                x = super::block_op::apply(op, &x, prefix)?;
+                continue;
+            }
             let (y, kv) = self.layer_forward(layer, &x, &mask, prefix, n)?;
             x = y;
             if input.keep_kv {

@@ -1,0 +1,427 @@
+//! A frozen decoder block as one differentiable op, with a hand-written backward.
+//!
+//! Prompt methods differentiate through a model whose weights never change. Built from candle's
+//! differentiable ops, one block was ~40 graph nodes (norms, rotary embeddings and softmax as
+//! chains of elementwise ops, reshapes, the frozen-linear trick), and candle's backward pays two
+//! extra full passes per node (a zeroed gradient buffer, then an add into it). A profile of
+//! `gradprompt bench` put most of a step there and in the thread pool's barrier between those
+//! small ops (docs/benchmarks.md). Here the forward runs candle's fused, non-differentiable ops
+//! and keeps what the backward needs; the backward is the block's chain rule written out: eight
+//! matmuls for the weights' input gradients, four for attention, and three single-pass,
+//! multi-threaded kernels (RMSNorm, softmax, SwiGLU). Rotary embeddings are orthogonal, so their
+//! backward is the fused rotation by the negative angle.
+//!
+//! Only the input's (and a key/value prefix's) gradients are computed: the weights are frozen.
+//! The full fine-tuning baseline, whose weights are trainable, keeps the composed path in
+//! `llama.rs`; so do tests, which compare the two (`Llm::with_composed_backward`).
+
+use super::llama::{Layer, Rope};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Module, Result, Shape, Tensor, D};
+use rayon::prelude::*;
+use std::sync::Mutex;
+
+/// Everything a block's forward needs besides its input.
+#[derive(Clone)]
+pub(super) struct BlockOp {
+    pub layer: Layer,
+    pub rope: Rope,
+    /// Additive attention bias `[b or 1, 1, t, n + t]`.
+    pub mask: Tensor,
+    /// Prefix length: the text's positions start there.
+    pub offset: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    saved: std::sync::Arc<Mutex<Option<Saved>>>,
+}
+
+/// Activations kept from the forward for the backward.
+struct Saved {
+    x: Tensor,
+    /// Queries after RoPE, grouped `[b, kv_heads, rep * t, hd]`.
+    q: Tensor,
+    /// Keys (prefix and text, after RoPE) and values `[b, kv_heads, s, hd]`.
+    k: Tensor,
+    v: Tensor,
+    /// Attention probabilities, grouped `[b, kv_heads, rep * t, s]`.
+    probs: Tensor,
+    /// The residual stream after attention `[b, t, d]`.
+    mid: Tensor,
+    gate: Tensor,
+    up: Tensor,
+}
+
+/// The gradients of a prefix's keys and values.
+type KvGrad = (Tensor, Tensor);
+
+fn cpu_tensor(storage: &CpuStorage, layout: &Layout) -> Result<Tensor> {
+    let data = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Tensor::from_slice(&data[a..b], layout.shape(), &candle_core::Device::Cpu),
+        None => candle_core::bail!("block op: input must be contiguous"),
+    }
+}
+
+fn into_storage(t: &Tensor) -> Result<(CpuStorage, Shape)> {
+    let shape = t.shape().clone();
+    Ok((CpuStorage::F32(t.flatten_all()?.to_vec1::<f32>()?), shape))
+}
+
+impl BlockOp {
+    pub fn new(
+        layer: &Layer,
+        rope: &Rope,
+        mask: &Tensor,
+        offset: usize,
+        (heads, kv_heads, head_dim): (usize, usize, usize),
+    ) -> Self {
+        Self {
+            layer: layer.clone(),
+            rope: rope.clone(),
+            mask: mask.clone(),
+            offset,
+            heads,
+            kv_heads,
+            head_dim,
+            saved: Default::default(),
+        }
+    }
+
+    /// The block's output, keeping the activations its backward needs.
+    fn forward(&self, x: &Tensor, prefix: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
+        let l = &self.layer;
+        let (b, t, _) = x.dims3()?;
+        let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let rep = h / kvh;
+        let hn = l.input_norm.forward(x)?;
+        let split = |y: Tensor, heads: usize| -> Result<Tensor> {
+            y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let q = split(l.q_proj.forward(&hn)?, h)?;
+        let k = split(l.k_proj.forward(&hn)?, kvh)?;
+        let v = split(l.v_proj.forward(&hn)?, kvh)?;
+        let q = self.rope.apply(&q, self.offset)?;
+        let k = self.rope.apply(&k, self.offset)?;
+        let (k, v) = match prefix {
+            Some((pk, pv)) => {
+                let n = pk.dim(2)?;
+                let pk = pk.broadcast_as((b, kvh, n, hd))?;
+                let pv = pv.broadcast_as((b, kvh, n, hd))?;
+                (
+                    Tensor::cat(&[&pk, &k], 2)?.contiguous()?,
+                    Tensor::cat(&[&pv, &v], 2)?.contiguous()?,
+                )
+            }
+            None => (k, v),
+        };
+        let s = k.dim(2)?;
+        let q = q.reshape((b, kvh, rep * t, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?
+            .reshape((b, h, t, s))?
+            .broadcast_add(&self.mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, kvh, rep * t, s))?;
+        let attn = probs
+            .matmul(&v)?
+            .reshape((b, h, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b, t, h * hd))?;
+        let mid = (x + l.o_proj.forward(&attn)?)?;
+        let hn2 = l.post_norm.forward(&mid)?;
+        let gate = l.gate_proj.forward(&hn2)?;
+        let up = l.up_proj.forward(&hn2)?;
+        let act = (candle_nn::ops::silu(&gate)? * &up)?;
+        let y = (&mid + l.down_proj.forward(&act)?)?;
+        *self.saved.lock().unwrap() = Some(Saved {
+            x: x.clone(),
+            q,
+            k,
+            v,
+            probs,
+            mid,
+            gate,
+            up,
+        });
+        Ok(y)
+    }
+
+    /// Gradients of the input and of the prefix's keys and values (each `[b, kv_heads, n, hd]`),
+    /// given the output's gradient.
+    fn backward(
+        &self,
+        dy: &Tensor,
+        want_dx: bool,
+    ) -> Result<(Option<Tensor>, Option<KvGrad>)> {
+        let saved = self.saved.lock().unwrap().take();
+        let Some(s) = saved else {
+            candle_core::bail!("block op: backward without a forward (or run twice)")
+        };
+        let l = &self.layer;
+        let (b, t, d) = dy.dims3()?;
+        let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let rep = h / kvh;
+        let n = self.offset;
+        let rows = b * t;
+        let dy = dy.reshape((rows, d))?.contiguous()?;
+
+        // MLP: y = mid + down(silu(gate) * up).
+        let dact = dy.matmul(&l.down_proj.weight)?;
+        let dgu = dact.apply_op3_no_bwd(&s.gate, &s.up, &SwigluBackward)?;
+        let ff = s.gate.dim(D::Minus1)?;
+        let dg = dgu.narrow(0, 0, rows)?;
+        let du = dgu.narrow(0, rows, rows)?;
+        let dhn2 = (dg.matmul(&l.gate_proj.weight)? + du.matmul(&l.up_proj.weight)?)?;
+        debug_assert_eq!(dg.dims(), &[rows, ff]);
+        let mid = s.mid.reshape((rows, d))?;
+        let dmid = (&dy + rms_norm_backward(&mid, &l.post_norm.weight, l.post_norm.eps, &dhn2)?)?;
+
+        // Attention: mid = x + o_proj(probs @ v).
+        let dattn = dmid
+            .matmul(&l.o_proj.weight)?
+            .reshape((b, t, h, hd))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, kvh, rep * t, hd))?;
+        let dprobs = dattn.matmul(&s.v.t()?)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let dscores = s
+            .probs
+            .apply_op2_no_bwd(&dprobs, &SoftmaxBackward { scale })?;
+        let dq = dscores.matmul(&s.k)?;
+        let dk = dscores.t()?.matmul(&s.q)?;
+        let dv = s.probs.t()?.matmul(&dattn)?;
+        let dprefix = if n > 0 {
+            Some((dk.narrow(2, 0, n)?, dv.narrow(2, 0, n)?))
+        } else {
+            None
+        };
+        if !want_dx {
+            return Ok((None, dprefix));
+        }
+        let dq = self
+            .rope
+            .apply_inverse(&dq.reshape((b, h, t, hd))?, self.offset)?;
+        let dk = self
+            .rope
+            .apply_inverse(&dk.narrow(2, n, t)?.contiguous()?, self.offset)?;
+        let dv = dv.narrow(2, n, t)?;
+        let merge = |g: Tensor, heads: usize| -> Result<Tensor> {
+            g.transpose(1, 2)?.contiguous()?.reshape((rows, heads * hd))
+        };
+        let dhn = ((merge(dq, h)?.matmul(&l.q_proj.weight)?
+            + merge(dk, kvh)?.matmul(&l.k_proj.weight)?)?
+            + merge(dv, kvh)?.matmul(&l.v_proj.weight)?)?;
+        let x = s.x.reshape((rows, d))?;
+        let dx = (dmid + rms_norm_backward(&x, &l.input_norm.weight, l.input_norm.eps, &dhn)?)?;
+        Ok((Some(dx.reshape((b, t, d))?), dprefix))
+    }
+}
+
+/// The block applied to `x` (`[b, t, d]`), differentiable with respect to `x` and, when given,
+/// the prefix's keys and values.
+pub(super) fn apply(op: BlockOp, x: &Tensor, prefix: Option<&(Tensor, Tensor)>) -> Result<Tensor> {
+    let x = x.contiguous()?;
+    match prefix {
+        Some((pk, pv)) => x.apply_op3(&pk.contiguous()?, &pv.contiguous()?, WithPrefix(op)),
+        None => x.apply_op1(op),
+    }
+}
+
+impl CustomOp1 for BlockOp {
+    fn name(&self) -> &'static str {
+        "frozen-block"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        into_storage(&self.forward(&cpu_tensor(storage, layout)?, None)?)
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(self.backward(grad, true)?.0)
+    }
+}
+
+/// The block with a key/value prefix (prefix tuning): the prefix's gradients flow too.
+struct WithPrefix(BlockOp);
+
+impl CustomOp3 for WithPrefix {
+    fn name(&self) -> &'static str {
+        "frozen-block-with-prefix"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        xl: &Layout,
+        pk: &CpuStorage,
+        pkl: &Layout,
+        pv: &CpuStorage,
+        pvl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let pk = cpu_tensor(pk, pkl)?;
+        let pv = cpu_tensor(pv, pvl)?;
+        into_storage(&self.0.forward(&cpu_tensor(x, xl)?, Some((&pk, &pv)))?)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        pk: &Tensor,
+        _pv: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // The first block's input is plain token embeddings under prefix tuning: skip its
+        // gradient (the rotary inverse and three matmuls) when nothing reads it.
+        let (dx, dprefix) = self.0.backward(grad, x.track_op())?;
+        let Some((dpk, dpv)) = dprefix else {
+            candle_core::bail!("block op: a prefix op without prefix positions")
+        };
+        // A prefix shared by the batch (`[1, ...]`) gets the batch's summed gradient.
+        let fold = |g: Tensor| -> Result<Tensor> {
+            if pk.dim(0)? == 1 && g.dim(0)? != 1 {
+                g.sum_keepdim(0)
+            } else {
+                g.contiguous()
+            }
+        };
+        Ok((dx, Some(fold(dpk)?), Some(fold(dpv)?)))
+    }
+}
+
+/// Per row of `[rows, d]`: with `r = 1 / sqrt(mean(x^2) + eps)` and `y = x * r * w`,
+/// `dx = r * (g*w - x*r * mean(g*w * x*r))`.
+fn rms_norm_backward(x: &Tensor, w: &Tensor, eps: f64, g: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op2_no_bwd(
+        &g.contiguous()?,
+        &RmsNormBackward {
+            w: w.to_vec1::<f32>()?,
+            eps: eps as f32,
+        },
+    )
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&s.as_slice::<f32>()?[a..b]),
+        None => candle_core::bail!("block op kernels need contiguous inputs"),
+    }
+}
+
+struct RmsNormBackward {
+    w: Vec<f32>,
+    eps: f32,
+}
+
+impl candle_core::CustomOp2 for RmsNormBackward {
+    fn name(&self) -> &'static str {
+        "rms-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, g) = (slice(xs, xl)?, slice(gs, gl)?);
+        let d = self.w.len();
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(d)
+            .zip(x.par_chunks(d).zip(g.par_chunks(d)))
+            .for_each(|(o, (x, g))| {
+                let ms = x.iter().map(|v| v * v).sum::<f32>() / d as f32;
+                let r = 1.0 / (ms + self.eps).sqrt();
+                let dot = x
+                    .iter()
+                    .zip(g)
+                    .zip(&self.w)
+                    .map(|((x, g), w)| g * w * x * r)
+                    .sum::<f32>()
+                    / d as f32;
+                for i in 0..d {
+                    let xh = x[i] * r;
+                    o[i] = r * (g[i] * self.w[i] - xh * dot);
+                }
+            });
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+}
+
+/// `dscores = scale * p * (dp - sum(dp * p))` per row (the softmax's input gradient, with the
+/// attention's score scaling folded in).
+struct SoftmaxBackward {
+    scale: f64,
+}
+
+impl candle_core::CustomOp2 for SoftmaxBackward {
+    fn name(&self) -> &'static str {
+        "softmax-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        ps: &CpuStorage,
+        pl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (p, g) = (slice(ps, pl)?, slice(gs, gl)?);
+        let s = *pl.dims().last().unwrap_or(&1);
+        let scale = self.scale as f32;
+        let mut out = vec![0f32; p.len()];
+        out.par_chunks_mut(s * 64)
+            .zip(p.par_chunks(s * 64).zip(g.par_chunks(s * 64)))
+            .for_each(|(o, (p, g))| {
+                for ((o, p), g) in o.chunks_mut(s).zip(p.chunks(s)).zip(g.chunks(s)) {
+                    let dot: f32 = p.iter().zip(g).map(|(p, g)| p * g).sum();
+                    for i in 0..s {
+                        o[i] = scale * p[i] * (g[i] - dot);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), pl.shape().clone()))
+    }
+}
+
+/// With `a = silu(gate) * up`: given `da`, returns `[d gate; d up]` stacked as `[2 * rows, ff]`.
+struct SwigluBackward;
+
+impl CustomOp3 for SwigluBackward {
+    fn name(&self) -> &'static str {
+        "swiglu-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        das: &CpuStorage,
+        dal: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        us: &CpuStorage,
+        ul: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (da, g, u) = (slice(das, dal)?, slice(gs, gl)?, slice(us, ul)?);
+        let n = da.len();
+        let ff = *dal.dims().last().unwrap_or(&1);
+        let rows = n / ff;
+        let mut out = vec![0f32; 2 * n];
+        let (dg, du) = out.split_at_mut(n);
+        const CHUNK: usize = 16 * 1024;
+        dg.par_chunks_mut(CHUNK)
+            .zip(du.par_chunks_mut(CHUNK))
+            .enumerate()
+            .for_each(|(c, (dg, du))| {
+                let at = c * CHUNK;
+                for i in 0..dg.len() {
+                    let (x, up, d) = (g[at + i], u[at + i], da[at + i]);
+                    let sig = 1.0 / (1.0 + (-x).exp());
+                    let silu = x * sig;
+                    dg[i] = d * up * sig * (1.0 + x * (1.0 - sig));
+                    du[i] = d * silu;
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((2 * rows, ff))))
+    }
+}
