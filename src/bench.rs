@@ -1,25 +1,85 @@
-//! Speed measurements behind `gradprompt bench`: the forward on a fixed batch, and one backward
-//! to soft input vectors (the cost of a prompt-tuning step without the optimiser).
+//! Speed measurements behind `gradprompt bench`: the same rows as the PyTorch + PEFT peer in
+//! `benches/peer/` (docs/benchmarks.md puts them side by side).
+//!
+//! Every row is timed as the median of `repeats` runs after one warm-up. A training step is the
+//! method's own `train_step` (forward, backward and optimiser update) on a batch of 8 rows of 20
+//! virtual tokens (a prefix of 20 for prefix tuning) and 44 text tokens whose last 4 are the
+//! answer; fine-tuning sees 64 text tokens. Token ids are a fixed hash of the position, shared
+//! with the peer, so both sides see the same sequences.
 
+use crate::methods::{self, Batch, MethodKind, MethodSettings, Row, StepContext};
 use crate::model::{ForwardInput, LogitRows, Model};
-use anyhow::Result;
-use candle_core::{Device, Tensor, Var};
+use crate::task::{Piece, Task, Template};
+use crate::train::{self, eval, RunSpec, TrainConfig};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Instant;
 
-#[derive(Debug, serde::Serialize)]
-pub struct BenchResult {
-    pub model: String,
+/// Virtual tokens (prompt tuning, P-Tuning) and prefix positions (prefix tuning), as in the peer.
+const VIRTUAL: usize = 20;
+/// Answer tokens at the end of each row: the loss is taken on them only.
+const ANSWER: usize = 4;
+/// AutoPrompt trigger slots (at the start of the row, as `template_for` puts them) and
+/// candidates scored per iteration.
+const TRIGGERS: usize = 4;
+const TOP_K: usize = 10;
+/// The matmul that estimates the hardware's reachable f32 peak.
+const MATMUL_N: usize = 2048;
+
+/// The rows `--only` may pick, in the order they run (fine-tuning last: it allocates the most).
+pub const ROWS: [&str; 9] = [
+    "matmul",
+    "forward",
+    "prompt-tuning",
+    "prefix-tuning",
+    "p-tuning",
+    "autoprompt",
+    "eval",
+    "run",
+    "fine-tuning",
+];
+
+pub struct BenchOptions<'a> {
     pub batch: usize,
     pub seq_len: usize,
-    pub threads: usize,
     pub repeats: usize,
-    /// Median seconds per forward with logits at every position.
-    pub forward_all_logits_s: f64,
-    /// Median seconds per forward with logits at the last position of each row.
-    pub forward_last_logits_s: f64,
-    /// Median seconds per forward + backward to trainable input embeddings (loss on the last
-    /// position of each row).
-    pub forward_backward_s: f64,
+    /// A classification task for `eval_s` and `run_s`.
+    pub task: &'a Path,
+    /// Rows to run (empty: all).
+    pub only: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct BenchResult {
+    pub model: String,
+    pub threads: usize,
+    pub batch: usize,
+    pub seq_len: usize,
+    pub repeats: usize,
+    pub forward_s: Option<f64>,
+    pub step_s: BTreeMap<String, f64>,
+    pub autoprompt_iteration_s: Option<f64>,
+    /// Scoring the task's dev split with an untrained 20-token prompt (every label ranked).
+    pub eval_s: Option<f64>,
+    pub eval_accuracy: Option<f64>,
+    /// The same scoring done the way PEFT users do it: each (example, label) row run in full.
+    pub eval_full_sequence_s: Option<f64>,
+    /// A whole 20-step prompt-tuning run: dev scored before and after, then the test split.
+    pub run_s: Option<f64>,
+    pub run_dev_accuracy: Option<f64>,
+    pub run_test_accuracy: Option<f64>,
+    pub matmul_gflops: Option<f64>,
+    /// The process's peak resident memory, and each row's peak (the high-water mark is reset
+    /// before each row, so a row's figure includes what earlier rows left resident).
+    pub peak_rss_bytes: u64,
+    pub peak_rss_bytes_by_row: BTreeMap<String, u64>,
+    /// (max - min) / median of each row's repeats: how steady the timings are.
+    pub spread: BTreeMap<String, f64>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -27,61 +87,307 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-pub fn run(model: &Model, batch: usize, seq_len: usize, repeats: usize) -> Result<BenchResult> {
-    let dev = Device::Cpu;
-    let vocab = model.config().vocab_size as u32;
-    // Deterministic, ordinary-looking ids (avoid the control tokens at the start of the vocab).
-    let ids: Vec<u32> = (0..batch * seq_len)
-        .map(|i| 100 + ((i as u32).wrapping_mul(2654435761) % (vocab - 100)))
-        .collect();
-    let ids = Tensor::from_vec(ids, (batch, seq_len), &dev)?;
-    let embeds = model.llm.embed(&ids)?;
-    let time = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
-        f()?; // warm-up
-        let mut times = Vec::new();
-        for _ in 0..repeats {
+/// Times rows: the median of `repeats` runs after a warm-up, each row's spread and peak memory.
+struct Timer {
+    repeats: usize,
+    spread: BTreeMap<String, f64>,
+    peaks: BTreeMap<String, u64>,
+}
+
+impl Timer {
+    fn measure(&mut self, name: &str, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+        reset_peak_rss();
+        f().with_context(|| format!("bench row {name}"))?;
+        let mut times = Vec::with_capacity(self.repeats);
+        for _ in 0..self.repeats {
             let t = Instant::now();
-            f()?;
+            f().with_context(|| format!("bench row {name}"))?;
             times.push(t.elapsed().as_secs_f64());
         }
-        Ok(median(times))
+        let m = median(times.clone());
+        let (lo, hi) = times
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+        self.spread.insert(name.to_string(), (hi - lo) / m);
+        self.peaks.insert(name.to_string(), peak_rss());
+        eprintln!("{name}: median {m:.3} s over {times:.3?}");
+        Ok(m)
+    }
+}
+
+/// One training step of `kind` on `rows`, timed (the method is built once, outside the timing).
+fn step_row(
+    timer: &mut Timer,
+    model: &Model,
+    kind: MethodKind,
+    settings: &MethodSettings,
+    template: &str,
+    rows: Vec<Row>,
+) -> Result<f64> {
+    let llm = &model.llm;
+    let template = Template::parse(template).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut rng = StdRng::seed_from_u64(0);
+    let labels = vec![" yes".to_string(), " no".to_string()];
+    let mut method = methods::build(
+        kind,
+        settings,
+        llm,
+        &template,
+        &labels,
+        &model.tokenizer,
+        &mut rng,
+    )?;
+    let batch = Batch {
+        micro_batch: rows.len(),
+        rows,
     };
-    let forward = |rows: LogitRows| -> Result<Tensor> {
-        Ok(model
-            .llm
-            .forward(&ForwardInput {
+    // The peer's learning rate; it does not change the work done.
+    let lr = 1e-3;
+    timer.measure(kind.id(), &mut || {
+        let mut ctx = StepContext {
+            llm,
+            lr,
+            rng: &mut rng,
+        };
+        method.train_step(&mut ctx, &batch)?;
+        Ok(())
+    })
+}
+
+/// `VmHWM` (peak resident bytes) from /proc/self/status; 0 where there is no /proc.
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Resets the peak to the current resident size (Linux: "5" to clear_refs).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The ids shared with the peer: a fixed hash of the flat position, away from control tokens.
+pub fn bench_ids(rows: usize, len: usize, vocab: usize) -> Vec<Vec<u32>> {
+    let vocab = vocab as u32;
+    (0..rows)
+        .map(|r| {
+            (0..len)
+                .map(|t| {
+                    let i = (r * len + t) as u32;
+                    100 + (i.wrapping_mul(2654435761) % (vocab - 100))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Rows of `lead` pieces followed by text whose last `ANSWER` tokens are the answer.
+fn rows(lead: &[Piece], text: &[Vec<u32>]) -> Vec<Row> {
+    text.iter()
+        .map(|ids| {
+            let (prompt, answer) = ids.split_at(ids.len() - ANSWER);
+            let mut pieces = lead.to_vec();
+            pieces.extend(prompt.iter().map(|&id| Piece::Token(id)));
+            Row {
+                pieces,
+                answer: answer.to_vec(),
+            }
+        })
+        .collect()
+}
+
+pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
+    let (batch, seq_len, repeats) = (opts.batch, opts.seq_len, opts.repeats.max(1));
+    if batch == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    if seq_len < VIRTUAL + ANSWER + 1 {
+        bail!(
+            "--seq-len must be at least {} (20 virtual tokens, a prompt token and 4 answer tokens)",
+            VIRTUAL + ANSWER + 1
+        );
+    }
+    if seq_len > model.config().max_position_embeddings {
+        bail!(
+            "--seq-len {seq_len} exceeds the model's context of {}",
+            model.config().max_position_embeddings
+        );
+    }
+    for r in &opts.only {
+        if !ROWS.contains(&r.as_str()) {
+            bail!("--only {r}: not a bench row (rows: {})", ROWS.join(", "));
+        }
+    }
+    let wanted = |row: &str| opts.only.is_empty() || opts.only.iter().any(|r| r == row);
+    let dev = Device::Cpu;
+    let llm = &model.llm;
+    let vocab = model.config().vocab_size;
+    let mut res = BenchResult {
+        model: model.spec.clone(),
+        threads: candle_core::utils::get_num_threads(),
+        batch,
+        seq_len,
+        repeats,
+        ..Default::default()
+    };
+    let mut timer = Timer {
+        repeats,
+        spread: BTreeMap::new(),
+        peaks: BTreeMap::new(),
+    };
+
+    if wanted("matmul") {
+        let a = Tensor::ones((MATMUL_N, MATMUL_N), candle_core::DType::F32, &dev)?;
+        let s = timer.measure("matmul", &mut || {
+            a.matmul(&a)?;
+            Ok(())
+        })?;
+        res.matmul_gflops = Some(2.0 * (MATMUL_N as f64).powi(3) / s / 1e9);
+    }
+
+    if wanted("forward") {
+        let ids: Vec<u32> = bench_ids(batch, seq_len, vocab).concat();
+        let embeds = llm.embed(&Tensor::from_vec(ids, (batch, seq_len), &dev)?)?;
+        res.forward_s = Some(timer.measure("forward", &mut || {
+            llm.forward(&ForwardInput {
                 embeds: &embeds,
                 attention_mask: None,
                 prefix: None,
-                logits: rows,
+                logits: LogitRows::All,
                 keep_kv: false,
-            })?
-            .logits)
+            })?;
+            Ok(())
+        })?);
+    }
+
+    let text = bench_ids(batch, seq_len - VIRTUAL, vocab);
+    let soft: Vec<Piece> = (0..VIRTUAL).map(Piece::Soft).collect();
+    let settings = MethodSettings {
+        num_virtual_tokens: VIRTUAL,
+        prefix_len: VIRTUAL,
+        num_triggers: TRIGGERS,
+        top_k: TOP_K,
+        ..Default::default()
     };
-    let all = time(&mut || forward(LogitRows::All).map(|_| ()))?;
-    let last = time(&mut || forward(LogitRows::Last).map(|_| ()))?;
-    let soft = Var::from_tensor(&embeds)?;
-    let fb = time(&mut || {
-        let out = model.llm.forward(&ForwardInput {
-            embeds: soft.as_tensor(),
-            attention_mask: None,
-            prefix: None,
-            logits: LogitRows::Last,
-            keep_kv: false,
-        })?;
-        let targets = Tensor::zeros(batch, candle_core::DType::U32, &dev)?;
-        let loss = candle_nn::loss::cross_entropy(&out.logits, &targets)?;
-        loss.backward()?;
-        Ok(())
-    })?;
-    Ok(BenchResult {
-        model: model.spec.clone(),
-        batch,
-        seq_len,
-        threads: candle_core::utils::get_num_threads(),
-        repeats,
-        forward_all_logits_s: all,
-        forward_last_logits_s: last,
-        forward_backward_s: fb,
-    })
+    let soft_template = "[P*20]{text}[ANSWER]";
+    for kind in [
+        MethodKind::PromptTuning,
+        MethodKind::PrefixTuning,
+        MethodKind::PTuning,
+    ] {
+        if wanted(kind.id()) {
+            let (template, lead) = match kind {
+                MethodKind::PrefixTuning => ("{text}[ANSWER]", &[][..]),
+                _ => (soft_template, &soft[..]),
+            };
+            let s = step_row(
+                &mut timer,
+                model,
+                kind,
+                &settings,
+                template,
+                rows(lead, &text),
+            )?;
+            res.step_s.insert(kind.id().to_string(), s);
+        }
+    }
+    if wanted("autoprompt") {
+        // One iteration: the gradient on half the batch, then the current triggers and the
+        // top-10 candidates scored on the other half.
+        let lead: Vec<Piece> = (0..TRIGGERS).map(Piece::Trigger).collect();
+        res.autoprompt_iteration_s = Some(step_row(
+            &mut timer,
+            model,
+            MethodKind::Autoprompt,
+            &settings,
+            "[T*4]{text}[ANSWER]",
+            rows(&lead, &text),
+        )?);
+    }
+
+    if wanted("eval") || wanted("run") {
+        let task = Task::load(opts.task)?;
+        if task.spec.kind != crate::task::TaskKind::Classification {
+            bail!(
+                "{}: the bench scores a classification task",
+                opts.task.display()
+            );
+        }
+        let spec = RunSpec {
+            method: MethodKind::PromptTuning,
+            settings: settings.clone(),
+            template: None,
+            config: TrainConfig {
+                steps: 20,
+                eval_every: 20,
+                batch_size: batch,
+                ..Default::default()
+            },
+            out: None,
+        };
+        if wanted("eval") {
+            let template = train::resolve_template(&task, &spec)?;
+            let dev_set = train::encode_split(&task, &template, "dev", model)?;
+            let labels: Vec<String> = task
+                .labels()
+                .iter()
+                .map(|l| format!(" {}", task.answer_text(l)))
+                .collect();
+            let mut rng = StdRng::seed_from_u64(0);
+            let method = methods::build(
+                MethodKind::PromptTuning,
+                &settings,
+                llm,
+                &template,
+                &labels,
+                &model.tokenizer,
+                &mut rng,
+            )?;
+            let prompt = method.prompt(llm)?.detached();
+            let mut acc = 0.0;
+            res.eval_s = Some(timer.measure("eval", &mut || {
+                acc = eval::evaluate(llm, &prompt, task.spec.kind, &dev_set, &model.tokenizer)?
+                    .metric;
+                Ok(())
+            })?);
+            res.eval_accuracy = Some(acc);
+            res.eval_full_sequence_s = Some(timer.measure("eval-full-sequence", &mut || {
+                eval::candidate_logprobs_full(llm, &prompt, &dev_set)?;
+                Ok(())
+            })?);
+        }
+        if wanted("run") {
+            let (events, _drain) = crossbeam_channel::unbounded();
+            let (_keep, commands) = crossbeam_channel::unbounded();
+            let mut out = None;
+            res.run_s = Some(timer.measure("run", &mut || {
+                out = Some(train::train(model, &task, &spec, &events, &commands)?);
+                Ok(())
+            })?);
+            if let Some(r) = out {
+                res.run_dev_accuracy = Some(r.dev_metric);
+                res.run_test_accuracy = Some(r.test_metric);
+            }
+        }
+    }
+
+    if wanted("fine-tuning") {
+        let ft_text = bench_ids(batch, seq_len, vocab);
+        let s = step_row(
+            &mut timer,
+            model,
+            MethodKind::FineTuning,
+            &settings,
+            "{text}[ANSWER]",
+            rows(&[], &ft_text),
+        )?;
+        res.step_s.insert("fine-tuning".to_string(), s);
+    }
+    res.peak_rss_bytes = peak_rss();
+    res.peak_rss_bytes_by_row = timer.peaks;
+    res.spread = timer.spread;
+    Ok(res)
 }

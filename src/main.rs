@@ -81,10 +81,20 @@ enum Command {
         model: String,
         #[arg(long, default_value_t = 8)]
         batch_size: usize,
+        /// Text tokens per row for the forward and fine-tuning; the prompt methods' rows hold
+        /// 20 virtual tokens and seq-len - 20 text tokens.
         #[arg(long, default_value_t = 64)]
         seq_len: usize,
-        #[arg(long, default_value_t = 3)]
+        /// Timed runs per row (the median is reported), after one warm-up.
+        #[arg(long, default_value_t = 5)]
         repeats: usize,
+        /// The classification task scored by `eval_s` and trained by `run_s`.
+        #[arg(long, default_value = "sample_tasks/country-continent")]
+        task: PathBuf,
+        /// Only these rows (comma-separated): matmul, forward, prompt-tuning, prefix-tuning,
+        /// p-tuning, autoprompt, eval, run, fine-tuning.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Read a saved prompt: the nearest vocabulary tokens of each soft vector (cosine), or
     /// AutoPrompt's trigger text.
@@ -380,6 +390,8 @@ fn pretrain_cli(
 }
 
 fn main() {
+    gradprompt::runtime::single_threaded_elementwise_ops();
+    gradprompt::runtime::keep_freed_memory();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
@@ -440,9 +452,18 @@ fn run(cli: Cli) -> Result<()> {
             batch_size,
             seq_len,
             repeats,
+            task,
+            only,
         } => {
             let m = Model::load(&model)?;
-            let r = gradprompt::bench::run(&m, batch_size, seq_len, repeats.max(1))?;
+            let opts = gradprompt::bench::BenchOptions {
+                batch: batch_size,
+                seq_len,
+                repeats,
+                task: &task,
+                only,
+            };
+            let r = gradprompt::bench::run(&m, &opts)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
         Command::Inspect { model, prompt, k } => {

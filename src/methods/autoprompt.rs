@@ -4,6 +4,7 @@
 //! of the loss change `-grad . e_w`, evaluates the top-k candidates together in batched forwards,
 //! and keeps the best if it lowers the loss. The result is readable text.
 
+use super::cached_score::{continuation_logprobs, Continuation};
 use super::inject::{loss_and_grads, score, Row};
 use super::{Batch, Method, MethodKind, Prompt, StepContext};
 use crate::model::Llm;
@@ -52,36 +53,102 @@ impl AutoPrompt {
         })
     }
 
-    /// Mean answer-token loss of `rows` with each trigger list, batched across lists.
+    /// Mean answer-token loss of `rows` with each trigger list.
     fn losses(&self, llm: &Llm, rows: &[Row], trigger_sets: &[Vec<u32>]) -> Result<Vec<f32>> {
-        let mut all = Vec::new();
+        trigger_losses(llm, rows, trigger_sets)
+    }
+}
+
+/// Mean answer-token loss of `rows` with each trigger list (one value per list). The part of
+/// each row before its first trigger slot is the same for every list: it runs once, and every
+/// list's trigger tokens and the rest of the row are scored from its key/value cache
+/// (`cached_score`), batched across lists. Rows that open with a trigger have nothing to share
+/// and take the full path. Equal to [`trigger_losses_full`] within f32 rounding.
+pub fn trigger_losses(llm: &Llm, rows: &[Row], trigger_sets: &[Vec<u32>]) -> Result<Vec<f32>> {
+    let first_trigger = |r: &Row| {
+        r.pieces
+            .iter()
+            .position(|p| matches!(p, Piece::Trigger(_)))
+            .unwrap_or(r.pieces.len())
+    };
+    let (cached, uncached): (Vec<&Row>, Vec<&Row>) =
+        rows.iter().partition(|r| first_trigger(r) > 0);
+    // nll[set][row], rows in the order cached ++ uncached.
+    let mut nll = vec![Vec::with_capacity(rows.len()); trigger_sets.len()];
+    if !cached.is_empty() {
+        let heads: Vec<&[Piece]> = cached
+            .iter()
+            .map(|r| &r.pieces[..first_trigger(r)])
+            .collect();
+        let mut conts = Vec::with_capacity(cached.len() * trigger_sets.len());
         for triggers in trigger_sets {
-            for r in rows {
-                let pieces = r
-                    .pieces
-                    .iter()
-                    .map(|p| match *p {
-                        Piece::Trigger(j) => Piece::Token(triggers[j]),
-                        other => other,
-                    })
-                    .collect();
-                all.push(Row {
-                    pieces,
-                    answer: r.answer.clone(),
+            for (h, r) in cached.iter().enumerate() {
+                conts.push(Continuation {
+                    head: h,
+                    tail: with_triggers(&r.pieces[heads[h].len()..], triggers),
+                    answer: &r.answer,
                 });
             }
         }
-        let mut row_nll = Vec::with_capacity(all.len());
-        for chunk in all.chunks(EVAL_ROWS) {
-            let s = score(llm, &Prompt::default(), chunk)?;
-            row_nll.extend(s.row_logprob.to_vec1::<f32>()?.into_iter().map(|x| -x));
+        let lp = continuation_logprobs(llm, &Prompt::default(), &heads, &conts, EVAL_ROWS)?;
+        for (s, c) in lp.chunks(cached.len()).enumerate() {
+            nll[s].extend(c.iter().map(|x| -x));
         }
-        let tokens: usize = rows.iter().map(|r| r.answer.len()).sum();
-        Ok(row_nll
-            .chunks(rows.len())
-            .map(|c| c.iter().sum::<f32>() / tokens as f32)
-            .collect())
     }
+    if !uncached.is_empty() {
+        let owned: Vec<Row> = uncached.into_iter().cloned().collect();
+        for (s, c) in full_row_nll(llm, &owned, trigger_sets)?
+            .chunks(owned.len())
+            .enumerate()
+        {
+            nll[s].extend_from_slice(c);
+        }
+    }
+    let tokens: usize = rows.iter().map(|r| r.answer.len()).sum();
+    Ok(nll
+        .iter()
+        .map(|c| c.iter().sum::<f32>() / tokens as f32)
+        .collect())
+}
+
+/// The reference for [`trigger_losses`]: every (list, row) pair as one full forward row.
+pub fn trigger_losses_full(llm: &Llm, rows: &[Row], trigger_sets: &[Vec<u32>]) -> Result<Vec<f32>> {
+    let tokens: usize = rows.iter().map(|r| r.answer.len()).sum();
+    Ok(full_row_nll(llm, rows, trigger_sets)?
+        .chunks(rows.len())
+        .map(|c| c.iter().sum::<f32>() / tokens as f32)
+        .collect())
+}
+
+/// Each (list, row) pair's summed answer-token negative log-likelihood, list-major, from full
+/// forwards batched across lists.
+fn full_row_nll(llm: &Llm, rows: &[Row], trigger_sets: &[Vec<u32>]) -> Result<Vec<f32>> {
+    let mut all = Vec::with_capacity(rows.len() * trigger_sets.len());
+    for triggers in trigger_sets {
+        for r in rows {
+            all.push(Row {
+                pieces: with_triggers(&r.pieces, triggers),
+                answer: r.answer.clone(),
+            });
+        }
+    }
+    let mut row_nll = Vec::with_capacity(all.len());
+    for chunk in all.chunks(EVAL_ROWS) {
+        let s = score(llm, &Prompt::default(), chunk)?;
+        row_nll.extend(s.row_logprob.to_vec1::<f32>()?.into_iter().map(|x| -x));
+    }
+    Ok(row_nll)
+}
+
+/// The pieces with each trigger slot replaced by its token from `triggers`.
+fn with_triggers(pieces: &[Piece], triggers: &[u32]) -> Vec<Piece> {
+    pieces
+        .iter()
+        .map(|p| match *p {
+            Piece::Trigger(j) => Piece::Token(triggers[j]),
+            other => other,
+        })
+        .collect()
 }
 
 impl Method for AutoPrompt {
@@ -121,10 +188,10 @@ impl Method for AutoPrompt {
             rows: grad_rows.to_vec(),
             micro_batch: batch.micro_batch,
         };
-        let (loss, grads) = loss_and_grads(llm, &prompt_fn, &grad_batch)?;
-        let Some(g) = grads.get(trig.as_tensor()) else {
-            bail!("internal error: the trigger embeddings received no gradient");
-        };
+        // Fails if the trigger embeddings received no gradient.
+        let (loss, grads) =
+            loss_and_grads(llm, &prompt_fn, &grad_batch, std::slice::from_ref(&trig))?;
+        let g = &grads[0];
         let slot = ctx.rng.random_range(0..self.triggers.len());
         // First-order estimate of the loss change when slot's token becomes w: (e_w - e_cur) . g;
         // the e_cur term is the same for every w, so rank by -e_w . g.

@@ -3,8 +3,10 @@
 //! trainable weights) and how one training update changes it. Knows nothing of the GUI.
 
 pub mod autoprompt;
+pub mod cached_score;
 pub mod fine_tuning;
 pub mod inject;
+pub mod optim;
 pub mod p_tuning;
 pub mod prefix_tuning;
 pub mod prompt_tuning;

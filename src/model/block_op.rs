@@ -147,11 +147,7 @@ impl BlockOp {
 
     /// Gradients of the input and of the prefix's keys and values (each `[b, kv_heads, n, hd]`),
     /// given the output's gradient.
-    fn backward(
-        &self,
-        dy: &Tensor,
-        want_dx: bool,
-    ) -> Result<(Option<Tensor>, Option<KvGrad>)> {
+    fn backward(&self, dy: &Tensor, want_dx: bool) -> Result<(Option<Tensor>, Option<KvGrad>)> {
         let saved = self.saved.lock().unwrap().take();
         let Some(s) = saved else {
             candle_core::bail!("block op: backward without a forward (or run twice)")

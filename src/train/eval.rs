@@ -2,15 +2,20 @@
 //! answers by total log-probability; generation greedily continues the prompt and compares the
 //! normalised text with the target (see `task::metric`).
 
+use crate::methods::cached_score::{self, Continuation};
 use crate::methods::inject::{embed_rows, score, Row};
 use crate::methods::Prompt;
 use crate::model::{ForwardInput, Llm, LogitRows};
-use crate::task::{exact_match, Encoded, TaskKind};
+use crate::task::{exact_match, Encoded, Piece, TaskKind};
 use anyhow::Result;
 use candle_core::Tensor;
 
-/// Rows per forward while scoring.
+/// Rows per forward while scoring the full sequences (the reference path).
 const SCORE_ROWS: usize = 32;
+
+/// Candidate rows (and prompts) per forward on the cached path. Its rows are short (the answer
+/// tokens after a cached prompt), so more fit in the memory one full-sequence chunk takes.
+const CACHED_ROWS: usize = 64;
 
 /// Per-example outcome of an evaluation.
 #[derive(Debug, Clone)]
@@ -40,8 +45,37 @@ pub fn evaluate(
     }
 }
 
-/// The candidates' total log-probabilities for each example.
+/// The candidates' total log-probabilities for each example. The prompt (soft vectors,
+/// triggers, prefix) and input run once per example and every candidate is scored from that
+/// key/value cache (`methods::cached_score`); equal to [`candidate_logprobs_full`] within f32
+/// rounding.
 pub fn candidate_logprobs(
+    llm: &Llm,
+    prompt: &Prompt,
+    encoded: &[Encoded],
+) -> Result<Vec<Vec<f32>>> {
+    if !cached_score::cacheable(prompt) {
+        return candidate_logprobs_full(llm, prompt, encoded);
+    }
+    let heads: Vec<&[Piece]> = encoded.iter().map(|e| e.prompt.as_slice()).collect();
+    let rows: Vec<Continuation> = encoded
+        .iter()
+        .enumerate()
+        .flat_map(|(i, e)| {
+            e.candidates.iter().map(move |c| Continuation {
+                head: i,
+                tail: vec![],
+                answer: c,
+            })
+        })
+        .collect();
+    let lp = cached_score::continuation_logprobs(llm, prompt, &heads, &rows, CACHED_ROWS)?;
+    Ok(split_per_example(&lp, encoded))
+}
+
+/// The reference: every (example, candidate) row runs the whole prompt again, as full-sequence
+/// scoring does (the way PEFT users rank labels). Kept for the equivalence tests and the bench.
+pub fn candidate_logprobs_full(
     llm: &Llm,
     prompt: &Prompt,
     encoded: &[Encoded],
@@ -51,13 +85,17 @@ pub fn candidate_logprobs(
     for chunk in rows.chunks(SCORE_ROWS) {
         lp.extend(score(llm, prompt, chunk)?.row_logprob.to_vec1::<f32>()?);
     }
+    Ok(split_per_example(&lp, encoded))
+}
+
+fn split_per_example(lp: &[f32], encoded: &[Encoded]) -> Vec<Vec<f32>> {
     let mut out = Vec::with_capacity(encoded.len());
     let mut at = 0;
     for e in encoded {
         out.push(lp[at..at + e.candidates.len()].to_vec());
         at += e.candidates.len();
     }
-    Ok(out)
+    out
 }
 
 fn classify(

@@ -1,0 +1,263 @@
+//! Scoring from a key/value cache equals full-sequence scoring. Classification evaluation runs
+//! each example's prompt once and scores every label from its cache; AutoPrompt scores every
+//! candidate trigger list from the cache of the part before the first trigger. Both must give
+//! the full-sequence path's numbers (within f32 rounding) for every method's prompt, on the
+//! built-in model and sample_tasks/country-continent (prompts of several lengths, labels of one
+//! and two tokens).
+
+mod common;
+
+use gradprompt::methods::autoprompt::{trigger_losses, trigger_losses_full};
+use gradprompt::methods::{self, Batch, MethodKind, MethodSettings, Prompt, Row, StepContext};
+use gradprompt::model::{Llm, Model};
+use gradprompt::task::{Encoded, Task, Template};
+use gradprompt::train::encode_split;
+use gradprompt::train::eval::{candidate_logprobs, candidate_logprobs_full};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+const TOL: f32 = 1e-4;
+
+struct Fixture {
+    model: Model,
+    task: Task,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let model = Model::load("builtin").expect("the built-in model loads");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_tasks/country-continent");
+        Fixture {
+            model,
+            task: Task::load(&dir).unwrap(),
+        }
+    })
+}
+
+/// The method's template (the task's own, or `given`, with the method's slots added) and the
+/// dev split encoded with it.
+fn setup(kind: MethodKind, given: Option<&str>) -> (Template, Vec<Encoded>) {
+    let f = fixture();
+    let given = match given {
+        Some(t) => Template::parse(t).unwrap(),
+        None => f.task.template().unwrap(),
+    };
+    let template = methods::template_for(kind, &MethodSettings::default(), &given);
+    let dev = encode_split(&f.task, &template, "dev", &f.model).unwrap();
+    (template, dev)
+}
+
+fn build(kind: MethodKind, template: &Template) -> Box<dyn methods::Method> {
+    let f = fixture();
+    let labels: Vec<String> = f
+        .task
+        .labels()
+        .iter()
+        .map(|l| format!(" {}", f.task.answer_text(l)))
+        .collect();
+    let mut rng = StdRng::seed_from_u64(7);
+    methods::build(
+        kind,
+        &MethodSettings::default(),
+        &f.model.llm,
+        template,
+        &labels,
+        &f.model.tokenizer,
+        &mut rng,
+    )
+    .unwrap()
+}
+
+/// Cached and full scores of every candidate of every example agree.
+fn assert_same_scores(what: &str, llm: &Llm, prompt: &Prompt, encoded: &[Encoded]) {
+    let t = Instant::now();
+    let full = candidate_logprobs_full(llm, prompt, encoded).unwrap();
+    let full_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let cached = candidate_logprobs(llm, prompt, encoded).unwrap();
+    let cached_s = t.elapsed().as_secs_f64();
+    assert_eq!(full.len(), cached.len());
+    let mut worst = 0f32;
+    for (i, (a, b)) in full.iter().zip(&cached).enumerate() {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!(
+                x.is_finite() && y.is_finite(),
+                "{what}: example {i}: {a:?} vs {b:?}"
+            );
+            worst = worst.max((x - y).abs());
+        }
+        assert!(
+            worst <= TOL,
+            "{what}: example {i}: full {a:?} vs cached {b:?}"
+        );
+    }
+    let lens: std::collections::BTreeSet<usize> = encoded.iter().map(|e| e.prompt.len()).collect();
+    eprintln!(
+        "{what}: {} examples, prompt lengths {lens:?}: full {full_s:.3} s, cached {cached_s:.3} s, \
+         max |diff| {worst:.2e}",
+        encoded.len()
+    );
+}
+
+#[test]
+fn zero_shot_scores_from_cache() {
+    let (_, dev) = setup(MethodKind::ZeroShot, None);
+    let lens: std::collections::BTreeSet<usize> = dev.iter().map(|e| e.prompt.len()).collect();
+    let answer_lens: std::collections::BTreeSet<usize> =
+        dev[0].candidates.iter().map(Vec::len).collect();
+    // The fixture exercises what the cache must get right: prompts of several lengths (several
+    // cache groups) and labels of one token (read from the prompt's last logits) and of more.
+    assert!(lens.len() > 1, "prompt lengths {lens:?}");
+    assert!(
+        answer_lens.contains(&1) && answer_lens.iter().any(|&n| n > 1),
+        "answer lengths {answer_lens:?}"
+    );
+    assert_same_scores("zero-shot", &fixture().model.llm, &Prompt::default(), &dev);
+}
+
+#[test]
+fn prompt_tuning_scores_from_cache() {
+    let (template, dev) = setup(MethodKind::PromptTuning, None);
+    let m = build(MethodKind::PromptTuning, &template);
+    let llm = &fixture().model.llm;
+    assert_same_scores(
+        "prompt tuning",
+        llm,
+        &m.prompt(llm).unwrap().detached(),
+        &dev,
+    );
+}
+
+#[test]
+fn p_tuning_scores_from_cache() {
+    // Soft vectors around the input and right before the answer: the cache ends on a soft
+    // vector.
+    let (template, dev) = setup(
+        MethodKind::PTuning,
+        Some("[P*3] {country} [P*2] is a country in the continent of [P*2] [ANSWER]"),
+    );
+    let m = build(MethodKind::PTuning, &template);
+    let llm = &fixture().model.llm;
+    assert_same_scores("p-tuning", llm, &m.prompt(llm).unwrap().detached(), &dev);
+}
+
+#[test]
+fn prefix_tuning_scores_from_cache() {
+    let (template, dev) = setup(MethodKind::PrefixTuning, None);
+    let m = build(MethodKind::PrefixTuning, &template);
+    let llm = &fixture().model.llm;
+    let prompt = m.prompt(llm).unwrap().detached();
+    assert!(prompt.prefix.as_ref().is_some_and(|p| !p.is_empty()));
+    assert_same_scores("prefix tuning", llm, &prompt, &dev);
+}
+
+#[test]
+fn autoprompt_triggers_score_from_cache() {
+    let llm = &fixture().model.llm;
+    let mut rng = StdRng::seed_from_u64(3);
+    // Triggers first (the default layout: the cache starts at a trigger) and in the middle.
+    for given in [
+        None,
+        Some("{country} [T*3] is a country in the continent of [ANSWER]"),
+    ] {
+        let (template, dev) = setup(MethodKind::Autoprompt, given);
+        let prompt = Prompt {
+            triggers: (0..template.trigger_count())
+                .map(|_| rng.random_range(10..llm.cfg.vocab_size as u32))
+                .collect(),
+            ..Default::default()
+        };
+        assert_same_scores(&format!("autoprompt {template}"), llm, &prompt, &dev);
+    }
+}
+
+#[test]
+fn fine_tuning_scores_from_cache() {
+    // Fine-tuning scores with its own (trainable) model: one update makes it differ from the
+    // frozen one.
+    let f = fixture();
+    let (template, dev) = setup(MethodKind::FineTuning, None);
+    let mut m = build(MethodKind::FineTuning, &template);
+    let train = encode_split(&f.task, &template, "train", &f.model).unwrap();
+    let batch = Batch {
+        rows: train.iter().take(8).map(Row::gold).collect(),
+        micro_batch: 8,
+    };
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut ctx = StepContext {
+        llm: &f.model.llm,
+        lr: 1e-2,
+        rng: &mut rng,
+    };
+    m.train_step(&mut ctx, &batch).unwrap();
+    let llm = m.model(&f.model.llm);
+    assert!(llm.is_trainable());
+    let prompt = m.prompt(llm).unwrap();
+    let before = candidate_logprobs_full(&f.model.llm, &prompt, &dev[..4]).unwrap();
+    let after = candidate_logprobs_full(llm, &prompt, &dev[..4]).unwrap();
+    assert_ne!(before, after, "the update changed nothing");
+    assert_same_scores("fine-tuning (trainable copy)", llm, &prompt, &dev);
+    assert_same_scores(
+        "fine-tuning (detached, as evaluation runs it)",
+        &llm.detached().unwrap(),
+        &prompt,
+        &dev,
+    );
+}
+
+#[test]
+fn autoprompt_candidate_losses_from_cache() {
+    let f = fixture();
+    let llm = &f.model.llm;
+    // Rows whose first trigger comes late, in the middle, first (nothing to cache: the full
+    // path) and never (every list scores the same), mixed in one call as a batch may mix them.
+    let templates = [
+        "{country} is a country in the continent of [T*4] [ANSWER]",
+        "{country} [T*4] is a country in the continent of [ANSWER]",
+        "[T*4] {country} is a country in the continent of [ANSWER]",
+        "{country} is a country in the continent of [ANSWER]",
+    ];
+    let mut rows = Vec::new();
+    for t in templates {
+        let template = Template::parse(t).unwrap();
+        let train = encode_split(&f.task, &template, "train", &f.model).unwrap();
+        rows.extend(train.iter().skip(rows.len()).take(5).map(Row::gold));
+    }
+    let mut rng = StdRng::seed_from_u64(5);
+    let current: Vec<u32> = (0..4)
+        .map(|_| rng.random_range(10..llm.cfg.vocab_size as u32))
+        .collect();
+    let mut sets = vec![current.clone()];
+    for _ in 0..10 {
+        let mut s = current.clone();
+        s[rng.random_range(0..4)] = rng.random_range(10..llm.cfg.vocab_size as u32);
+        sets.push(s);
+    }
+    for rows in [&rows[..], &rows[..5], &rows[10..15]] {
+        let t = Instant::now();
+        let full = trigger_losses_full(llm, rows, &sets).unwrap();
+        let full_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let cached = trigger_losses(llm, rows, &sets).unwrap();
+        let cached_s = t.elapsed().as_secs_f64();
+        assert_eq!(full.len(), sets.len());
+        let worst = full
+            .iter()
+            .zip(&cached)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst <= TOL, "full {full:?} vs cached {cached:?}");
+        assert!(full.iter().all(|l| l.is_finite() && *l > 0.0));
+        eprintln!(
+            "autoprompt losses, {} rows x {} lists: full {full_s:.3} s, cached {cached_s:.3} s, \
+             max |diff| {worst:.2e}",
+            rows.len(),
+            sets.len()
+        );
+    }
+}
