@@ -32,8 +32,9 @@ const TOP_K: usize = 10;
 const MATMUL_N: usize = 2048;
 
 /// The rows `--only` may pick, in the order they run (fine-tuning last: it allocates the most).
-pub const ROWS: [&str; 9] = [
+pub const ROWS: [&str; 10] = [
     "matmul",
+    "adamw",
     "forward",
     "prompt-tuning",
     "prefix-tuning",
@@ -74,6 +75,10 @@ pub struct BenchResult {
     pub run_dev_accuracy: Option<f64>,
     pub run_test_accuracy: Option<f64>,
     pub matmul_gflops: Option<f64>,
+    /// One AdamW update of every weight of the model (the fine-tuning baseline's optimiser):
+    /// the fused update and candle's own, on the same parameters and gradients.
+    pub adamw_fused_s: Option<f64>,
+    pub adamw_candle_s: Option<f64>,
     /// The process's peak resident memory, and each row's peak (the high-water mark is reset
     /// before each row, so a row's figure includes what earlier rows left resident).
     pub peak_rss_bytes: u64,
@@ -248,6 +253,34 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         res.matmul_gflops = Some(2.0 * (MATMUL_N as f64).powi(3) / s / 1e9);
     }
 
+    if wanted("adamw") {
+        let (_copy, vars) = llm.trainable_copy()?;
+        let vars: Vec<candle_core::Var> = vars.into_iter().map(|(_, v)| v).collect();
+        let grads: Vec<Tensor> = vars
+            .iter()
+            .map(|v| Ok((v.as_tensor() * 1e-3)?))
+            .collect::<Result<_>>()?;
+        let mut fused = methods::optim::AdamW::new(vars.clone(), 0.01)?;
+        res.adamw_fused_s = Some(timer.measure("adamw-fused", &mut || fused.step(&grads))?);
+        drop(fused);
+        // A gradient store holding exactly `grads`: the gradient of sum(v * g) is g.
+        let mut total = Tensor::zeros((), candle_core::DType::F32, &dev)?;
+        for (v, g) in vars.iter().zip(&grads) {
+            total = (total + (v.as_tensor() * g)?.sum_all()?)?;
+        }
+        let store = total.backward()?;
+        use candle_nn::Optimizer;
+        let mut candle_opt = candle_nn::AdamW::new(
+            vars.clone(),
+            candle_nn::ParamsAdamW {
+                weight_decay: 0.01,
+                ..Default::default()
+            },
+        )?;
+        res.adamw_candle_s =
+            Some(timer.measure("adamw-candle", &mut || Ok(candle_opt.step(&store)?))?);
+    }
+
     if wanted("forward") {
         let ids: Vec<u32> = bench_ids(batch, seq_len, vocab).concat();
         let embeds = llm.embed(&Tensor::from_vec(ids, (batch, seq_len), &dev)?)?;
@@ -386,7 +419,8 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         )?;
         res.step_s.insert("fine-tuning".to_string(), s);
     }
-    res.peak_rss_bytes = peak_rss();
+    // Resetting the high-water mark per row loses the process-wide one: take the largest.
+    res.peak_rss_bytes = timer.peaks.values().copied().fold(peak_rss(), u64::max);
     res.peak_rss_bytes_by_row = timer.peaks;
     res.spread = timer.spread;
     Ok(res)

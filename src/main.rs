@@ -95,6 +95,10 @@ enum Command {
         /// p-tuning, autoprompt, eval, run, fine-tuning.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Differentiate through candle's composed ops instead of the block op (the "before" of
+        /// docs/benchmarks.md).
+        #[arg(long)]
+        composed_backward: bool,
     },
     /// Read a saved prompt: the nearest vocabulary tokens of each soft vector (cosine), or
     /// AutoPrompt's trigger text.
@@ -454,8 +458,12 @@ fn run(cli: Cli) -> Result<()> {
             repeats,
             task,
             only,
+            composed_backward,
         } => {
-            let m = Model::load(&model)?;
+            let mut m = Model::load(&model)?;
+            if composed_backward {
+                m.llm = m.llm.with_composed_backward();
+            }
             let opts = gradprompt::bench::BenchOptions {
                 batch: batch_size,
                 seq_len,
