@@ -92,7 +92,7 @@ enum Command {
         #[arg(long, default_value = "sample_tasks/country-continent")]
         task: PathBuf,
         /// Only these rows (comma-separated): matmul, forward, prompt-tuning, prefix-tuning,
-        /// p-tuning, autoprompt, eval, run, fine-tuning.
+        /// p-tuning, autoprompt, eval, run, fine-tuning, adamw.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Differentiate through candle's composed ops instead of the block op (the "before" of

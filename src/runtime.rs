@@ -12,21 +12,26 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// mimalloc's `purge_delay` option (its index in mimalloc 3's `mi_option_t`).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// How long freed memory stays in the process before mimalloc returns it to the OS (-1: never).
+const PURGE_DELAY_MS: std::os::raw::c_long = -1;
+
 /// The environment variable that sizes candle's own elementwise thread pool.
 pub const CANDLE_THREADS_VAR: &str = "CANDLE_NUM_THREADS";
 
-/// Keeps freed memory in the process for good. mimalloc returns memory unused for a second to
-/// the OS by default; a training step allocates and frees the same few gigabytes every second or
-/// two, so each step paid the page faults again (a profile showed ~20% of samples in the kernel's
-/// `clear_page_erms`). The resident size stays at the run's peak instead. Idempotent; call it
-/// before the model is loaded.
-/// A `MIMALLOC_PURGE_DELAY` in the environment wins (to measure the difference).
+/// Keeps freed memory in the process. mimalloc returns memory unused for a second to the OS by
+/// default; a training step allocates and frees the same gigabytes every second or two, so each
+/// step paid the page faults again (a profile showed ~20% of samples in the kernel's
+/// `clear_page_erms`; the prompt-tuning step measured 1.94 s with the default delay and 1.71 s
+/// without purging, docs/benchmarks.md). A ten-second delay measured 1.86 s with a wide spread, so
+/// freed memory is never returned: the process keeps its peak (what PyTorch's caching allocator
+/// does on a GPU). Idempotent; call it before the model is loaded. A `MIMALLOC_PURGE_DELAY` in
+/// the environment wins (to measure the difference).
 pub fn keep_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;
     }
     // SAFETY: setting an integer option is thread-safe in mimalloc.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
 }
 
 /// Runs candle's elementwise ops on the calling thread, leaving the cores to gemm's and our
