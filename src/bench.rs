@@ -336,7 +336,7 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         };
         if wanted("eval") {
             let template = train::resolve_template(&task, &spec)?;
-            let dev_set = train::encode_split(&task, &template, "dev", model)?;
+            let dev_set = train::encode_split(&task, &template, crate::task::Split::Dev, model)?;
             let labels: Vec<String> = task
                 .labels()
                 .iter()

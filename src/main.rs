@@ -321,7 +321,7 @@ fn eval_cli(
     let (own_llm, p) = art.prompt_for(&model)?;
     let template = gradprompt::task::Template::parse(&art.manifest.template)
         .map_err(|e| anyhow::anyhow!("{}: template: {e}", prompt.display()))?;
-    let test = train::encode_split(&task, &template, "test", &model)?;
+    let test = train::encode_split(&task, &template, gradprompt::task::Split::Test, &model)?;
     let llm = own_llm.as_ref().unwrap_or(&model.llm);
     let out = train::eval::evaluate(llm, &p, task.spec.kind, &test, &model.tokenizer)?;
     let m = &art.manifest;

@@ -204,7 +204,7 @@ pub fn evaluate_artifact(model: &Model, task: &Task, art: &Artifact) -> Result<f
     let (own, prompt) = art.prompt_for(model)?;
     let template = Template::parse(&art.manifest.template)
         .map_err(|e| anyhow::anyhow!("the prompt's template: {e}"))?;
-    let test = crate::train::encode_split(task, &template, "test", model)?;
+    let test = crate::train::encode_split(task, &template, crate::task::Split::Test, model)?;
     let llm = own.as_ref().unwrap_or(&model.llm);
     Ok(crate::train::eval::evaluate(llm, &prompt, task.spec.kind, &test, &model.tokenizer)?.metric)
 }

@@ -10,6 +10,7 @@ mod common;
 use gradprompt::methods::autoprompt::{trigger_losses, trigger_losses_full};
 use gradprompt::methods::{self, Batch, MethodKind, MethodSettings, Prompt, Row, StepContext};
 use gradprompt::model::{Llm, Model};
+use gradprompt::task::Split;
 use gradprompt::task::{Encoded, Task, Template};
 use gradprompt::train::encode_split;
 use gradprompt::train::eval::{candidate_logprobs, candidate_logprobs_full};
@@ -47,7 +48,7 @@ fn setup(kind: MethodKind, given: Option<&str>) -> (Template, Vec<Encoded>) {
         None => f.task.template().unwrap(),
     };
     let template = methods::template_for(kind, &MethodSettings::default(), &given);
-    let dev = encode_split(&f.task, &template, "dev", &f.model).unwrap();
+    let dev = encode_split(&f.task, &template, Split::Dev, &f.model).unwrap();
     (template, dev)
 }
 
@@ -183,7 +184,7 @@ fn fine_tuning_scores_from_cache() {
     let f = fixture();
     let (template, dev) = setup(MethodKind::FineTuning, None);
     let mut m = build(MethodKind::FineTuning, &template);
-    let train = encode_split(&f.task, &template, "train", &f.model).unwrap();
+    let train = encode_split(&f.task, &template, Split::Train, &f.model).unwrap();
     let batch = Batch {
         rows: train.iter().take(8).map(Row::gold).collect(),
         micro_batch: 8,
@@ -225,7 +226,7 @@ fn autoprompt_candidate_losses_from_cache() {
     let mut rows = Vec::new();
     for t in templates {
         let template = Template::parse(t).unwrap();
-        let train = encode_split(&f.task, &template, "train", &f.model).unwrap();
+        let train = encode_split(&f.task, &template, Split::Train, &f.model).unwrap();
         rows.extend(train.iter().skip(rows.len()).take(5).map(Row::gold));
     }
     let mut rng = StdRng::seed_from_u64(5);

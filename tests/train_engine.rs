@@ -92,7 +92,8 @@ fn an_exported_prompt_reloads_to_the_same_metric_and_refuses_another_model() {
 
         let (own, prompt) = art.prompt_for(&model).unwrap();
         let template = Template::parse(&art.manifest.template).unwrap();
-        let test = train::encode_split(&task, &template, "test", &model).unwrap();
+        let test =
+            train::encode_split(&task, &template, gradprompt::task::Split::Test, &model).unwrap();
         let llm = own.as_ref().unwrap_or(&model.llm);
         let reloaded =
             train::eval::evaluate(llm, &prompt, task.spec.kind, &test, &model.tokenizer).unwrap();

@@ -75,7 +75,34 @@ pub struct Task {
 
 const SPLITS: [&str; 3] = ["train", "dev", "test"];
 
+/// One of a task's three splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Dev,
+    Test,
+}
+
+impl Split {
+    /// The split's name, as in its file name (`train.jsonl`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Dev => "dev",
+            Split::Test => "test",
+        }
+    }
+}
+
 impl Task {
+    pub fn examples(&self, split: Split) -> &[Example] {
+        match split {
+            Split::Train => &self.train,
+            Split::Dev => &self.dev,
+            Split::Test => &self.test,
+        }
+    }
+
     /// Loads and validates a task folder (see the module docs for the layout).
     pub fn load(dir: &Path) -> Result<Task> {
         let spec_path = dir.join("task.json");

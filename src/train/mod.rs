@@ -7,7 +7,7 @@ pub mod worker;
 use crate::artifact;
 use crate::methods::{self, Batch, MethodKind, MethodSettings, Row, StepContext};
 use crate::model::Model;
-use crate::task::{encode, Encoded, Task, Template};
+use crate::task::{encode, Encoded, Split, Task, Template};
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use rand::rngs::StdRng;
@@ -135,20 +135,15 @@ pub struct RunResult {
 pub fn encode_split(
     task: &Task,
     template: &Template,
-    split: &str,
+    split: Split,
     model: &Model,
 ) -> Result<Vec<Encoded>> {
-    let examples = match split {
-        "train" => &task.train,
-        "dev" => &task.dev,
-        _ => &task.test,
-    };
-    examples
+    task.examples(split)
         .iter()
         .enumerate()
         .map(|(i, e)| {
             encode(template, e, task, &model.tokenizer)
-                .with_context(|| format!("{} {split} example {}", task.spec.name, i + 1))
+                .with_context(|| format!("{} {} example {}", task.spec.name, split.name(), i + 1))
         })
         .collect()
 }
@@ -206,9 +201,9 @@ pub fn train(
         &model.tokenizer,
         &mut rng,
     )?;
-    let train_set = encode_split(task, &template, "train", model)?;
-    let dev_set = encode_split(task, &template, "dev", model)?;
-    let test_set = encode_split(task, &template, "test", model)?;
+    let train_set = encode_split(task, &template, Split::Train, model)?;
+    let dev_set = encode_split(task, &template, Split::Dev, model)?;
+    let test_set = encode_split(task, &template, Split::Test, model)?;
     let trainable = method.trainable_params();
     let model_params = frozen.parameter_count();
     let steps = if spec.method == MethodKind::ZeroShot {
