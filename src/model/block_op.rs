@@ -15,7 +15,7 @@
 //! The full fine-tuning baseline, whose weights are trainable, keeps the composed path in
 //! `llama.rs`; so do tests, which compare the two (`Llm::with_composed_backward`).
 
-use super::llama::{Layer, Rope};
+use super::llama::{prepend_prefix, Layer, Rope};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Module, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -102,18 +102,7 @@ impl BlockOp {
         let v = split(l.v_proj.forward(&hn)?, kvh)?;
         let q = self.rope.apply(&q, self.offset)?;
         let k = self.rope.apply(&k, self.offset)?;
-        let (k, v) = match prefix {
-            Some((pk, pv)) => {
-                let n = pk.dim(2)?;
-                let pk = pk.broadcast_as((b, kvh, n, hd))?;
-                let pv = pv.broadcast_as((b, kvh, n, hd))?;
-                (
-                    Tensor::cat(&[&pk, &k], 2)?.contiguous()?,
-                    Tensor::cat(&[&pv, &v], 2)?.contiguous()?,
-                )
-            }
-            None => (k, v),
-        };
+        let (k, v) = prepend_prefix(k, v, prefix)?;
         let s = k.dim(2)?;
         let q = q.reshape((b, kvh, rep * t, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();

@@ -32,6 +32,26 @@ impl KvPrefix {
     }
 }
 
+/// The text's keys and values `[b, kv_heads, t, hd]` with a prefix's in front (a prefix of batch
+/// 1 is shared by every row), contiguous.
+pub(super) fn prepend_prefix(
+    k: Tensor,
+    v: Tensor,
+    prefix: Option<(&Tensor, &Tensor)>,
+) -> candle_core::Result<(Tensor, Tensor)> {
+    let Some((pk, pv)) = prefix else {
+        return Ok((k, v));
+    };
+    let (b, kvh, _, hd) = k.dims4()?;
+    let n = pk.dim(2)?;
+    let pk = pk.broadcast_as((b, kvh, n, hd))?;
+    let pv = pv.broadcast_as((b, kvh, n, hd))?;
+    Ok((
+        Tensor::cat(&[&pk, &k], 2)?.contiguous()?,
+        Tensor::cat(&[&pv, &v], 2)?.contiguous()?,
+    ))
+}
+
 /// Which rows of the `[batch * seq]` hidden states get logits.
 #[derive(Debug, Clone)]
 pub enum LogitRows {
@@ -518,18 +538,7 @@ impl Llm {
         let q = self.rope.apply(&q, offset)?;
         let k = self.rope.apply(&k, offset)?;
         let v = v.contiguous()?;
-        let (k, v) = match prefix {
-            Some((pk, pv)) => {
-                let n = pk.dim(2)?;
-                let pk = pk.broadcast_as((b, kvh, n, hd))?;
-                let pv = pv.broadcast_as((b, kvh, n, hd))?;
-                (
-                    Tensor::cat(&[&pk, &k], 2)?.contiguous()?,
-                    Tensor::cat(&[&pv, &v], 2)?.contiguous()?,
-                )
-            }
-            None => (k, v),
-        };
+        let (k, v) = prepend_prefix(k, v, prefix.map(|(pk, pv)| (pk, pv)))?;
         let s = k.dim(2)?;
 
         // Grouped-query attention without copying keys: the `rep` query heads that share a
