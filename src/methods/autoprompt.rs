@@ -52,11 +52,6 @@ impl AutoPrompt {
             excluded,
         })
     }
-
-    /// Mean answer-token loss of `rows` with each trigger list.
-    fn losses(&self, llm: &Llm, rows: &[Row], trigger_sets: &[Vec<u32>]) -> Result<Vec<f32>> {
-        trigger_losses(llm, rows, trigger_sets)
-    }
 }
 
 /// Mean answer-token loss of `rows` with each trigger list (one value per list). The part of
@@ -213,7 +208,7 @@ impl Method for AutoPrompt {
             t[slot] = w;
             sets.push(t);
         }
-        let losses = self.losses(llm, eval_rows, &sets)?;
+        let losses = trigger_losses(llm, eval_rows, &sets)?;
         let (best, best_loss) = losses
             .iter()
             .enumerate()

@@ -1,7 +1,8 @@
 //! Full fine-tuning, the baseline: every weight of a trainable copy of the model is updated
 //! with the same template and loss as the prompt methods. It stores a whole model per task.
 
-use super::inject::{adamw, gradient_step};
+use super::inject::gradient_step;
+use super::optim::AdamW;
 use super::{Batch, Method, MethodKind, Prompt, StepContext};
 use crate::model::Llm;
 use anyhow::Result;
@@ -10,13 +11,13 @@ use candle_core::{Tensor, Var};
 pub struct FineTuning {
     model: Llm,
     vars: Vec<(String, Var)>,
-    opt: super::optim::AdamW,
+    opt: AdamW,
 }
 
 impl FineTuning {
     pub fn new(frozen: &Llm) -> Result<Self> {
         let (model, vars) = frozen.trainable_copy()?;
-        let opt = adamw(vars.iter().map(|(_, v)| v.clone()).collect(), 0.01)?;
+        let opt = AdamW::new(vars.iter().map(|(_, v)| v.clone()).collect(), 0.01)?;
         Ok(Self { model, vars, opt })
     }
 }

@@ -243,8 +243,3 @@ pub fn gradient_step(
     opt.step(&grads)?;
     Ok(loss)
 }
-
-/// AdamW as the methods use it (weight decay off for prompts: they are few and tiny).
-pub fn adamw(vars: Vec<Var>, weight_decay: f64) -> Result<AdamW> {
-    AdamW::new(vars, weight_decay)
-}

@@ -3,7 +3,8 @@
 //! two-layer bidirectional LSTM followed by an MLP (the paper; PEFT's `LSTM`), or an MLP alone
 //! (PEFT's default). At export the encoder's output vectors are stored and the encoder dropped.
 
-use super::inject::{adamw, gradient_step};
+use super::inject::gradient_step;
+use super::optim::AdamW;
 use super::{uniform, Batch, Encoder, Method, MethodKind, Prompt, StepContext};
 use crate::model::Llm;
 use anyhow::{bail, Result};
@@ -51,7 +52,7 @@ impl PromptEncoder {
 pub struct PTuning {
     encoder: PromptEncoder,
     vars: Vec<Var>,
-    opt: super::optim::AdamW,
+    opt: AdamW,
 }
 
 impl PTuning {
@@ -126,7 +127,7 @@ impl PTuning {
         }
         let mut vars = vec![input.clone()];
         vars.extend(named.into_iter().map(|(_, v)| v));
-        let opt = adamw(vars.clone(), 0.0)?;
+        let opt = AdamW::new(vars.clone(), 0.0)?;
         Ok(Self {
             encoder: PromptEncoder { input, lstm, mlp },
             vars,

@@ -9,7 +9,8 @@
 //! real words; here the prefix is the keys/values that the label words produce, plus the MLP's
 //! output, whose last layer starts small. The offset is a constant folded into the export.
 
-use super::inject::{adamw, gradient_step};
+use super::inject::gradient_step;
+use super::optim::AdamW;
 use super::{uniform, Batch, Method, MethodKind, Prompt, StepContext};
 use crate::model::{KvPrefix, Llm};
 use anyhow::{bail, Result};
@@ -31,7 +32,7 @@ struct PrefixMlp {
 
 pub struct PrefixTuning {
     mlp: PrefixMlp,
-    opt: super::optim::AdamW,
+    opt: AdamW,
 }
 
 impl PrefixTuning {
@@ -71,7 +72,7 @@ impl PrefixTuning {
         )?)?;
         let b2 = var(Tensor::zeros(out, candle_core::DType::F32, llm.device())?)?;
         let embedding = var(embedding)?;
-        let opt = adamw(
+        let opt = AdamW::new(
             vec![
                 embedding.clone(),
                 w1.clone(),

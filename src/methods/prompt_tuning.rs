@@ -2,7 +2,8 @@
 //! input embedding layer. The paper found label-word and vocabulary initialisation better than
 //! random, and a high learning rate (0.3 with Adafactor) works.
 
-use super::inject::{adamw, gradient_step};
+use super::inject::gradient_step;
+use super::optim::AdamW;
 use super::{uniform, Batch, Method, MethodKind, Prompt, SoftInit, StepContext};
 use crate::model::Llm;
 use anyhow::{bail, Result};
@@ -12,7 +13,7 @@ use rand::Rng;
 
 pub struct PromptTuning {
     soft: Var,
-    opt: super::optim::AdamW,
+    opt: AdamW,
 }
 
 /// `[n, d]` initial vectors, shared with P-Tuning's direct form.
@@ -82,7 +83,7 @@ impl PromptTuning {
             bail!("prompt tuning needs at least one soft slot ([P]) at the start of the template");
         }
         let soft = Var::from_tensor(&init_vectors(llm, n, init, labels, tok, rng)?)?;
-        let opt = adamw(vec![soft.clone()], 0.0)?;
+        let opt = AdamW::new(vec![soft.clone()], 0.0)?;
         Ok(Self { soft, opt })
     }
 }

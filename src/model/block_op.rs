@@ -16,23 +16,23 @@
 //! `llama.rs`; so do tests, which compare the two (`Llm::with_composed_backward`).
 
 use super::llama::{prepend_prefix, Layer, Rope};
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Module, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
 /// Everything a block's forward needs besides its input.
-#[derive(Clone)]
 pub(super) struct BlockOp {
-    pub layer: Layer,
-    pub rope: Rope,
+    layer: Layer,
+    rope: Rope,
     /// Additive attention bias `[b or 1, 1, t, n + t]`.
-    pub mask: Tensor,
+    mask: Tensor,
     /// Prefix length: the text's positions start there.
-    pub offset: usize,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub head_dim: usize,
-    saved: std::sync::Arc<Mutex<Option<Saved>>>,
+    offset: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    /// Filled by the forward, taken (and so freed) by the backward.
+    saved: Mutex<Option<Saved>>,
 }
 
 /// Activations kept from the forward for the backward.
@@ -152,11 +152,9 @@ impl BlockOp {
         // MLP: y = mid + down(silu(gate) * up).
         let dact = dy.matmul(&l.down_proj.weight)?;
         let dgu = dact.apply_op3_no_bwd(&s.gate, &s.up, &SwigluBackward)?;
-        let ff = s.gate.dim(D::Minus1)?;
         let dg = dgu.narrow(0, 0, rows)?;
         let du = dgu.narrow(0, rows, rows)?;
         let dhn2 = (dg.matmul(&l.gate_proj.weight)? + du.matmul(&l.up_proj.weight)?)?;
-        debug_assert_eq!(dg.dims(), &[rows, ff]);
         let mid = s.mid.reshape((rows, d))?;
         let dmid = (&dy + rms_norm_backward(&mid, &l.post_norm.weight, l.post_norm.eps, &dhn2)?)?;
 
