@@ -6,8 +6,8 @@
 use crate::methods::prefix_tuning::kv_from_flat;
 use crate::methods::{MethodKind, MethodSettings, Prompt};
 use crate::model::{Llm, Model};
+use crate::run::{RunResult, RunSpec, TrainConfig};
 use crate::task::{Task, TaskKind, Template};
-use crate::train::{RunResult, RunSpec, TrainConfig};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};

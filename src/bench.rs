@@ -9,8 +9,9 @@
 
 use crate::methods::{self, Batch, MethodKind, MethodSettings, Row, StepContext};
 use crate::model::{ForwardInput, LogitRows, Model};
+use crate::run::{RunSpec, TrainConfig};
 use crate::task::{Piece, Task, Template};
-use crate::train::{self, eval, RunSpec, TrainConfig};
+use crate::train::{self, eval};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use rand::rngs::StdRng;

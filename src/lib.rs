@@ -9,6 +9,7 @@ pub mod model;
 pub mod peft;
 pub mod playground;
 pub mod pretrain;
+pub mod run;
 pub mod runs;
 pub mod runtime;
 pub mod task;

@@ -6,8 +6,9 @@ use gradprompt::artifact::Artifact;
 use gradprompt::methods::{Encoder, MethodKind, MethodSettings, SoftInit};
 use gradprompt::model::{generate, Model};
 use gradprompt::playground::{Answer, Learned};
+use gradprompt::run::{Event, RunSpec, TrainConfig};
 use gradprompt::task::Task;
-use gradprompt::train::{self, worker::Worker, Event, RunSpec, TrainConfig};
+use gradprompt::train::{self, worker::Worker};
 use std::path::PathBuf;
 use std::sync::Arc;
 

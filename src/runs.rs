@@ -5,7 +5,7 @@
 //! was in progress when the app went away loads as interrupted.
 
 use crate::methods::MethodKind;
-use crate::train::{Event, RunResult, RunSpec};
+use crate::run::{Event, RunResult, RunSpec};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

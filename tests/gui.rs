@@ -8,8 +8,8 @@ use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use gradprompt::gui::{App, Focus, ModelState, Options, Tab};
 use gradprompt::methods::MethodKind;
+use gradprompt::run::{Event, RunResult, RunSpec, TrainConfig};
 use gradprompt::runs::{RunRecord, RunStatus, RunStore};
-use gradprompt::train::{Event, RunResult, RunSpec, TrainConfig};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -117,7 +117,7 @@ fn result(method: &str, test: f64, trainable: usize, bytes: usize) -> RunResult 
         steps: 10,
         train_loss_first: Some(2.0),
         train_loss_last: Some(1.0),
-        metric: "accuracy".into(),
+        metric: gradprompt::task::Metric::Accuracy,
         dev_metric: test,
         test_metric: test,
         best_step: 10,
@@ -196,7 +196,7 @@ fn injected_events_reach_the_plots_and_the_store() {
     // Pause goes to the worker as a command; the Paused event flips the button.
     h.get_by_label("Pause").click();
     h.step();
-    assert_eq!(cmd_rx.try_recv(), Ok(gradprompt::train::Command::Pause));
+    assert_eq!(cmd_rx.try_recv(), Ok(gradprompt::run::Command::Pause));
     ev_tx.send(Event::Paused).unwrap();
     h.step();
     h.get_by_label("Resume");
@@ -599,9 +599,9 @@ fn exit_saves_the_active_run_and_old_results_are_dropped() {
             })
             .unwrap();
     }
-    h.state_mut().send(gradprompt::train::Command::Stop);
+    h.state_mut().send(gradprompt::run::Command::Stop);
     h.state_mut().save_on_exit();
-    assert_eq!(cmd_rx.try_recv(), Ok(gradprompt::train::Command::Stop));
+    assert_eq!(cmd_rx.try_recv(), Ok(gradprompt::run::Command::Stop));
     let reopened = RunStore::open(&dir.path().join("runs")).unwrap();
     let r = reopened.get(&id).unwrap();
     assert_eq!(r.losses.len(), 7);

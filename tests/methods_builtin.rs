@@ -8,8 +8,8 @@ mod common;
 use common::{assert_learned, train_method};
 use gradprompt::methods::MethodKind;
 use gradprompt::model::Model;
+use gradprompt::run::RunResult;
 use gradprompt::task::Task;
-use gradprompt::train::RunResult;
 use std::path::Path;
 use std::sync::OnceLock;
 

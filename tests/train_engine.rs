@@ -7,8 +7,9 @@ use common::*;
 use gradprompt::artifact::Artifact;
 use gradprompt::methods::{Encoder, MethodKind, MethodSettings};
 use gradprompt::model::Model;
+use gradprompt::run::{Command, Event, RunResult, RunSpec, TrainConfig};
 use gradprompt::task::{Task, Template};
-use gradprompt::train::{self, worker::Worker, Command, Event, RunResult, RunSpec, TrainConfig};
+use gradprompt::train::{self, worker::Worker};
 use std::path::Path;
 use std::sync::Arc;
 

@@ -30,7 +30,7 @@ fn row(r: &RunRecord, baseline: bool) -> Option<Row> {
         label: run_label(r),
         method: r.method(),
         task: r.task.clone(),
-        metric: res.metric.clone(),
+        metric: res.metric.to_string(),
         test: res.test_metric,
         trainable: res.trainable_params,
         model_params: res.model_params,

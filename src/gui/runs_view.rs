@@ -2,8 +2,8 @@
 
 use super::{human_bytes, run_label, App, Focus, Tab};
 use crate::methods::{Encoder, MethodKind, SoftInit};
+use crate::run::default_lr;
 use crate::runs::{RunRecord, RunStatus};
-use crate::train::default_lr;
 use std::collections::BTreeSet;
 
 #[derive(Default)]

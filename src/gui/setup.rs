@@ -3,7 +3,7 @@
 
 use super::{App, DialogTarget, ModelState, Options};
 use crate::methods::{Encoder, MethodKind, MethodSettings, SoftInit};
-use crate::train::{default_lr, TrainConfig};
+use crate::run::{default_lr, TrainConfig};
 use std::path::PathBuf;
 
 pub struct Setup {

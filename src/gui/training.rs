@@ -1,8 +1,8 @@
 //! Train, Pause/Resume, Stop, and the progress of the active run (steps, examples/s, ETA).
 
 use super::{run_label, App, ModelState};
+use crate::run::{Command, Event};
 use crate::runs::RunStatus;
-use crate::train::{Command, Event};
 use std::time::{Duration, Instant};
 
 /// Wall time of the active run since its `Started` event, less the time spent paused: the ETA

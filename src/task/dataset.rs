@@ -39,6 +39,22 @@ pub enum Metric {
     ExactMatch,
 }
 
+impl Metric {
+    /// The name used in task.json, manifests and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Accuracy => "accuracy",
+            Metric::ExactMatch => "exact_match",
+        }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The contents of `task.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskSpec {

@@ -2,8 +2,9 @@
 //! (steps, evaluations, the result or the failure) come out over crossbeam channels, so neither
 //! the command line nor the GUI ever blocks on training work.
 
-use super::{train, Command, Event, RunSpec};
+use super::train;
 use crate::model::Model;
+use crate::run::{Command, Event, RunSpec};
 use crate::task::Task;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use std::sync::Arc;

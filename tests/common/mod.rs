@@ -197,8 +197,8 @@ pub fn train_method(
     task: &gradprompt::task::Task,
     method: gradprompt::methods::MethodKind,
     steps: usize,
-) -> gradprompt::train::RunResult {
-    use gradprompt::train::{RunSpec, TrainConfig};
+) -> gradprompt::run::RunResult {
+    use gradprompt::run::{RunSpec, TrainConfig};
     let spec = RunSpec {
         method,
         settings: Default::default(),
@@ -218,7 +218,7 @@ pub fn train_method(
 }
 
 /// A method learned: its train loss fell, and its best dev metric beats zero-shot's.
-pub fn assert_learned(r: &gradprompt::train::RunResult, zero_shot: &gradprompt::train::RunResult) {
+pub fn assert_learned(r: &gradprompt::run::RunResult, zero_shot: &gradprompt::run::RunResult) {
     let (first, last) = (r.train_loss_first.unwrap(), r.train_loss_last.unwrap());
     eprintln!(
         "{}: loss {first:.3} -> {last:.3}, dev {:.3} (zero-shot {:.3}) at step {}, test {:.3} \

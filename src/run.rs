@@ -1,0 +1,126 @@
+//! The description of a run: what to train (`RunSpec`, `TrainConfig`), what the trainer says
+//! while it trains (`Event`), what it can be told (`Command`) and what it returns (`RunResult`).
+//!
+//! These are plain data shared by the trainer (`train`), the stores that keep runs on disk
+//! (`artifact`, `runs`) and the front ends. This module must stay at the bottom of that
+//! stack: it imports only the method and task vocabularies, never `train`, `artifact`, `runs`
+//! or a front end, so the modules above it never import each other through it.
+
+use crate::methods::{MethodKind, MethodSettings};
+use crate::task::Metric;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub steps: usize,
+    /// None: the method's default.
+    pub lr: Option<f64>,
+    pub batch_size: usize,
+    /// Micro-batches per update (the batch is split and gradients accumulated).
+    pub grad_accum: usize,
+    pub eval_every: usize,
+    /// Stop after this many evaluations without a better dev score (0: never).
+    pub patience: usize,
+    /// Fraction of the steps spent warming the learning rate up linearly; it then decays
+    /// linearly to zero.
+    pub warmup: f64,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 100,
+            lr: None,
+            batch_size: 8,
+            grad_accum: 1,
+            eval_every: 20,
+            patience: 0,
+            warmup: 0.1,
+            seed: 0,
+        }
+    }
+}
+
+/// Learning rates that work with AdamW on these methods (the papers' values where they carry
+/// over; Prompt Tuning's 0.3 was for Adafactor). Prefix Tuning's MLP has a wide last layer, so
+/// AdamW's per-element steps add up: on SmolLM2 country -> continent 3e-2 diverged, 5e-3 did
+/// not improve dev accuracy in 60 steps, 1e-3 reached 0.91. P-Tuning's encoder was unstable at
+/// 3e-3 with some seeds (loss rising over 60 steps).
+pub fn default_lr(kind: MethodKind) -> f64 {
+    match kind {
+        MethodKind::PromptTuning => 3e-2,
+        MethodKind::PrefixTuning => 1e-3,
+        MethodKind::PTuning => 1e-3,
+        MethodKind::FineTuning => 5e-5,
+        MethodKind::Autoprompt | MethodKind::ZeroShot => 0.0,
+    }
+}
+
+/// Everything that defines a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub method: MethodKind,
+    pub settings: MethodSettings,
+    /// None: the task's template, with the method's slots added.
+    pub template: Option<String>,
+    pub config: TrainConfig,
+    /// Where to write the artifact (None: nowhere; its size is still measured).
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started {
+        total_steps: usize,
+        template: String,
+        trainable_params: usize,
+        model_params: usize,
+    },
+    Step {
+        step: usize,
+        loss: f32,
+        lr: f64,
+        examples_per_s: f64,
+    },
+    Eval {
+        step: usize,
+        dev_metric: f64,
+        best: bool,
+    },
+    Paused,
+    Resumed,
+    Finished(Box<RunResult>),
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Pause,
+    Resume,
+    Stop,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResult {
+    pub method: String,
+    pub task: String,
+    pub model: String,
+    pub template: String,
+    pub steps: usize,
+    pub train_loss_first: Option<f32>,
+    pub train_loss_last: Option<f32>,
+    pub metric: Metric,
+    pub dev_metric: f64,
+    pub test_metric: f64,
+    pub best_step: usize,
+    pub trainable_params: usize,
+    pub model_params: usize,
+    pub artifact_bytes: usize,
+    pub wall_seconds: f64,
+    pub artifact: Option<String>,
+    /// The learned prompt as text, where it is text (AutoPrompt).
+    pub readable: Option<String>,
+    pub stopped_early: bool,
+}

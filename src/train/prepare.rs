@@ -1,0 +1,95 @@
+//! Preparation: everything a run needs before its first step, checked before any training
+//! starts, so bad input fails at once with the field or example it comes from.
+
+use crate::methods::{self, Method};
+use crate::model::Model;
+use crate::run::{default_lr, RunSpec};
+use crate::task::{encode, Encoded, Split, Task, Template};
+use anyhow::{bail, Context, Result};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// A run ready to train: its template, its freshly built method and its encoded splits.
+pub struct Prepared {
+    pub template: Template,
+    pub method: Box<dyn Method>,
+    pub train_set: Vec<Encoded>,
+    pub dev_set: Vec<Encoded>,
+    pub test_set: Vec<Encoded>,
+    /// Steps to run: zero-shot trains nothing whatever the config says.
+    pub steps: usize,
+    pub peak_lr: f64,
+    /// The run's one random stream (method initialisation, batch order, method steps), seeded
+    /// from the config, so a seed fixes the whole run.
+    pub rng: StdRng,
+}
+
+pub fn prepare(model: &Model, task: &Task, spec: &RunSpec) -> Result<Prepared> {
+    let cfg = &spec.config;
+    if cfg.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let template = resolve_template(task, spec)?;
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let labels: Vec<String> = task
+        .labels()
+        .iter()
+        .map(|l| format!(" {}", task.answer_text(l)))
+        .collect();
+    template
+        .check(&spec.method.slot_rules(), &task.spec.fields)
+        .map_err(|e| anyhow::anyhow!("template {template}: {e}"))?;
+    let method = methods::build(
+        spec.method,
+        &spec.settings,
+        &model.llm,
+        &template,
+        &labels,
+        &model.tokenizer,
+        &mut rng,
+    )?;
+    let train_set = encode_split(task, &template, Split::Train, model)?;
+    let dev_set = encode_split(task, &template, Split::Dev, model)?;
+    let test_set = encode_split(task, &template, Split::Test, model)?;
+    let steps = if spec.method == methods::MethodKind::ZeroShot {
+        0
+    } else {
+        cfg.steps
+    };
+    Ok(Prepared {
+        template,
+        method,
+        train_set,
+        dev_set,
+        test_set,
+        steps,
+        peak_lr: cfg.lr.unwrap_or_else(|| default_lr(spec.method)),
+        rng,
+    })
+}
+
+/// Encodes a split, naming the split and example on failure.
+pub fn encode_split(
+    task: &Task,
+    template: &Template,
+    split: Split,
+    model: &Model,
+) -> Result<Vec<Encoded>> {
+    task.examples(split)
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            encode(template, e, task, &model.tokenizer)
+                .with_context(|| format!("{} {} example {}", task.spec.name, split.name(), i + 1))
+        })
+        .collect()
+}
+
+/// The template a run uses, checked against the method's rules.
+pub fn resolve_template(task: &Task, spec: &RunSpec) -> Result<Template> {
+    let given = match &spec.template {
+        Some(t) => Template::parse(t).map_err(|e| anyhow::anyhow!("--template: {e}"))?,
+        None => task.template()?,
+    };
+    Ok(methods::template_for(spec.method, &spec.settings, &given))
+}
