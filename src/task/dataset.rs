@@ -32,6 +32,16 @@ pub enum TaskKind {
     Generation,
 }
 
+impl TaskKind {
+    /// The name used in task.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Classification => "classification",
+            TaskKind::Generation => "generation",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
@@ -64,7 +74,11 @@ pub struct TaskSpec {
     pub kind: TaskKind,
     pub fields: Vec<String>,
     pub template: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_keys"
+    )]
     pub verbalizer: Option<BTreeMap<String, String>>,
     pub metric: Metric,
     #[serde(default)]
@@ -201,9 +215,72 @@ impl Task {
     }
 }
 
+/// A JSON object whose keys must be unique: serde_json keeps the last of two equal keys
+/// silently, which would drop a label the user wrote.
+fn unique_keys<'de, D>(d: D) -> std::result::Result<Option<BTreeMap<String, String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = Option<BTreeMap<String, String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object mapping each label to its answer text")
+        }
+        fn visit_none<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, v)) = map.next_entry::<String, String>()? {
+                if out.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!(
+                        "the verbalizer names label {k:?} twice"
+                    )));
+                }
+                out.insert(k, v);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_option(Visit)
+}
+
+/// A text file as UTF-8, without a leading byte-order mark (editors on Windows write one).
+/// Invalid UTF-8 is reported with its line.
+pub(crate) fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text.to_string()),
+        Err(e) => {
+            let line = 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            bail!(
+                "{}:{line}: not valid UTF-8 (byte {}); save the file as UTF-8",
+                path.display(),
+                e.valid_up_to() + 1
+            )
+        }
+    }
+}
+
 fn load_spec(path: &Path) -> Result<TaskSpec> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = read_text(path)?;
     let spec: TaskSpec = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), e.line()))?;
     if spec.kind == TaskKind::Classification {
@@ -217,8 +294,33 @@ fn load_spec(path: &Path) -> Result<TaskSpec> {
                 if let Some((label, _)) = v.iter().find(|(_, text)| text.trim().is_empty()) {
                     bail!("{}: the verbalizer gives label {label:?} an empty answer", path.display());
                 }
+                // Two labels with one answer text could never be told apart by the model.
+                let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+                for (label, text) in v {
+                    if let Some(other) = seen.insert(text.trim(), label) {
+                        bail!(
+                            "{}: the verbalizer gives labels {other:?} and {label:?} the same answer {:?}; give each label its own answer text",
+                            path.display(),
+                            text.trim()
+                        );
+                    }
+                }
             }
         }
+    }
+    let fits = match spec.kind {
+        TaskKind::Classification => Metric::Accuracy,
+        TaskKind::Generation => Metric::ExactMatch,
+    };
+    if spec.metric != fits {
+        bail!(
+            "{}: \"metric\": {:?} does not fit \"kind\": {:?}; a {} task is scored by {:?}",
+            path.display(),
+            spec.metric.name(),
+            spec.kind.name(),
+            spec.kind.name(),
+            fits.name()
+        );
     }
     let template =
         Template::parse(&spec.template).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -238,8 +340,7 @@ fn load_spec(path: &Path) -> Result<TaskSpec> {
 
 /// Non-blank lines parsed as JSON, with their 1-based line numbers.
 fn read_lines(path: &Path) -> Result<Vec<(usize, Value)>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = read_text(path)?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -585,6 +686,63 @@ mod tests {
         assert!(e.contains("test.jsonl is missing"), "{e}");
         let e = load_err(CLS_SPEC, &[]);
         assert!(e.contains("has no data"), "{e}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_of_a_file_is_accepted() {
+        let bom = |t: &str| format!("\u{feff}{t}");
+        let (spec, train, one) = (bom(CLS_SPEC), bom(OK_TRAIN), bom(OK_ONE));
+        let dir = folder(
+            &spec,
+            &[
+                ("train.jsonl", &train),
+                ("dev.jsonl", &one),
+                ("test.jsonl", &one),
+            ],
+        );
+        let task = Task::load(dir.path()).unwrap();
+        assert_eq!((task.train.len(), task.spec.name.as_str()), (2, "cc"));
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_file_and_line() {
+        let dir = folder(CLS_SPEC, &[("dev.jsonl", OK_ONE), ("test.jsonl", OK_ONE)]);
+        let mut bytes = OK_TRAIN.as_bytes().to_vec();
+        bytes.extend_from_slice(b"{\"country\": \"\xff\", \"label\": \"europe\"}\n");
+        fs::write(dir.path().join("train.jsonl"), bytes).unwrap();
+        let e = format!("{:#}", Task::load(dir.path()).unwrap_err());
+        assert!(e.contains("train.jsonl:4") && e.contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn a_label_named_twice_in_the_verbalizer_is_refused() {
+        let spec = CLS_SPEC.replace(
+            r#""africa": "Africa"}"#,
+            r#""africa": "Africa", "europe": "Asia"}"#,
+        );
+        let e = load_err(&spec, &[]);
+        assert!(
+            e.contains("task.json") && e.contains("\"europe\" twice"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn two_labels_with_one_answer_text_are_refused() {
+        let spec = CLS_SPEC.replace(r#""Africa"}"#, r#""Europe "}"#);
+        let e = load_err(&spec, &[]);
+        assert!(e.contains("task.json") && e.contains("same answer"), "{e}");
+    }
+
+    #[test]
+    fn a_metric_that_does_not_fit_the_kind_is_refused() {
+        let e = load_err(&CLS_SPEC.replace("\"accuracy\"", "\"exact_match\""), &[]);
+        assert!(e.contains("task.json") && e.contains("\"accuracy\""), "{e}");
+        let e = load_err(&GEN_SPEC.replace("\"exact_match\"", "\"accuracy\""), &[]);
+        assert!(
+            e.contains("does not fit") && e.contains("\"exact_match\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -121,7 +121,13 @@ impl Template {
                 }
                 '{' | '[' => {
                     let close = if c == '{' { '}' } else { ']' };
-                    let Some(len) = chars[i + 1..].iter().position(|&x| x == close) else {
+                    // A slot ends at its closing bracket; an opening bracket before it means
+                    // this one was left open (reading on would blame the wrong thing, such as
+                    // a bad repeat count).
+                    let end = chars[i + 1..]
+                        .iter()
+                        .position(|&x| x == close || x == '{' || x == '[');
+                    let Some(len) = end.filter(|&n| chars[i + 1 + n] == close) else {
                         return err(
                             i,
                             format!("'{c}' is never closed; write '{c}{c}' for a literal '{c}'"),
@@ -332,6 +338,11 @@ fn parse_field(inner: &str, at: usize) -> Result<Segment, TemplateError> {
     Ok(Segment::Field(inner.to_string()))
 }
 
+/// The largest repeat count of one slot. Far above what the papers use (Prompt Tuning's longest
+/// prompt is 150 vectors, Prefix Tuning's 200), and a bound that keeps a typo such as
+/// `[P*99999]` an error instead of a run that allocates until it aborts.
+pub const MAX_REPEAT: usize = 1024;
+
 fn parse_slot(inner: &str, at: usize) -> Result<Segment, TemplateError> {
     if inner == "ANSWER" {
         return Ok(Segment::Answer);
@@ -349,6 +360,12 @@ fn parse_slot(inner: &str, at: usize) -> Result<Segment, TemplateError> {
         None => 1,
         Some(digits) => match digits.parse::<usize>() {
             Ok(0) => return err(at, format!("[{inner}]: a repeat count must be at least 1")),
+            Ok(n) if n > MAX_REPEAT => {
+                return err(
+                    at,
+                    format!("[{inner}]: a repeat count may be at most {MAX_REPEAT}"),
+                )
+            }
             Ok(n) if digits.chars().all(|c| c.is_ascii_digit()) => n,
             _ => {
                 return err(
@@ -477,6 +494,23 @@ mod tests {
         assert_eq!(t.answer_prefix_whitespace(), "\n\t");
         let t = Template::parse("{a}[ANSWER]").unwrap();
         assert_eq!(t.answer_prefix_whitespace(), "");
+    }
+
+    #[test]
+    fn an_unclosed_bracket_is_reported_as_unclosed_where_it_opens() {
+        let e = parse_err("[P*3 {country} is in [ANSWER]");
+        assert_eq!(e.position, 0);
+        assert!(e.message.contains("never closed"), "{}", e.message);
+        let e = parse_err("Q: {country is in [ANSWER]");
+        assert_eq!(e.position, 3);
+        assert!(e.message.contains("never closed"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_huge_repeat_count_is_an_error_not_an_allocation() {
+        let e = parse_err("[P*99999] {country} is in [ANSWER]");
+        assert!(e.message.contains("at most 1024"), "{}", e.message);
+        assert!(Template::parse("[P*1024] {c} [ANSWER]").is_ok());
     }
 
     fn parse_err(text: &str) -> TemplateError {
