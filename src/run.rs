@@ -43,6 +43,47 @@ impl Default for TrainConfig {
     }
 }
 
+/// The largest rows per micro-batch and micro-batches per update. A batch beyond them cannot
+/// fit this machine class's memory with any model we run (`--batch-size 1000000` asked for
+/// 13.8 GB at once and aborted); the bound turns that into an error before training.
+pub const MAX_BATCH: usize = 4096;
+pub const MAX_GRAD_ACCUM: usize = 4096;
+
+impl TrainConfig {
+    /// Refuses a configuration that cannot train as asked, naming the setting (by its
+    /// command-line flag, which the workbench's fields mirror) and the range.
+    pub fn check(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        if !(1..=MAX_BATCH).contains(&self.batch_size) {
+            bail!(
+                "--batch-size must be between 1 and {MAX_BATCH}, got {}",
+                self.batch_size
+            );
+        }
+        if !(1..=MAX_GRAD_ACCUM).contains(&self.grad_accum) {
+            bail!(
+                "--grad-accum must be between 1 and {MAX_GRAD_ACCUM}, got {}",
+                self.grad_accum
+            );
+        }
+        if self.eval_every == 0 {
+            bail!("--eval-every must be at least 1");
+        }
+        if let Some(lr) = self.lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                bail!("--lr must be a positive number, got {lr}");
+            }
+        }
+        if !(0.0..=1.0).contains(&self.warmup) {
+            bail!(
+                "the warm-up must be a fraction of the steps between 0 and 1, got {}",
+                self.warmup
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Learning rates that work with AdamW on these methods (the papers' values where they carry
 /// over; Prompt Tuning's 0.3 was for Adafactor). Prefix Tuning's MLP has a wide last layer, so
 /// AdamW's per-element steps add up: on SmolLM2 country -> continent 3e-2 diverged, 5e-3 did
@@ -123,4 +164,47 @@ pub struct RunResult {
     /// The learned prompt as text, where it is text (AutoPrompt).
     pub readable: Option<String>,
     pub stopped_early: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TrainConfig;
+
+    fn refused(change: impl FnOnce(&mut TrainConfig)) -> String {
+        let mut c = TrainConfig::default();
+        change(&mut c);
+        format!("{:#}", c.check().unwrap_err())
+    }
+
+    #[test]
+    fn the_default_config_is_valid() {
+        TrainConfig::default().check().unwrap();
+    }
+
+    #[test]
+    fn counts_out_of_range_are_refused_naming_the_flag() {
+        assert!(refused(|c| c.batch_size = 0).contains("--batch-size"));
+        assert!(refused(|c| c.batch_size = usize::MAX).contains("--batch-size"));
+        assert!(refused(|c| c.grad_accum = 0).contains("--grad-accum"));
+        assert!(refused(|c| c.grad_accum = 1 << 63).contains("--grad-accum"));
+        assert!(refused(|c| c.eval_every = 0).contains("--eval-every"));
+    }
+
+    #[test]
+    fn a_learning_rate_must_be_finite_and_positive() {
+        for lr in [-1.0, 0.0, f64::NAN, f64::INFINITY] {
+            assert!(refused(|c| c.lr = Some(lr)).contains("--lr"), "{lr}");
+        }
+        let c = TrainConfig {
+            lr: Some(1e-3),
+            ..TrainConfig::default()
+        };
+        c.check().unwrap();
+    }
+
+    #[test]
+    fn the_warmup_is_a_fraction() {
+        assert!(refused(|c| c.warmup = 1.5).contains("warm-up"));
+        assert!(refused(|c| c.warmup = f64::NAN).contains("warm-up"));
+    }
 }

@@ -26,8 +26,9 @@ pub struct Prepared {
 
 pub fn prepare(model: &Model, task: &Task, spec: &RunSpec) -> Result<Prepared> {
     let cfg = &spec.config;
-    if cfg.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
+    cfg.check()?;
+    if cfg.steps == 0 && spec.method != methods::MethodKind::ZeroShot {
+        bail!("--steps must be at least 1 (zero-shot is the method that trains nothing)");
     }
     let template = resolve_template(task, spec)?;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
