@@ -105,15 +105,17 @@ impl Artifact {
     }
 
     pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
-        let bytes = self.serialize()?;
-        let st = dir.join(TENSORS_FILE);
-        std::fs::write(&st, bytes).with_context(|| format!("{}: cannot write", st.display()))?;
-        let mf = dir.join(MANIFEST_FILE);
-        std::fs::write(&mf, serde_json::to_string_pretty(&self.manifest)?)
-            .with_context(|| format!("{}: cannot write", mf.display()))?;
-        Ok(())
+        // One folder swap, so a kill between the tensors and the manifest cannot leave one
+        // prompt's tensors under another's manifest.
+        let tensors = self.serialize()?;
+        let manifest = serde_json::to_string_pretty(&self.manifest)?;
+        crate::atomic::write_folder(
+            dir,
+            &[
+                (TENSORS_FILE, tensors.as_slice()),
+                (MANIFEST_FILE, manifest.as_bytes()),
+            ],
+        )
     }
 
     pub fn load(dir: &Path) -> Result<Artifact> {

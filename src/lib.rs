@@ -2,6 +2,7 @@
 //! fine-tuning. The engine (model, task, methods, train, artifact) never depends on the GUI.
 
 pub mod artifact;
+pub mod atomic;
 pub mod bench;
 pub mod gui;
 pub mod methods;

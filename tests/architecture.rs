@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The library's top-level modules, lowest first. A module may use only modules before it.
-const LAYERS: [&str; 14] = [
+const LAYERS: [&str; 15] = [
+    "atomic",
     "runtime",
     "task",
     "model",
