@@ -101,6 +101,15 @@ pub struct Task {
     pub train: Vec<Example>,
     pub dev: Vec<Example>,
     pub test: Vec<Example>,
+    /// Where each example was read from, for errors found after loading.
+    pub origins: Origins,
+}
+
+/// The file and line of every example, by split (empty for a task built in memory).
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    files: [PathBuf; 3],
+    lines: [Vec<usize>; 3],
 }
 
 const SPLITS: [&str; 3] = ["train", "dev", "test"];
@@ -125,6 +134,16 @@ impl Split {
 }
 
 impl Task {
+    /// Where example `index` of `split` came from: `file:line` when the task was loaded from a
+    /// folder, else its task, split and number.
+    pub fn origin(&self, split: Split, index: usize) -> String {
+        let s = split as usize;
+        match self.origins.lines[s].get(index) {
+            Some(line) => format!("{}:{line}", self.origins.files[s].display()),
+            None => format!("{} {} example {}", self.spec.name, split.name(), index + 1),
+        }
+    }
+
     pub fn examples(&self, split: Split) -> &[Example] {
         match split {
             Split::Train => &self.train,
@@ -144,6 +163,7 @@ impl Task {
         let data_path = dir.join("data.jsonl");
         let any_split_file = split_files.iter().any(|p| p.exists());
 
+        let mut origins = Origins::default();
         let [train, dev, test] = if any_split_file {
             if data_path.exists() {
                 bail!(
@@ -151,29 +171,32 @@ impl Task {
                     dir.display()
                 );
             }
-            let load = |path: &PathBuf| -> Result<Vec<Example>> {
+            let mut load = |s: usize| -> Result<Vec<Example>> {
+                let path = &split_files[s];
                 if !path.exists() {
                     bail!(
                         "{} is missing (a task needs train, dev and test)",
                         path.display()
                     );
                 }
-                let examples = read_lines(path)?
+                let lines = read_lines(path)?;
+                let examples = lines
                     .iter()
                     .map(|(n, v)| parse_example(&spec, path, *n, v))
                     .collect::<Result<Vec<_>>>()?;
                 if examples.is_empty() {
                     bail!("{} has no examples", path.display());
                 }
+                origins.files[s] = path.clone();
+                origins.lines[s] = lines.iter().map(|(n, _)| *n).collect();
                 Ok(examples)
             };
-            [
-                load(&split_files[0])?,
-                load(&split_files[1])?,
-                load(&split_files[2])?,
-            ]
+            [load(0)?, load(1)?, load(2)?]
         } else if data_path.exists() {
-            load_single_file(&spec, &data_path)?
+            let (splits, lines) = load_single_file(&spec, &data_path)?;
+            origins.files = [data_path.clone(), data_path.clone(), data_path.clone()];
+            origins.lines = lines;
+            splits
         } else {
             bail!(
                 "{} has no data: expected train.jsonl, dev.jsonl and test.jsonl, or data.jsonl",
@@ -186,6 +209,7 @@ impl Task {
             train,
             dev,
             test,
+            origins,
         })
     }
 
@@ -353,8 +377,12 @@ fn read_lines(path: &Path) -> Result<Vec<(usize, Value)>> {
     Ok(out)
 }
 
-fn load_single_file(spec: &TaskSpec, path: &Path) -> Result<[Vec<Example>; 3]> {
+/// The three splits of a `data.jsonl`, with each example's line.
+type SplitsWithLines = ([Vec<Example>; 3], [Vec<usize>; 3]);
+
+fn load_single_file(spec: &TaskSpec, path: &Path) -> Result<SplitsWithLines> {
     let mut splits: [Vec<Example>; 3] = Default::default();
+    let mut lines: [Vec<usize>; 3] = Default::default();
     for (line, value) in read_lines(path)? {
         let split = match value.get("split") {
             Some(Value::String(s)) => s.as_str(),
@@ -371,6 +399,7 @@ fn load_single_file(spec: &TaskSpec, path: &Path) -> Result<[Vec<Example>; 3]> {
             );
         };
         splits[index].push(parse_example(spec, path, line, &value)?);
+        lines[index].push(line);
     }
     for (name, examples) in SPLITS.iter().zip(&splits) {
         if examples.is_empty() {
@@ -380,7 +409,7 @@ fn load_single_file(spec: &TaskSpec, path: &Path) -> Result<[Vec<Example>; 3]> {
             );
         }
     }
-    Ok(splits)
+    Ok((splits, lines))
 }
 
 fn value_text(value: &Value) -> Option<String> {

@@ -247,6 +247,7 @@ mod tests {
             train: vec![],
             dev: vec![],
             test: vec![],
+            origins: Default::default(),
         }
     }
 

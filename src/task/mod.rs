@@ -12,7 +12,7 @@ pub mod encode;
 pub mod metric;
 pub mod template;
 
-pub use dataset::{Example, Metric, Split, Task, TaskKind, TaskSpec};
+pub use dataset::{Example, Metric, Origins, Split, Task, TaskKind, TaskSpec};
 pub use encode::{encode, render_text, split_answer_whitespace, tokenize, Encoded, Piece};
 pub use metric::{accuracy, exact_match, normalize_answer};
 pub use template::{Segment, SlotRules, SoftPlacement, Template, TemplateError};

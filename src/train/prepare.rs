@@ -52,6 +52,18 @@ pub fn prepare(model: &Model, task: &Task, spec: &RunSpec) -> Result<Prepared> {
     let train_set = encode_split(task, &template, Split::Train, model)?;
     let dev_set = encode_split(task, &template, Split::Dev, model)?;
     let test_set = encode_split(task, &template, Split::Test, model)?;
+    let prefix = match spec.method {
+        methods::MethodKind::PrefixTuning => spec.settings.prefix_len,
+        _ => 0,
+    };
+    let context = model.llm.cfg.max_position_embeddings;
+    for (split, set) in [
+        (Split::Train, &train_set),
+        (Split::Dev, &dev_set),
+        (Split::Test, &test_set),
+    ] {
+        check_context(task, split, set, prefix, context)?;
+    }
     let steps = if spec.method == methods::MethodKind::ZeroShot {
         0
     } else {
@@ -69,7 +81,7 @@ pub fn prepare(model: &Model, task: &Task, spec: &RunSpec) -> Result<Prepared> {
     })
 }
 
-/// Encodes a split, naming the split and example on failure.
+/// Encodes a split, naming the example's file and line on failure.
 pub fn encode_split(
     task: &Task,
     template: &Template,
@@ -80,10 +92,37 @@ pub fn encode_split(
         .iter()
         .enumerate()
         .map(|(i, e)| {
-            encode(template, e, task, &model.tokenizer)
-                .with_context(|| format!("{} {} example {}", task.spec.name, split.name(), i + 1))
+            encode(template, e, task, &model.tokenizer).with_context(|| task.origin(split, i))
         })
         .collect()
+}
+
+/// Every example must fit the model's context with its longest answer (and a prefix's
+/// positions, which number the text from the prefix length): found here, not after training
+/// when the test split is scored.
+fn check_context(
+    task: &Task,
+    split: Split,
+    set: &[Encoded],
+    prefix: usize,
+    context: usize,
+) -> Result<()> {
+    for (i, e) in set.iter().enumerate() {
+        let answer = e.candidates.iter().map(Vec::len).max().unwrap_or(0);
+        let needed = prefix + e.prompt.len() + answer;
+        if needed > context {
+            let with_prefix = if prefix > 0 {
+                format!(" (a prefix of {prefix} included)")
+            } else {
+                String::new()
+            };
+            bail!(
+                "{}: this example needs {needed} positions{with_prefix}, more than the model's context of {context}; shorten it or the template",
+                task.origin(split, i)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The template a run uses, checked against the method's rules.
