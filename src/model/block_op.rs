@@ -12,25 +12,24 @@
 //! backward is the fused rotation by the negative angle.
 //!
 //! Only the input's (and a key/value prefix's) gradients are computed: the weights are frozen.
-//! The full fine-tuning baseline, whose weights are trainable, keeps the composed path in
-//! `llama.rs`; so do tests, which compare the two (`Llm::with_composed_backward`).
+//! The full fine-tuning baseline, whose weights are trainable, keeps the composed path
+//! (`Block::forward` in `block.rs`); so do tests, which compare the two (`Llm::with_composed_backward`).
 
-use super::llama::{prepend_prefix, Layer, Rope};
+use super::attention::prepend_prefix;
+use super::block::Block;
+use super::rope::Rope;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
 /// Everything a block's forward needs besides its input.
 pub(super) struct BlockOp {
-    layer: Layer,
+    block: Block,
     rope: Rope,
     /// Additive attention bias `[b or 1, 1, t, n + t]`.
     mask: Tensor,
     /// Prefix length: the text's positions start there.
     offset: usize,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
     /// Filled by the forward, taken (and so freed) by the backward.
     saved: Mutex<Option<Saved>>,
 }
@@ -68,38 +67,29 @@ fn into_storage(t: &Tensor) -> Result<(CpuStorage, Shape)> {
 }
 
 impl BlockOp {
-    pub fn new(
-        layer: &Layer,
-        rope: &Rope,
-        mask: &Tensor,
-        offset: usize,
-        (heads, kv_heads, head_dim): (usize, usize, usize),
-    ) -> Self {
+    pub fn new(block: &Block, rope: &Rope, mask: &Tensor, offset: usize) -> Self {
         Self {
-            layer: layer.clone(),
+            block: block.clone(),
             rope: rope.clone(),
             mask: mask.clone(),
             offset,
-            heads,
-            kv_heads,
-            head_dim,
             saved: Default::default(),
         }
     }
 
     /// The block's output, keeping the activations its backward needs.
     fn forward(&self, x: &Tensor, prefix: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
-        let l = &self.layer;
+        let (l, a, m) = (&self.block, &self.block.attn, &self.block.mlp);
         let (b, t, _) = x.dims3()?;
-        let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let (h, kvh, hd) = (a.heads, a.kv_heads, a.head_dim);
         let rep = h / kvh;
         let hn = l.input_norm.forward(x)?;
         let split = |y: Tensor, heads: usize| -> Result<Tensor> {
             y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()
         };
-        let q = split(l.q_proj.forward(&hn)?, h)?;
-        let k = split(l.k_proj.forward(&hn)?, kvh)?;
-        let v = split(l.v_proj.forward(&hn)?, kvh)?;
+        let q = split(a.q_proj.forward(&hn)?, h)?;
+        let k = split(a.k_proj.forward(&hn)?, kvh)?;
+        let v = split(a.v_proj.forward(&hn)?, kvh)?;
         let q = self.rope.apply(&q, self.offset)?;
         let k = self.rope.apply(&k, self.offset)?;
         let (k, v) = prepend_prefix(k, v, prefix)?;
@@ -115,12 +105,12 @@ impl BlockOp {
             .reshape((b, h, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, h * hd))?;
-        let mid = (x + l.o_proj.forward(&attn)?)?;
+        let mid = (x + a.o_proj.forward(&attn)?)?;
         let hn2 = l.post_norm.forward(&mid)?;
-        let gate = l.gate_proj.forward(&hn2)?;
-        let up = l.up_proj.forward(&hn2)?;
+        let gate = m.gate_proj.forward(&hn2)?;
+        let up = m.up_proj.forward(&hn2)?;
         let act = (candle_nn::ops::silu(&gate)? * &up)?;
-        let y = (&mid + l.down_proj.forward(&act)?)?;
+        let y = (&mid + m.down_proj.forward(&act)?)?;
         *self.saved.lock().unwrap() = Some(Saved {
             x: x.clone(),
             q,
@@ -141,26 +131,26 @@ impl BlockOp {
         let Some(s) = saved else {
             candle_core::bail!("block op: backward without a forward (or run twice)")
         };
-        let l = &self.layer;
+        let (l, a, m) = (&self.block, &self.block.attn, &self.block.mlp);
         let (b, t, d) = dy.dims3()?;
-        let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let (h, kvh, hd) = (a.heads, a.kv_heads, a.head_dim);
         let rep = h / kvh;
         let n = self.offset;
         let rows = b * t;
         let dy = dy.reshape((rows, d))?.contiguous()?;
 
         // MLP: y = mid + down(silu(gate) * up).
-        let dact = dy.matmul(&l.down_proj.weight)?;
+        let dact = dy.matmul(&m.down_proj.weight)?;
         let dgu = dact.apply_op3_no_bwd(&s.gate, &s.up, &SwigluBackward)?;
         let dg = dgu.narrow(0, 0, rows)?;
         let du = dgu.narrow(0, rows, rows)?;
-        let dhn2 = (dg.matmul(&l.gate_proj.weight)? + du.matmul(&l.up_proj.weight)?)?;
+        let dhn2 = (dg.matmul(&m.gate_proj.weight)? + du.matmul(&m.up_proj.weight)?)?;
         let mid = s.mid.reshape((rows, d))?;
         let dmid = (&dy + rms_norm_backward(&mid, &l.post_norm.weight, l.post_norm.eps, &dhn2)?)?;
 
         // Attention: mid = x + o_proj(probs @ v).
         let dattn = dmid
-            .matmul(&l.o_proj.weight)?
+            .matmul(&a.o_proj.weight)?
             .reshape((b, t, h, hd))?
             .transpose(1, 2)?
             .contiguous()?
@@ -191,9 +181,9 @@ impl BlockOp {
         let merge = |g: Tensor, heads: usize| -> Result<Tensor> {
             g.transpose(1, 2)?.contiguous()?.reshape((rows, heads * hd))
         };
-        let dhn = ((merge(dq, h)?.matmul(&l.q_proj.weight)?
-            + merge(dk, kvh)?.matmul(&l.k_proj.weight)?)?
-            + merge(dv, kvh)?.matmul(&l.v_proj.weight)?)?;
+        let dhn = ((merge(dq, h)?.matmul(&a.q_proj.weight)?
+            + merge(dk, kvh)?.matmul(&a.k_proj.weight)?)?
+            + merge(dv, kvh)?.matmul(&a.v_proj.weight)?)?;
         let x = s.x.reshape((rows, d))?;
         let dx = (dmid + rms_norm_backward(&x, &l.input_norm.weight, l.input_norm.eps, &dhn)?)?;
         Ok((Some(dx.reshape((b, t, d))?), dprefix))

@@ -2,6 +2,7 @@
 //! the metadata, and the tokenizer rebuilt from `tokenizer.ggml.*`.
 
 use super::config::Config;
+use super::{attention, block, llama, mlp};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
@@ -79,33 +80,37 @@ fn unpermute(w: &Tensor, heads: usize) -> Result<Tensor> {
         .reshape((out, inp))?)
 }
 
-/// GGUF tensor name to Hugging Face tensor name.
+/// GGUF tensor name to Hugging Face tensor name: the names the model's parts load by.
 fn hf_name(gguf: &str) -> Option<String> {
     let fixed = match gguf {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
+        "token_embd.weight" => Some(llama::EMBED_TOKENS.to_string()),
+        "output_norm.weight" => Some(format!("{}.weight", llama::NORM)),
+        "output.weight" => Some(llama::LM_HEAD.to_string()),
         _ => None,
     };
-    if let Some(f) = fixed {
-        return Some(f.to_string());
+    if fixed.is_some() {
+        return fixed;
     }
     let rest = gguf.strip_prefix("blk.")?;
     let (layer, part) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
-    let hf = match part {
-        "attn_norm.weight" => "input_layernorm.weight",
-        "ffn_norm.weight" => "post_attention_layernorm.weight",
-        "attn_q.weight" => "self_attn.q_proj.weight",
-        "attn_k.weight" => "self_attn.k_proj.weight",
-        "attn_v.weight" => "self_attn.v_proj.weight",
-        "attn_output.weight" => "self_attn.o_proj.weight",
-        "ffn_gate.weight" => "mlp.gate_proj.weight",
-        "ffn_up.weight" => "mlp.up_proj.weight",
-        "ffn_down.weight" => "mlp.down_proj.weight",
+    let hf: &[&str] = match part {
+        "attn_norm.weight" => &[block::INPUT_NORM],
+        "ffn_norm.weight" => &[block::POST_NORM],
+        "attn_q.weight" => &[block::SELF_ATTN, attention::Q_PROJ],
+        "attn_k.weight" => &[block::SELF_ATTN, attention::K_PROJ],
+        "attn_v.weight" => &[block::SELF_ATTN, attention::V_PROJ],
+        "attn_output.weight" => &[block::SELF_ATTN, attention::O_PROJ],
+        "ffn_gate.weight" => &[block::MLP, mlp::GATE_PROJ],
+        "ffn_up.weight" => &[block::MLP, mlp::UP_PROJ],
+        "ffn_down.weight" => &[block::MLP, mlp::DOWN_PROJ],
         _ => return None,
     };
-    Some(format!("model.layers.{layer}.{hf}"))
+    Some(format!(
+        "{}.{}.weight",
+        llama::block_name(layer),
+        hf.join(".")
+    ))
 }
 
 struct Meta<'a> {
@@ -277,5 +282,40 @@ impl Meta<'_> {
         tok.add_special_tokens(special)
             .map_err(|e| anyhow!("special tokens: {e}"))?;
         Ok(tok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::llama::tests::{checkpoint, tiny_config};
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_llama_gguf_tensor_maps_to_a_name_the_model_loads() {
+        let cfg = tiny_config(false, false);
+        let mut gguf = vec!["token_embd.weight", "output_norm.weight", "output.weight"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        for i in 0..cfg.num_hidden_layers {
+            for part in [
+                "attn_norm",
+                "ffn_norm",
+                "attn_q",
+                "attn_k",
+                "attn_v",
+                "attn_output",
+                "ffn_gate",
+                "ffn_up",
+                "ffn_down",
+            ] {
+                gguf.push(format!("blk.{i}.{part}.weight"));
+            }
+        }
+        let mapped: BTreeSet<String> = gguf.iter().map(|g| hf_name(g).unwrap()).collect();
+        let loaded: BTreeSet<String> = checkpoint(&cfg).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(mapped, loaded);
+        assert_eq!(hf_name("blk.0.attn_rot_embd"), None);
     }
 }

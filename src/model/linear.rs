@@ -6,7 +6,11 @@
 //! outside the graph and adds a zero-valued custom op whose backward returns only the input
 //! gradient `grad @ W`.
 
+use super::weights::{join, WeightMap};
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor};
+
+const WEIGHT: &str = "weight";
+const BIAS: &str = "bias";
 
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -18,6 +22,32 @@ pub struct Linear {
 impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
         Self { weight, bias }
+    }
+
+    /// `{name}.weight` `[out, inp]` and `{name}.bias` `[out]`: required when `bias`, otherwise
+    /// taken if the checkpoint has one.
+    pub(super) fn load(
+        w: &mut WeightMap,
+        name: &str,
+        (out, inp): (usize, usize),
+        bias: bool,
+    ) -> anyhow::Result<Self> {
+        let weight = w.take(&join(name, WEIGHT), &[out, inp])?;
+        let b = if bias {
+            Some(w.take(&join(name, BIAS), &[out])?)
+        } else {
+            w.take_opt(&join(name, BIAS), &[out])?
+        };
+        Ok(Self::new(weight, b))
+    }
+
+    /// The tensors under the names `load` takes them by.
+    pub(super) fn tensors(&self) -> Vec<(String, &Tensor)> {
+        let mut out = vec![(WEIGHT.to_string(), &self.weight)];
+        if let Some(b) = &self.bias {
+            out.push((BIAS.to_string(), b));
+        }
+        out
     }
 
     fn trainable(&self) -> bool {

@@ -1,14 +1,25 @@
 //! The Llama-family forward pass with the two hooks every prompting method needs:
 //! input embeddings (soft vectors may stand anywhere) and per-layer key/value prefixes.
 //!
+//! This file owns the model as a whole (embedding, blocks, final norm, head) and the forward's
+//! orchestration: the mask, the prefix per block, which blocks run as the fused block op
+//! (`block_op.rs`), which rows get logits. A block's parts are `block.rs`, `attention.rs`,
+//! `mlp.rs`, `rms_norm.rs` and `rope.rs`; each loads its weights and names them from one list.
+//!
 //! Weights use the Hugging Face names and layout (half-split RoPE); loaders convert to it.
 //! Frozen weights are plain tensors. On a path that trains (the input tracks gradients) only
 //! differentiable ops are used: candle's fused rms_norm, softmax and rope silently cut the graph.
 
+use super::attention::attention_bias;
+use super::block::Block;
+use super::block_op::{self, BlockOp};
 use super::config::Config;
 use super::linear::Linear;
+use super::rms_norm::RmsNorm;
+use super::rope::Rope;
+use super::weights::{join, nest, WeightMap};
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Module, Tensor, Var, D};
+use candle_core::{Device, Module, Tensor, Var};
 use std::collections::HashMap;
 
 /// Keys and values to put in front of the text at every layer, as PEFT's prefix tuning does:
@@ -30,26 +41,6 @@ impl KvPrefix {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-/// The text's keys and values `[b, kv_heads, t, hd]` with a prefix's in front (a prefix of batch
-/// 1 is shared by every row), contiguous.
-pub(super) fn prepend_prefix(
-    k: Tensor,
-    v: Tensor,
-    prefix: Option<(&Tensor, &Tensor)>,
-) -> candle_core::Result<(Tensor, Tensor)> {
-    let Some((pk, pv)) = prefix else {
-        return Ok((k, v));
-    };
-    let (b, kvh, _, hd) = k.dims4()?;
-    let n = pk.dim(2)?;
-    let pk = pk.broadcast_as((b, kvh, n, hd))?;
-    let pv = pv.broadcast_as((b, kvh, n, hd))?;
-    Ok((
-        Tensor::cat(&[&pk, &k], 2)?.contiguous()?,
-        Tensor::cat(&[&pv, &v], 2)?.contiguous()?,
-    ))
 }
 
 /// Which rows of the `[batch * seq]` hidden states get logits.
@@ -83,108 +74,12 @@ pub struct ForwardOutput {
     pub kv: Option<KvPrefix>,
 }
 
-#[derive(Debug, Clone)]
-pub(super) struct RmsNorm {
-    pub weight: Tensor,
-    pub eps: f64,
-}
-
-impl RmsNorm {
-    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if x.track_op() || self.weight.track_op() {
-            let var = x.sqr()?.mean_keepdim(D::Minus1)?;
-            let x = x.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-            x.broadcast_mul(&self.weight)
-        } else {
-            candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Rope {
-    /// `[max_pos, head_dim / 2]` for the fused op.
-    cos: Tensor,
-    sin: Tensor,
-    /// `-sin`: rotating by the negative angle is RoPE's backward (a rotation is orthogonal).
-    neg_sin: Tensor,
-    /// `[max_pos, head_dim]` (halves repeated) for the differentiable form.
-    cos_full: Tensor,
-    sin_full: Tensor,
-}
-
-impl Rope {
-    fn new(cfg: &Config, device: &Device) -> Result<Self> {
-        let half = cfg.head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1.0 / cfg.rope_theta.powf(2.0 * i as f64 / cfg.head_dim as f64) as f32)
-            .collect();
-        let max = cfg.max_position_embeddings.max(1);
-        let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
-        let pos = Tensor::arange(0u32, max as u32, device)?
-            .to_dtype(DType::F32)?
-            .reshape((max, 1))?;
-        let angles = pos.matmul(&inv_freq)?;
-        let cos = angles.cos()?;
-        let sin = angles.sin()?;
-        let cos_full = Tensor::cat(&[&cos, &cos], 1)?;
-        let sin_full = Tensor::cat(&[&sin, &sin], 1)?;
-        let neg_sin = sin.neg()?;
-        Ok(Self {
-            cos,
-            sin,
-            neg_sin,
-            cos_full,
-            sin_full,
-        })
-    }
-
-    /// The gradient of `apply` (outside any graph): the rotation by the negative angle.
-    pub fn apply_inverse(&self, g: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
-        let t = g.dim(2)?;
-        let cos = self.cos.narrow(0, offset, t)?;
-        let sin = self.neg_sin.narrow(0, offset, t)?;
-        candle_nn::rotary_emb::rope(&g.contiguous()?, &cos, &sin)
-    }
-
-    /// `x`: `[b, heads, t, head_dim]`, positions `offset..offset + t`.
-    pub fn apply(&self, x: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
-        let t = x.dim(2)?;
-        if x.track_op() {
-            let cos = self.cos_full.narrow(0, offset, t)?;
-            let sin = self.sin_full.narrow(0, offset, t)?;
-            let half = x.dim(3)? / 2;
-            let x1 = x.narrow(D::Minus1, 0, half)?;
-            let x2 = x.narrow(D::Minus1, half, half)?;
-            let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-            x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?
-        } else {
-            let cos = self.cos.narrow(0, offset, t)?;
-            let sin = self.sin.narrow(0, offset, t)?;
-            candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Layer {
-    pub input_norm: RmsNorm,
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
-    pub o_proj: Linear,
-    pub post_norm: RmsNorm,
-    pub gate_proj: Linear,
-    pub up_proj: Linear,
-    pub down_proj: Linear,
-}
-
 /// A frozen (or, for fine-tuning, trainable) Llama-family language model.
 #[derive(Debug, Clone)]
 pub struct Llm {
     pub cfg: Config,
     embed_tokens: Tensor,
-    layers: Vec<Layer>,
+    blocks: Vec<Block>,
     norm: RmsNorm,
     lm_head: Linear,
     rope: Rope,
@@ -194,39 +89,17 @@ pub struct Llm {
     composed_backward: bool,
 }
 
-/// Pulls named tensors out of a weight map, checking shapes, so that a wrong file says which
-/// tensor is missing or misshapen.
-struct WeightMap {
-    tensors: HashMap<String, Tensor>,
-}
+/// The model's own tensor names; each part below names its own (`Block`, `Attention`, ...).
+pub(super) const EMBED_TOKENS: &str = "model.embed_tokens.weight";
+/// Block `i` is `model.layers.{i}`.
+const LAYERS: &str = "model.layers";
+/// The final RMSNorm (its `weight` is named by `RmsNorm`).
+pub(super) const NORM: &str = "model.norm";
+pub(super) const LM_HEAD: &str = "lm_head.weight";
 
-impl WeightMap {
-    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let t = self
-            .tensors
-            .remove(name)
-            .with_context(|| format!("tensor \"{name}\" is missing"))?;
-        if t.dims() != shape {
-            bail!(
-                "tensor \"{name}\" has shape {:?}, expected {:?}",
-                t.dims(),
-                shape
-            );
-        }
-        Ok(if t.dtype() == DType::F32 {
-            t
-        } else {
-            t.to_dtype(DType::F32)?
-        })
-    }
-
-    fn take_opt(&mut self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
-        if self.tensors.contains_key(name) {
-            self.take(name, shape).map(Some)
-        } else {
-            Ok(None)
-        }
-    }
+/// Where block `i`'s tensors live: `model.layers.{i}`.
+pub(super) fn block_name(i: usize) -> String {
+    join(LAYERS, &i.to_string())
 }
 
 impl Llm {
@@ -237,57 +110,25 @@ impl Llm {
         tensors: HashMap<String, Tensor>,
         device: &Device,
     ) -> Result<Self> {
-        let mut w = WeightMap { tensors };
+        let mut w = WeightMap::new(tensors);
         let d = cfg.hidden_size;
-        let q_dim = cfg.num_attention_heads * cfg.head_dim;
-        let kv_dim = cfg.kv_dim();
-        let ff = cfg.intermediate_size;
-        let embed_tokens = w.take("model.embed_tokens.weight", &[cfg.vocab_size, d])?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for i in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let norm = |w: &mut WeightMap, name: &str| -> Result<RmsNorm> {
-                Ok(RmsNorm {
-                    weight: w.take(&format!("{p}.{name}.weight"), &[d])?,
-                    eps: cfg.rms_norm_eps,
-                })
-            };
-            let linear = |w: &mut WeightMap, name: &str, out: usize, inp: usize, bias: bool| {
-                let weight = w.take(&format!("{p}.{name}.weight"), &[out, inp])?;
-                let b = if bias {
-                    Some(w.take(&format!("{p}.{name}.bias"), &[out])?)
-                } else {
-                    w.take_opt(&format!("{p}.{name}.bias"), &[out])?
-                };
-                Ok::<_, anyhow::Error>(Linear::new(weight, b))
-            };
-            let bias = cfg.attention_bias;
-            layers.push(Layer {
-                input_norm: norm(&mut w, "input_layernorm")?,
-                q_proj: linear(&mut w, "self_attn.q_proj", q_dim, d, bias)?,
-                k_proj: linear(&mut w, "self_attn.k_proj", kv_dim, d, bias)?,
-                v_proj: linear(&mut w, "self_attn.v_proj", kv_dim, d, bias)?,
-                o_proj: linear(&mut w, "self_attn.o_proj", d, q_dim, false)?,
-                post_norm: norm(&mut w, "post_attention_layernorm")?,
-                gate_proj: linear(&mut w, "mlp.gate_proj", ff, d, false)?,
-                up_proj: linear(&mut w, "mlp.up_proj", ff, d, false)?,
-                down_proj: linear(&mut w, "mlp.down_proj", d, ff, false)?,
-            });
-        }
-        let norm = RmsNorm {
-            weight: w.take("model.norm.weight", &[d])?,
-            eps: cfg.rms_norm_eps,
-        };
-        let lm_head = match w.take_opt("lm_head.weight", &[cfg.vocab_size, d])? {
+        let embed_tokens = w.take(EMBED_TOKENS, &[cfg.vocab_size, d])?;
+        let blocks = (0..cfg.num_hidden_layers)
+            .map(|i| Block::load(&mut w, &block_name(i), &cfg))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(&mut w, NORM, d, cfg.rms_norm_eps)?;
+        let lm_head = match w.take_opt(LM_HEAD, &[cfg.vocab_size, d])? {
             Some(head) if !cfg.tie_word_embeddings => Linear::new(head, None),
             _ if cfg.tie_word_embeddings => Linear::new(embed_tokens.clone(), None),
-            _ => bail!("tensor \"lm_head.weight\" is missing and the config does not tie it to the embeddings"),
+            _ => bail!(
+                "tensor \"{LM_HEAD}\" is missing and the config does not tie it to the embeddings"
+            ),
         };
         let rope = Rope::new(&cfg, device)?;
         Ok(Self {
             cfg,
             embed_tokens,
-            layers,
+            blocks,
             norm,
             lm_head,
             rope,
@@ -296,42 +137,18 @@ impl Llm {
         })
     }
 
-    /// Every weight under its Hugging Face name (a tied head is not repeated).
+    /// Every weight under its Hugging Face name (a tied head is not repeated): the names
+    /// `from_tensors` takes them by.
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![(
-            "model.embed_tokens.weight".to_string(),
-            self.embed_tokens.clone(),
-        )];
-        for (i, l) in self.layers.iter().enumerate() {
-            let p = format!("model.layers.{i}");
-            out.push((
-                format!("{p}.input_layernorm.weight"),
-                l.input_norm.weight.clone(),
-            ));
-            out.push((
-                format!("{p}.post_attention_layernorm.weight"),
-                l.post_norm.weight.clone(),
-            ));
-            for (name, lin) in [
-                ("self_attn.q_proj", &l.q_proj),
-                ("self_attn.k_proj", &l.k_proj),
-                ("self_attn.v_proj", &l.v_proj),
-                ("self_attn.o_proj", &l.o_proj),
-                ("mlp.gate_proj", &l.gate_proj),
-                ("mlp.up_proj", &l.up_proj),
-                ("mlp.down_proj", &l.down_proj),
-            ] {
-                out.push((format!("{p}.{name}.weight"), lin.weight.clone()));
-                if let Some(b) = &lin.bias {
-                    out.push((format!("{p}.{name}.bias"), b.clone()));
-                }
-            }
+        let mut out = vec![(EMBED_TOKENS.to_string(), &self.embed_tokens)];
+        for (i, block) in self.blocks.iter().enumerate() {
+            out.extend(nest(&block_name(i), block.tensors()));
         }
-        out.push(("model.norm.weight".to_string(), self.norm.weight.clone()));
+        out.extend(nest(NORM, self.norm.tensors()));
         if !self.cfg.tie_word_embeddings {
-            out.push(("lm_head.weight".to_string(), self.lm_head.weight.clone()));
+            out.push((LM_HEAD.to_string(), &self.lm_head.weight));
         }
-        out
+        out.into_iter().map(|(n, t)| (n, t.clone())).collect()
     }
 
     /// A copy whose every weight is a trainable `Var` (the full fine-tuning baseline).
@@ -411,11 +228,11 @@ impl Llm {
         }
         let n = input.prefix.map(|p| p.len()).unwrap_or(0);
         if let Some(p) = input.prefix {
-            if p.layers.len() != self.layers.len() {
+            if p.layers.len() != self.blocks.len() {
                 bail!(
                     "the prefix has {} layers, the model has {}",
                     p.layers.len(),
-                    self.layers.len()
+                    self.blocks.len()
                 );
             }
         }
@@ -426,25 +243,19 @@ impl Llm {
                 self.cfg.max_position_embeddings
             );
         }
-        let mask = self.attention_bias(b, t, n, input.attention_mask)?;
+        let mask = attention_bias(b, t, n, input.attention_mask, &self.device)?;
         let mut x = input.embeds.clone();
         let mut kept = Vec::new();
-        let cfg = &self.cfg;
-        let dims = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, block) in self.blocks.iter().enumerate() {
             let prefix = input.prefix.map(|p| &p.layers[i]);
             // A frozen block on a path that trains runs as one op with its own backward.
             let trains = x.track_op() || prefix.is_some_and(|(k, v)| k.track_op() || v.track_op());
             if trains && !input.keep_kv && !self.composed_backward && !self.is_trainable() {
-                let op = super::block_op::BlockOp::new(layer, &self.rope, &mask, n, dims);
-                x = super::block_op::apply(op, &x, prefix)?;
+                let op = BlockOp::new(block, &self.rope, &mask, n);
+                x = block_op::apply(op, &x, prefix)?;
                 continue;
             }
-            let (y, kv) = self.layer_forward(layer, &x, &mask, prefix, n)?;
+            let (y, kv) = block.forward(&x, &self.rope, &mask, prefix, n)?;
             x = y;
             if input.keep_kv {
                 kept.push(kv);
@@ -470,99 +281,108 @@ impl Llm {
             kv: input.keep_kv.then_some(KvPrefix { layers: kept }),
         })
     }
+}
 
-    /// Additive attention bias `[b or 1, 1, t, n + t]`: causal over the text, prefix always
-    /// visible, padding keys hidden. A large finite negative instead of -inf keeps a row whose
-    /// keys are all padding finite (it can only be a padding row, whose output is never read).
-    fn attention_bias(&self, b: usize, t: usize, n: usize, pad: Option<&Tensor>) -> Result<Tensor> {
-        const NEG: f32 = -1e9;
-        let s = n + t;
-        let valid: Option<Vec<Vec<f32>>> = match pad {
-            Some(m) => {
-                let (mb, mt) = m.dims2()?;
-                if (mb, mt) != (b, t) {
-                    bail!("attention mask is [{mb}, {mt}], the input is [{b}, {t}]");
-                }
-                Some(m.to_dtype(DType::F32)?.to_vec2()?)
-            }
-            None => None,
-        };
-        let rows = if valid.is_some() { b } else { 1 };
-        let mut bias = vec![0f32; rows * t * s];
-        for r in 0..rows {
-            for i in 0..t {
-                for j in 0..t {
-                    let hidden = j > i || valid.as_ref().is_some_and(|v| v[r][j] < 0.5);
-                    if hidden {
-                        bias[(r * t + i) * s + n + j] = NEG;
-                    }
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    pub fn tiny_config(tied: bool, attention_bias: bool) -> Config {
+        Config {
+            model_type: "llama".into(),
+            hidden_size: 16,
+            intermediate_size: 24,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: 4,
+            vocab_size: 10,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            max_position_embeddings: 32,
+            tie_word_embeddings: tied,
+            attention_bias,
+            bos_token_id: None,
+            eos_token_id: None,
+        }
+    }
+
+    /// A checkpoint's tensors, named and ordered as written out here by hand (the Hugging Face
+    /// layout and the order the fingerprint hashes), with random values.
+    pub fn checkpoint(cfg: &Config) -> Vec<(String, Tensor)> {
+        let (d, ff, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+        let (q, kv) = (cfg.num_attention_heads * cfg.head_dim, cfg.kv_dim());
+        let mut shapes = vec![("model.embed_tokens.weight".to_string(), vec![v, d])];
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            shapes.push((format!("{p}.input_layernorm.weight"), vec![d]));
+            shapes.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
+            for (name, out, inp, bias) in [
+                ("self_attn.q_proj", q, d, cfg.attention_bias),
+                ("self_attn.k_proj", kv, d, cfg.attention_bias),
+                ("self_attn.v_proj", kv, d, cfg.attention_bias),
+                ("self_attn.o_proj", d, q, false),
+                ("mlp.gate_proj", ff, d, false),
+                ("mlp.up_proj", ff, d, false),
+                ("mlp.down_proj", d, ff, false),
+            ] {
+                shapes.push((format!("{p}.{name}.weight"), vec![out, inp]));
+                if bias {
+                    shapes.push((format!("{p}.{name}.bias"), vec![out]));
                 }
             }
         }
-        Ok(Tensor::from_vec(bias, (rows, 1, t, s), &self.device)?)
+        shapes.push(("model.norm.weight".to_string(), vec![d]));
+        if !cfg.tie_word_embeddings {
+            shapes.push(("lm_head.weight".to_string(), vec![v, d]));
+        }
+        shapes
+            .into_iter()
+            .map(|(name, shape)| {
+                let t = Tensor::randn(0f32, 1.0, shape, &Device::Cpu).unwrap();
+                (name, t)
+            })
+            .collect()
     }
 
-    fn layer_forward(
-        &self,
-        layer: &Layer,
-        x: &Tensor,
-        mask: &Tensor,
-        prefix: Option<&(Tensor, Tensor)>,
-        offset: usize,
-    ) -> Result<(Tensor, (Tensor, Tensor))> {
-        let cfg = &self.cfg;
-        let (b, t, _) = x.dims3()?;
-        let (h, kvh, hd) = (
-            cfg.num_attention_heads,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-        );
-        let rep = h / kvh;
+    fn load(cfg: &Config, tensors: &[(String, Tensor)]) -> Llm {
+        let map = tensors.iter().cloned().collect();
+        Llm::from_tensors(cfg.clone(), map, &Device::Cpu).unwrap()
+    }
 
-        let hn = layer.input_norm.forward(x)?;
-        let q = layer
-            .q_proj
-            .forward(&hn)?
-            .reshape((b, t, h, hd))?
-            .transpose(1, 2)?;
-        let k = layer
-            .k_proj
-            .forward(&hn)?
-            .reshape((b, t, kvh, hd))?
-            .transpose(1, 2)?;
-        let v = layer
-            .v_proj
-            .forward(&hn)?
-            .reshape((b, t, kvh, hd))?
-            .transpose(1, 2)?;
-        let q = self.rope.apply(&q, offset)?;
-        let k = self.rope.apply(&k, offset)?;
-        let v = v.contiguous()?;
-        let (k, v) = prepend_prefix(k, v, prefix.map(|(pk, pv)| (pk, pv)))?;
-        let s = k.dim(2)?;
+    fn assert_same(a: &[(String, Tensor)], b: &[(String, Tensor)]) {
+        let names = |ts: &[(String, Tensor)]| ts.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(a), names(b));
+        for ((name, x), (_, y)) in a.iter().zip(b) {
+            let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+            let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(x, y, "{name}");
+        }
+    }
 
-        // Grouped-query attention without copying keys: the `rep` query heads that share a
-        // key/value head are stacked along the sequence axis.
-        let q = q.contiguous()?.reshape((b, kvh, rep * t, hd))?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.reshape((b, h, t, s))?;
-        let scores = scores.broadcast_add(mask)?;
-        let probs = if scores.track_op() {
-            candle_nn::ops::softmax(&scores, D::Minus1)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&scores)?
-        };
-        let attn = probs.reshape((b, kvh, rep * t, s))?.matmul(&v)?;
-        let attn = attn
-            .reshape((b, h, t, hd))?
-            .transpose(1, 2)?
-            .reshape((b, t, h * hd))?;
-        let x = (x + layer.o_proj.forward(&attn)?)?;
+    #[test]
+    fn named_tensors_are_the_checkpoint_names_in_fingerprint_order() {
+        for (tied, bias) in [(false, true), (true, false)] {
+            let cfg = tiny_config(tied, bias);
+            let ckpt = checkpoint(&cfg);
+            assert_same(&load(&cfg, &ckpt).named_tensors(), &ckpt);
+        }
+    }
 
-        let hn = layer.post_norm.forward(&x)?;
-        let gate = candle_nn::ops::silu(&layer.gate_proj.forward(&hn)?)?;
-        let up = layer.up_proj.forward(&hn)?;
-        let x = (&x + layer.down_proj.forward(&(gate * up)?)?)?;
-        Ok((x, (k, v)))
+    #[test]
+    fn a_model_loads_back_from_its_named_tensors() {
+        let cfg = tiny_config(false, true);
+        let llm = load(&cfg, &checkpoint(&cfg));
+        let named = llm.named_tensors();
+        assert_same(&load(&cfg, &named).named_tensors(), &named);
+        assert_same(&llm.detached().unwrap().named_tensors(), &named);
+        let (copy, vars) = llm.trainable_copy().unwrap();
+        let vars: Vec<(String, Tensor)> = vars
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().clone()))
+            .collect();
+        assert_same(&vars, &named);
+        assert_same(&copy.named_tensors(), &named);
+        assert!(copy.is_trainable() && !llm.is_trainable());
     }
 }

@@ -1,6 +1,8 @@
 //! The frozen language model: loading from the places users keep models, and the forward with
 //! prompt hooks. Knows nothing of tasks or methods.
 
+mod attention;
+mod block;
 pub(crate) mod block_op;
 pub mod config;
 pub mod generate;
@@ -8,6 +10,10 @@ pub mod gguf;
 pub mod hf;
 pub mod linear;
 pub mod llama;
+mod mlp;
+mod rms_norm;
+mod rope;
+mod weights;
 pub mod wheel;
 
 pub use config::Config;

@@ -1,0 +1,49 @@
+//! The SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
+
+use super::config::Config;
+use super::linear::Linear;
+use super::weights::{join, nest, WeightMap};
+use anyhow::Result;
+use candle_core::{Module, Tensor};
+
+pub(super) const GATE_PROJ: &str = "gate_proj";
+pub(super) const UP_PROJ: &str = "up_proj";
+pub(super) const DOWN_PROJ: &str = "down_proj";
+
+#[derive(Debug, Clone)]
+pub(super) struct Mlp {
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
+}
+
+impl Mlp {
+    /// `{name}.gate_proj`, `up_proj` and `down_proj`.
+    pub fn load(w: &mut WeightMap, name: &str, cfg: &Config) -> Result<Self> {
+        let (d, ff) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            gate_proj: Linear::load(w, &join(name, GATE_PROJ), (ff, d), false)?,
+            up_proj: Linear::load(w, &join(name, UP_PROJ), (ff, d), false)?,
+            down_proj: Linear::load(w, &join(name, DOWN_PROJ), (d, ff), false)?,
+        })
+    }
+
+    /// The tensors under the names `load` takes them by.
+    pub fn tensors(&self) -> Vec<(String, &Tensor)> {
+        [
+            (GATE_PROJ, &self.gate_proj),
+            (UP_PROJ, &self.up_proj),
+            (DOWN_PROJ, &self.down_proj),
+        ]
+        .into_iter()
+        .flat_map(|(name, lin)| nest(name, lin.tensors()))
+        .collect()
+    }
+
+    /// `hn`: the normed residual stream `[b, t, d]`.
+    pub fn forward(&self, hn: &Tensor) -> Result<Tensor> {
+        let gate = candle_nn::ops::silu(&self.gate_proj.forward(hn)?)?;
+        let up = self.up_proj.forward(hn)?;
+        Ok(self.down_proj.forward(&(gate * up)?)?)
+    }
+}
