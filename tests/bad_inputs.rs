@@ -86,7 +86,8 @@ fn numbers_out_of_range_are_refused_before_training_naming_the_flag() {
     let task_dir = dir.path().join("task");
     write_synthetic_task(&task_dir);
     let task = Task::load(&task_dir).unwrap();
-    let cases: [(&str, fn(&mut RunSpec)); 6] = [
+    type Change = fn(&mut RunSpec);
+    let cases: [(&str, Change); 6] = [
         ("--batch-size", |s| s.config.batch_size = 1_000_000),
         ("--batch-size", |s| s.config.batch_size = usize::MAX),
         ("--grad-accum", |s| s.config.grad_accum = 1 << 63),
