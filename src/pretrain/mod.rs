@@ -244,42 +244,37 @@ pub fn run(
     }
     let heldout_loss = heldout_sum / chunks.len() as f32;
 
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     // Half precision halves the file; the loader widens to f32 again.
     let tensors: HashMap<String, Tensor> = trained
         .named_tensors()
         .into_iter()
         .map(|(n, t)| Ok((n, t.to_dtype(DType::F16)?)))
         .collect::<Result<_>>()?;
-    let write = |name: &str, bytes: &[u8]| -> Result<()> {
-        let p = out.join(name);
-        std::fs::write(&p, bytes).with_context(|| format!("{}: cannot write", p.display()))
-    };
-    candle_core::safetensors::save(&tensors, out.join("model.safetensors"))?;
+    let weights = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), None)?;
     let mut config_json = cfg.to_hf_json();
     config_json["torch_dtype"] = "float16".into();
-    write(
-        "config.json",
-        serde_json::to_string_pretty(&config_json)?.as_bytes(),
-    )?;
-    write(
-        "tokenizer.json",
-        tok.to_string(false)
-            .map_err(|e| anyhow!("cannot serialise the tokenizer: {e}"))?
-            .as_bytes(),
-    )?;
+    let config_text = serde_json::to_string_pretty(&config_json)?;
+    let tokenizer_text = tok
+        .to_string(false)
+        .map_err(|e| anyhow!("cannot serialise the tokenizer: {e}"))?;
     // What the model read, for the curious: the first documents of the corpus.
     let sample: Vec<&str> = docs.iter().take(200).map(String::as_str).collect();
-    write("corpus-sample.txt", (sample.join("\n") + "\n").as_bytes())?;
-    let mut files = Vec::new();
-    for name in ["config.json", "model.safetensors", "tokenizer.json"] {
-        let bytes = std::fs::read(out.join(name))?;
-        files.push((
-            name.to_string(),
-            bytes.len() as u64,
-            hex(&Sha256::digest(&bytes)),
-        ));
-    }
+    let sample_text = sample.join("\n") + "\n";
+    let model_files: [(&str, &[u8]); 3] = [
+        ("config.json", config_text.as_bytes()),
+        ("model.safetensors", &weights),
+        ("tokenizer.json", tokenizer_text.as_bytes()),
+    ];
+    let files = model_files
+        .iter()
+        .map(|(name, bytes)| {
+            (
+                name.to_string(),
+                bytes.len() as u64,
+                hex(&Sha256::digest(bytes)),
+            )
+        })
+        .collect();
     let report = Report {
         recipe: recipe.clone(),
         command: command.to_string(),
@@ -294,10 +289,13 @@ pub fn run(
         wall_seconds: start.elapsed().as_secs_f64(),
         files,
     };
-    write(
-        "pretrain.json",
-        serde_json::to_string_pretty(&report)?.as_bytes(),
-    )?;
+    let report_text = serde_json::to_string_pretty(&report)?;
+    // One folder swap: a kill mid-save leaves the previous model whole, never a config.json
+    // from one run beside the weights of another.
+    let mut all = model_files.to_vec();
+    all.push(("corpus-sample.txt", sample_text.as_bytes()));
+    all.push(("pretrain.json", report_text.as_bytes()));
+    crate::atomic::write_folder(out, &all)?;
     Ok(report)
 }
 
