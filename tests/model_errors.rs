@@ -103,3 +103,27 @@ fn truncated_gguf_and_non_model_files_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_config_with_fewer_layers_than_the_weights_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny_config(false);
+    write_checkpoint(dir.path(), &cfg, 1);
+    let path = dir.path().join("config.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json["num_hidden_layers"] = (cfg.num_hidden_layers - 1).into();
+    std::fs::write(&path, json.to_string()).unwrap();
+    let err = load_err(dir.path());
+    assert!(
+        err.contains("model.safetensors") || err.contains(&dir.path().display().to_string()),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "the weights have {} layers",
+            cfg.num_hidden_layers
+        )),
+        "{err}"
+    );
+}

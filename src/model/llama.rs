@@ -124,6 +124,26 @@ impl Llm {
                 "tensor \"{LM_HEAD}\" is missing and the config does not tie it to the embeddings"
             ),
         };
+        // Weights of blocks beyond the config's count would otherwise be dropped silently, and
+        // the model run with fewer layers than it was trained with.
+        let prefix = format!("{LAYERS}.");
+        let extra = w
+            .remaining()
+            .filter_map(|n| {
+                n.strip_prefix(&prefix)?
+                    .split('.')
+                    .next()?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .max();
+        if let Some(last) = extra {
+            bail!(
+                "the weights have {} layers but the config's num_hidden_layers is {}; the config does not belong to these weights",
+                last + 1,
+                cfg.num_hidden_layers
+            );
+        }
         let rope = Rope::new(&cfg, device)?;
         Ok(Self {
             cfg,

@@ -37,6 +37,11 @@ impl WeightMap {
         })
     }
 
+    /// The names no part has taken.
+    pub fn remaining(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
     pub fn take_opt(&mut self, name: &str, shape: &[usize]) -> Result<Option<Tensor>> {
         if self.tensors.contains_key(name) {
             self.take(name, shape).map(Some)
