@@ -1,7 +1,7 @@
 //! The model's input for a method's prompt: the rows (an encoded prompt and the answer after
 //! it), the training batch, and the `[b, T, d]` embeddings with the prompt's soft vectors and
 //! trigger tokens in their template slots. Shared by every method, so all are trained and
-//! evaluated on the same input. Depends on the model and the task encoding only.
+//! evaluated on the same input. Depends on the model, the task encoding and `Prompt` only.
 
 use super::Prompt;
 use crate::model::Llm;

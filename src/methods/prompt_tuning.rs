@@ -2,7 +2,7 @@
 //! input embedding layer. The paper found label-word and vocabulary initialisation better than
 //! random, and a high learning rate (0.3 with Adafactor) works.
 
-use super::init::{sample_vocab_ids, uniform};
+use super::init::{sample_vocab_ids, token_embeddings, uniform};
 use super::optim::AdamW;
 use super::step::gradient_step;
 use super::tensor_names::PROMPT_EMBEDDINGS;
@@ -17,7 +17,7 @@ pub struct PromptTuning {
     opt: AdamW,
 }
 
-/// `[n, d]` initial vectors, shared with P-Tuning's direct form.
+/// `[n, d]` initial vectors, as `init` says.
 pub fn init_vectors(
     llm: &Llm,
     n: usize,
@@ -33,9 +33,7 @@ pub fn init_vectors(
             bail!("the initialisation text has no tokens");
         }
         let cycled: Vec<u32> = (0..n).map(|i| ids[i % ids.len()]).collect();
-        Ok(emb
-            .index_select(&Tensor::new(cycled.as_slice(), llm.device())?, 0)?
-            .copy()?)
+        token_embeddings(llm, &cycled)
     };
     let encode = |text: &str| -> Result<Vec<u32>> { crate::task::tokenize(tok, text) };
     match init {
