@@ -4,6 +4,7 @@
 //! can reload it and reproduce the test metric, and refuse it on a different model.
 
 use crate::methods::prefix_tuning::kv_from_flat;
+use crate::methods::tensor_names::{PROMPT_EMBEDDINGS, TRIGGER_IDS};
 use crate::methods::{MethodKind, MethodSettings, Prompt};
 use crate::model::{Llm, Model};
 use crate::run::{RunResult, RunSpec, TrainConfig};
@@ -191,21 +192,21 @@ impl Artifact {
             MethodKind::PromptTuning | MethodKind::PTuning => (
                 None,
                 Prompt {
-                    soft: Some(soft("prompt_embeddings")?),
+                    soft: Some(soft(PROMPT_EMBEDDINGS)?),
                     ..Default::default()
                 },
             ),
             MethodKind::PrefixTuning => (
                 None,
                 Prompt {
-                    prefix: Some(kv_from_flat(&model.llm, self.tensor("prompt_embeddings")?)?),
+                    prefix: Some(kv_from_flat(&model.llm, self.tensor(PROMPT_EMBEDDINGS)?)?),
                     ..Default::default()
                 },
             ),
             MethodKind::Autoprompt => (
                 None,
                 Prompt {
-                    triggers: self.tensor("trigger_ids")?.to_vec1::<u32>()?,
+                    triggers: self.tensor(TRIGGER_IDS)?.to_vec1::<u32>()?,
                     ..Default::default()
                 },
             ),

@@ -7,6 +7,7 @@
 //! can be exported.
 
 use crate::artifact::Artifact;
+use crate::methods::tensor_names::PROMPT_EMBEDDINGS;
 use crate::methods::{Encoder, MethodKind, SoftInit};
 use crate::task::{Segment, Template};
 use anyhow::{bail, Context, Result};
@@ -57,7 +58,7 @@ pub fn export(art: &Artifact, dir: &Path) -> Result<()> {
     let m = &art.manifest;
     let model = &m.model;
     let t = art
-        .tensor("prompt_embeddings")?
+        .tensor(PROMPT_EMBEDDINGS)?
         .to_dtype(candle_core::DType::F32)?;
     let n = t.dim(0)?;
     let mut cfg = serde_json::json!({
@@ -119,7 +120,7 @@ pub fn export(art: &Artifact, dir: &Path) -> Result<()> {
     std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg)?)
         .with_context(|| format!("{}: cannot write", cfg_path.display()))?;
     let mut tensors = HashMap::new();
-    tensors.insert("prompt_embeddings".to_string(), t.contiguous()?);
+    tensors.insert(PROMPT_EMBEDDINGS.to_string(), t.contiguous()?);
     let w = dir.join(WEIGHTS_FILE);
     candle_core::safetensors::save(&tensors, &w)
         .with_context(|| format!("{}: cannot write", w.display()))?;

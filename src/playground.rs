@@ -3,6 +3,7 @@
 //! The GUI calls these from a background thread; they know nothing of it.
 
 use crate::artifact::Artifact;
+use crate::methods::tensor_names::{PROMPT_EMBEDDINGS, TRIGGER_IDS};
 use crate::methods::{MethodKind, Prompt};
 use crate::model::{Llm, Model};
 use crate::task::{encode, Example, Task, TaskKind, Template};
@@ -81,11 +82,11 @@ pub fn inspect(model: &Model, art: &Artifact, k: usize) -> Result<Learned> {
         MethodKind::PromptTuning | MethodKind::PTuning => Learned::Soft(nearest_tokens(
             &model.llm,
             &model.tokenizer,
-            art.tensor("prompt_embeddings")?,
+            art.tensor(PROMPT_EMBEDDINGS)?,
             k,
         )?),
         MethodKind::Autoprompt => {
-            let ids = art.tensor("trigger_ids")?.to_vec1::<u32>()?;
+            let ids = art.tensor(TRIGGER_IDS)?.to_vec1::<u32>()?;
             Learned::Triggers {
                 tokens: ids
                     .iter()

@@ -5,8 +5,11 @@
 //! and keeps the best if it lowers the loss. The result is readable text.
 
 use super::cached_score::{continuation_logprobs, Continuation};
-use super::inject::{loss_and_grads, score, Row};
-use super::{Batch, Method, MethodKind, Prompt, StepContext};
+use super::input::Row;
+use super::score::score;
+use super::step::loss_and_grads;
+use super::tensor_names::TRIGGER_IDS;
+use super::{Batch, Method, Prompt, Snapshot, StepContext};
 use crate::model::Llm;
 use crate::task::Piece;
 use anyhow::{bail, Result};
@@ -147,10 +150,6 @@ fn with_triggers(pieces: &[Piece], triggers: &[u32]) -> Vec<Piece> {
 }
 
 impl Method for AutoPrompt {
-    fn kind(&self) -> MethodKind {
-        MethodKind::Autoprompt
-    }
-
     fn prompt(&self, _llm: &Llm) -> Result<Prompt> {
         Ok(Prompt {
             triggers: self.triggers.clone(),
@@ -222,27 +221,33 @@ impl Method for AutoPrompt {
         Ok(loss)
     }
 
+    fn export(&self, llm: &Llm) -> Result<Vec<(String, Tensor)>> {
+        Ok(vec![(
+            TRIGGER_IDS.into(),
+            Tensor::new(self.triggers.as_slice(), llm.device())?,
+        )])
+    }
+
+    /// None: the state is the trigger tokens, which the search swaps (the gradient is taken on a
+    /// throwaway copy of their embeddings in each step).
+    fn vars(&self) -> &[Var] {
+        &[]
+    }
+
     fn trainable_params(&self) -> usize {
         // No continuous weights: the search chooses this many tokens.
         self.triggers.len()
     }
 
-    fn export(&self, llm: &Llm) -> Result<Vec<(String, Tensor)>> {
-        Ok(vec![(
-            "trigger_ids".into(),
-            Tensor::new(self.triggers.as_slice(), llm.device())?,
-        )])
+    fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot::Triggers(self.triggers.clone()))
     }
 
-    fn snapshot(&self) -> Result<Vec<Tensor>> {
-        Ok(vec![Tensor::new(
-            self.triggers.as_slice(),
-            &candle_core::Device::Cpu,
-        )?])
-    }
-
-    fn restore(&mut self, snapshot: &[Tensor]) -> Result<()> {
-        self.triggers = snapshot[0].to_vec1()?;
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let Snapshot::Triggers(triggers) = snapshot else {
+            bail!("internal error: AutoPrompt restores trigger ids, not variables");
+        };
+        self.triggers = triggers.clone();
         Ok(())
     }
 

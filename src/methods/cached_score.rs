@@ -2,7 +2,7 @@
 //! with its soft vectors, triggers and prefix) runs once with `keep_kv`, and every continuation
 //! (a class label's answer, an AutoPrompt candidate's trigger tokens and what follows them) runs
 //! on that cache. Classification evaluation and AutoPrompt's candidate search use it; the
-//! full-sequence path (`inject::score` on every row) stays the reference they must equal.
+//! full-sequence path (`score::score` on every row) stays the reference they must equal.
 //!
 //! Why: scoring each label by re-running the whole prompt costs about one full forward per
 //! label per example; with the cache the prompt runs once per example and each label adds only
@@ -15,7 +15,7 @@
 //! `index_select` along the batch. The first answer token, when nothing stands between head and
 //! answer, is read from the head forward's last-position logits.
 
-use super::inject::{embed_rows, Row};
+use super::input::{embed_rows, Row};
 use super::Prompt;
 use crate::model::{ForwardInput, KvPrefix, Llm, LogitRows};
 use crate::task::Piece;
@@ -45,7 +45,7 @@ pub fn cacheable(prompt: &Prompt) -> bool {
 }
 
 /// Each continuation's summed answer-token log-probability (in `rows` order), equal to what
-/// `inject::score` gives for the row `heads[head] ++ tail` / `answer`. At most `max_rows`
+/// `score::score` gives for the row `heads[head] ++ tail` / `answer`. At most `max_rows`
 /// continuation rows (and heads) go into one forward.
 pub fn continuation_logprobs(
     llm: &Llm,

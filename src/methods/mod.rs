@@ -1,25 +1,34 @@
 //! The prompting methods, one file each, behind one small trait. A method decides what it puts
 //! into the frozen model's forward (soft vectors, a key/value prefix, trigger tokens, or its own
 //! trainable weights) and how one training update changes it. Knows nothing of the GUI.
+//!
+//! Files: one per method; `input.rs` builds the model's input from a prompt, `score.rs` scores
+//! answers, `cached_score.rs` scores many answers from one key/value cache, `step.rs` is one
+//! training update and `optim.rs` its optimiser; `init.rs` holds the starting values (seeded
+//! draws, vocabulary sampling) and `tensor_names.rs` the names of exported tensors.
 
 pub mod autoprompt;
 pub mod cached_score;
 pub mod fine_tuning;
-pub mod inject;
+pub mod init;
+pub mod input;
 pub mod optim;
 pub mod p_tuning;
 pub mod prefix_tuning;
 pub mod prompt_tuning;
+pub mod score;
+pub mod step;
+pub mod tensor_names;
 pub mod zero_shot;
 
 use crate::model::{KvPrefix, Llm};
 use crate::task::{SlotRules, SoftPlacement, Template};
 use anyhow::{bail, Result};
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-pub use inject::{Batch, Row};
+pub use input::{Batch, Row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -208,9 +217,18 @@ pub struct StepContext<'a> {
     pub rng: &'a mut StdRng,
 }
 
-pub trait Method: Send {
-    fn kind(&self) -> MethodKind;
+/// A copy of a method's trainable state, to go back to the best dev checkpoint.
+pub enum Snapshot {
+    /// Copies of the method's variables, in [`Method::vars`] order.
+    Vars(Vec<Tensor>),
+    /// AutoPrompt's trigger token ids: its state is discrete, not variables.
+    Triggers(Vec<u32>),
+}
 
+/// What every method provides. The bookkeeping over its trainable variables (parameter count,
+/// snapshot, restore) is done once here from [`Method::vars`]; a method whose state is not
+/// variables (AutoPrompt) overrides it.
+pub trait Method: Send {
     /// The prompt to use now (trainable tensors stay in the graph).
     fn prompt(&self, llm: &Llm) -> Result<Prompt>;
 
@@ -222,15 +240,36 @@ pub trait Method: Send {
     /// One update on a batch; returns the mean answer-token loss before the update.
     fn train_step(&mut self, ctx: &mut StepContext, batch: &Batch) -> Result<f32>;
 
-    fn trainable_params(&self) -> usize;
-
     /// What is stored per task: the tensors an artifact holds (named), after any
     /// reparameterisation is folded away.
     fn export(&self, llm: &Llm) -> Result<Vec<(String, Tensor)>>;
 
+    /// The trainable variables, in a fixed order (the optimiser's); none for a method that
+    /// trains no weights.
+    fn vars(&self) -> &[Var];
+
+    fn trainable_params(&self) -> usize {
+        self.vars().iter().map(|v| v.elem_count()).sum()
+    }
+
     /// Snapshot and restore of the trainable state, to keep the best dev checkpoint.
-    fn snapshot(&self) -> Result<Vec<Tensor>>;
-    fn restore(&mut self, snapshot: &[Tensor]) -> Result<()>;
+    fn snapshot(&self) -> Result<Snapshot> {
+        let copies = self.vars().iter().map(|v| v.as_tensor().copy());
+        Ok(Snapshot::Vars(copies.collect::<candle_core::Result<_>>()?))
+    }
+
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let vars = self.vars();
+        match snapshot {
+            Snapshot::Vars(tensors) if tensors.len() == vars.len() => {
+                for (v, t) in vars.iter().zip(tensors) {
+                    v.set(t)?;
+                }
+                Ok(())
+            }
+            _ => bail!("internal error: the snapshot does not match this method's variables"),
+        }
+    }
 
     /// Readable form of the learned prompt, where there is one (AutoPrompt's trigger text).
     fn readable(&self, _tok: &tokenizers::Tokenizer) -> Option<String> {
@@ -298,25 +337,4 @@ pub fn build(
         )?),
         MethodKind::FineTuning => Box::new(fine_tuning::FineTuning::new(llm)?),
     })
-}
-
-/// Copies of trainable variables, for keeping the best dev checkpoint.
-pub fn snapshot_vars(vars: &[candle_core::Var]) -> Result<Vec<Tensor>> {
-    vars.iter().map(|v| Ok(v.as_tensor().copy()?)).collect()
-}
-
-pub fn restore_vars(vars: &[candle_core::Var], snapshot: &[Tensor]) -> Result<()> {
-    for (v, t) in vars.iter().zip(snapshot) {
-        v.set(t)?;
-    }
-    Ok(())
-}
-
-/// Uniform values in `[-scale, scale]` from the run's seeded generator (candle's own random
-/// tensors are not seedable, and runs must repeat exactly).
-pub fn uniform(rng: &mut StdRng, shape: (usize, usize), scale: f32, llm: &Llm) -> Result<Tensor> {
-    use rand::Rng;
-    let n = shape.0 * shape.1;
-    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-scale..=scale)).collect();
-    Ok(Tensor::from_vec(v, shape, llm.device())?)
 }

@@ -3,16 +3,17 @@
 //! two-layer bidirectional LSTM followed by an MLP (the paper; PEFT's `LSTM`), or an MLP alone
 //! (PEFT's default). At export the encoder's output vectors are stored and the encoder dropped.
 
-use super::inject::gradient_step;
+use super::init::{sample_vocab_ids, token_embeddings, uniform};
 use super::optim::AdamW;
-use super::{uniform, Batch, Encoder, Method, MethodKind, Prompt, StepContext};
+use super::step::gradient_step;
+use super::tensor_names::{PROMPT_EMBEDDINGS, P_TUNING_LSTM, P_TUNING_MLP};
+use super::{Batch, Encoder, Method, Prompt, StepContext};
 use crate::model::Llm;
 use anyhow::{bail, Result};
 use candle_core::{DType, Module, Tensor, Var, D};
 use candle_nn::rnn::{Direction, LSTMConfig, LSTM, RNN};
 use candle_nn::{VarBuilder, VarMap};
 use rand::rngs::StdRng;
-use rand::Rng;
 
 /// The encoder's layers; cloning shares the variables.
 #[derive(Clone)]
@@ -51,7 +52,6 @@ impl PromptEncoder {
 
 pub struct PTuning {
     encoder: PromptEncoder,
-    vars: Vec<Var>,
     opt: AdamW,
 }
 
@@ -70,13 +70,7 @@ impl PTuning {
         let dev = llm.device();
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, dev);
-        let limit = llm.cfg.vocab_size.min(5000) as u32;
-        let ids: Vec<u32> = (0..k).map(|_| rng.random_range(0..limit)).collect();
-        let input = Var::from_tensor(
-            &llm.embedding_matrix()
-                .index_select(&Tensor::new(ids.as_slice(), dev)?, 0)?
-                .copy()?,
-        )?;
+        let input = Var::from_tensor(&token_embeddings(llm, &sample_vocab_ids(llm, k, rng))?)?;
         let (lstm, mlp) = match kind {
             Encoder::Lstm => {
                 let mut layers = Vec::new();
@@ -87,24 +81,32 @@ impl PTuning {
                         direction,
                         ..Default::default()
                     };
-                    let f =
-                        candle_nn::lstm(in_dim, hidden, cfg(Direction::Forward), vb.pp("lstm"))?;
-                    let b =
-                        candle_nn::lstm(in_dim, hidden, cfg(Direction::Backward), vb.pp("lstm"))?;
+                    let f = candle_nn::lstm(
+                        in_dim,
+                        hidden,
+                        cfg(Direction::Forward),
+                        vb.pp(P_TUNING_LSTM),
+                    )?;
+                    let b = candle_nn::lstm(
+                        in_dim,
+                        hidden,
+                        cfg(Direction::Backward),
+                        vb.pp(P_TUNING_LSTM),
+                    )?;
                     layers.push((f, b));
                 }
                 let mlp = vec![
-                    candle_nn::linear(2 * hidden, 2 * hidden, vb.pp("mlp.0"))?,
-                    candle_nn::linear(2 * hidden, d, vb.pp("mlp.2"))?,
+                    candle_nn::linear(2 * hidden, 2 * hidden, vb.pp(P_TUNING_MLP[0]))?,
+                    candle_nn::linear(2 * hidden, d, vb.pp(P_TUNING_MLP[1]))?,
                 ];
                 (layers, mlp)
             }
             Encoder::Mlp => (
                 vec![],
                 vec![
-                    candle_nn::linear(d, hidden, vb.pp("mlp.0"))?,
-                    candle_nn::linear(hidden, hidden, vb.pp("mlp.2"))?,
-                    candle_nn::linear(hidden, d, vb.pp("mlp.4"))?,
+                    candle_nn::linear(d, hidden, vb.pp(P_TUNING_MLP[0]))?,
+                    candle_nn::linear(hidden, hidden, vb.pp(P_TUNING_MLP[1]))?,
+                    candle_nn::linear(hidden, d, vb.pp(P_TUNING_MLP[2]))?,
                 ],
             ),
         };
@@ -127,20 +129,15 @@ impl PTuning {
         }
         let mut vars = vec![input.clone()];
         vars.extend(named.into_iter().map(|(_, v)| v));
-        let opt = AdamW::new(vars.clone(), 0.0)?;
+        let opt = AdamW::new(vars, 0.0)?;
         Ok(Self {
             encoder: PromptEncoder { input, lstm, mlp },
-            vars,
             opt,
         })
     }
 }
 
 impl Method for PTuning {
-    fn kind(&self) -> MethodKind {
-        MethodKind::PTuning
-    }
-
     fn prompt(&self, _llm: &Llm) -> Result<Prompt> {
         Ok(Prompt::with_soft(self.encoder.forward()?))
     }
@@ -151,28 +148,14 @@ impl Method for PTuning {
         gradient_step(ctx.llm, &prompt_fn, batch, &mut self.opt, ctx.lr)
     }
 
-    fn trainable_params(&self) -> usize {
-        self.vars.iter().map(|v| v.elem_count()).sum()
-    }
-
     fn export(&self, _llm: &Llm) -> Result<Vec<(String, Tensor)>> {
         Ok(vec![(
-            "prompt_embeddings".into(),
+            PROMPT_EMBEDDINGS.into(),
             self.encoder.forward()?.detach().copy()?,
         )])
     }
 
-    fn snapshot(&self) -> Result<Vec<Tensor>> {
-        self.vars
-            .iter()
-            .map(|v| Ok(v.as_tensor().copy()?))
-            .collect()
-    }
-
-    fn restore(&mut self, snapshot: &[Tensor]) -> Result<()> {
-        for (v, t) in self.vars.iter().zip(snapshot) {
-            v.set(t)?;
-        }
-        Ok(())
+    fn vars(&self) -> &[Var] {
+        self.opt.vars()
     }
 }

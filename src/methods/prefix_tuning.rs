@@ -9,14 +9,15 @@
 //! real words; here the prefix is the keys/values that the label words produce, plus the MLP's
 //! output, whose last layer starts small. The offset is a constant folded into the export.
 
-use super::inject::gradient_step;
+use super::init::{sample_vocab_ids, token_embeddings, uniform};
 use super::optim::AdamW;
-use super::{uniform, Batch, Method, MethodKind, Prompt, StepContext};
+use super::step::gradient_step;
+use super::tensor_names::PROMPT_EMBEDDINGS;
+use super::{Batch, Method, Prompt, StepContext};
 use crate::model::{KvPrefix, Llm};
 use anyhow::{bail, Result};
 use candle_core::{Tensor, Var};
 use rand::rngs::StdRng;
-use rand::Rng;
 
 /// The reparameterising MLP and its input embedding (cloning shares the variables).
 #[derive(Clone)]
@@ -51,12 +52,8 @@ impl PrefixTuning {
         let out = cfg.num_hidden_layers * 2 * cfg.kv_dim();
         // Start the embedding from real token vectors (Li & Liang found real-word
         // initialisation steadier than random).
-        let limit = cfg.vocab_size.min(5000) as u32;
-        let ids: Vec<u32> = (0..n).map(|_| rng.random_range(0..limit)).collect();
-        let embedding = llm
-            .embedding_matrix()
-            .index_select(&Tensor::new(ids.as_slice(), llm.device())?, 0)?
-            .copy()?;
+        let ids = sample_vocab_ids(llm, n, rng);
+        let embedding = token_embeddings(llm, &ids)?;
         let var = |t: Tensor| Var::from_tensor(&t);
         let w1 = var(uniform(rng, (hidden, d), 1.0 / (d as f32).sqrt(), llm)?)?;
         let b1 = var(Tensor::zeros(
@@ -98,16 +95,6 @@ impl PrefixTuning {
 }
 
 impl PrefixMlp {
-    fn vars(&self) -> Vec<Var> {
-        vec![
-            self.embedding.clone(),
-            self.w1.clone(),
-            self.b1.clone(),
-            self.w2.clone(),
-            self.b2.clone(),
-        ]
-    }
-
     /// `[n, layers * 2 * kv_heads * head_dim]`, ordered
     /// `((layer * 2 + k_or_v) * kv_heads + head) * head_dim + i` as PEFT stores it.
     fn flat_prefix(&self) -> Result<Tensor> {
@@ -176,10 +163,6 @@ pub fn kv_from_flat(llm: &Llm, flat: &Tensor) -> Result<KvPrefix> {
 }
 
 impl Method for PrefixTuning {
-    fn kind(&self) -> MethodKind {
-        MethodKind::PrefixTuning
-    }
-
     fn prompt(&self, llm: &Llm) -> Result<Prompt> {
         Ok(Prompt::with_prefix(kv_from_flat(
             llm,
@@ -194,29 +177,14 @@ impl Method for PrefixTuning {
         gradient_step(llm, &prompt_fn, batch, &mut self.opt, ctx.lr)
     }
 
-    fn trainable_params(&self) -> usize {
-        self.mlp.vars().iter().map(|v| v.elem_count()).sum()
-    }
-
     fn export(&self, _llm: &Llm) -> Result<Vec<(String, Tensor)>> {
         Ok(vec![(
-            "prompt_embeddings".into(),
+            PROMPT_EMBEDDINGS.into(),
             self.mlp.flat_prefix()?.detach().copy()?,
         )])
     }
 
-    fn snapshot(&self) -> Result<Vec<Tensor>> {
-        self.mlp
-            .vars()
-            .iter()
-            .map(|v| Ok(v.as_tensor().copy()?))
-            .collect()
-    }
-
-    fn restore(&mut self, snapshot: &[Tensor]) -> Result<()> {
-        for (v, t) in self.mlp.vars().iter().zip(snapshot) {
-            v.set(t)?;
-        }
-        Ok(())
+    fn vars(&self) -> &[Var] {
+        self.opt.vars()
     }
 }

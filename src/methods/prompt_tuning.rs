@@ -2,21 +2,22 @@
 //! input embedding layer. The paper found label-word and vocabulary initialisation better than
 //! random, and a high learning rate (0.3 with Adafactor) works.
 
-use super::inject::gradient_step;
+use super::init::{sample_vocab_ids, token_embeddings, uniform};
 use super::optim::AdamW;
-use super::{uniform, Batch, Method, MethodKind, Prompt, SoftInit, StepContext};
+use super::step::gradient_step;
+use super::tensor_names::PROMPT_EMBEDDINGS;
+use super::{Batch, Method, Prompt, SoftInit, StepContext};
 use crate::model::Llm;
 use anyhow::{bail, Result};
 use candle_core::{Tensor, Var};
 use rand::rngs::StdRng;
-use rand::Rng;
 
 pub struct PromptTuning {
     soft: Var,
     opt: AdamW,
 }
 
-/// `[n, d]` initial vectors, shared with P-Tuning's direct form.
+/// `[n, d]` initial vectors, as `init` says.
 pub fn init_vectors(
     llm: &Llm,
     n: usize,
@@ -32,18 +33,12 @@ pub fn init_vectors(
             bail!("the initialisation text has no tokens");
         }
         let cycled: Vec<u32> = (0..n).map(|i| ids[i % ids.len()]).collect();
-        Ok(emb
-            .index_select(&Tensor::new(cycled.as_slice(), llm.device())?, 0)?
-            .copy()?)
+        token_embeddings(llm, &cycled)
     };
     let encode = |text: &str| -> Result<Vec<u32>> { crate::task::tokenize(tok, text) };
     match init {
         SoftInit::Random => uniform(rng, (n, d), 0.5, llm),
-        SoftInit::Vocab => {
-            let limit = llm.cfg.vocab_size.min(5000) as u32;
-            let ids = (0..n).map(|_| rng.random_range(0..limit)).collect();
-            from_ids(ids)
-        }
+        SoftInit::Vocab => from_ids(sample_vocab_ids(llm, n, rng)),
         SoftInit::Labels => {
             let mut rows = Vec::with_capacity(n);
             for label in labels.iter().take(n) {
@@ -54,10 +49,7 @@ pub fn init_vectors(
                 let t = emb.index_select(&Tensor::new(ids.as_slice(), llm.device())?, 0)?;
                 rows.push(t.mean(0)?);
             }
-            let limit = llm.cfg.vocab_size.min(5000) as u32;
-            let rest: Vec<u32> = (rows.len()..n)
-                .map(|_| rng.random_range(0..limit))
-                .collect();
+            let rest = sample_vocab_ids(llm, n - rows.len(), rng);
             if !rest.is_empty() {
                 let t = from_ids(rest)?;
                 for i in 0..t.dim(0)? {
@@ -89,10 +81,6 @@ impl PromptTuning {
 }
 
 impl Method for PromptTuning {
-    fn kind(&self) -> MethodKind {
-        MethodKind::PromptTuning
-    }
-
     fn prompt(&self, _llm: &Llm) -> Result<Prompt> {
         Ok(Prompt::with_soft(self.soft.as_tensor().clone()))
     }
@@ -104,23 +92,14 @@ impl Method for PromptTuning {
         gradient_step(llm, &prompt_fn, batch, &mut self.opt, ctx.lr)
     }
 
-    fn trainable_params(&self) -> usize {
-        self.soft.elem_count()
-    }
-
     fn export(&self, _llm: &Llm) -> Result<Vec<(String, Tensor)>> {
         Ok(vec![(
-            "prompt_embeddings".into(),
+            PROMPT_EMBEDDINGS.into(),
             self.soft.as_tensor().copy()?,
         )])
     }
 
-    fn snapshot(&self) -> Result<Vec<Tensor>> {
-        Ok(vec![self.soft.as_tensor().copy()?])
-    }
-
-    fn restore(&mut self, snapshot: &[Tensor]) -> Result<()> {
-        self.soft.set(&snapshot[0])?;
-        Ok(())
+    fn vars(&self) -> &[Var] {
+        self.opt.vars()
     }
 }

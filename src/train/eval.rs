@@ -3,8 +3,10 @@
 //! normalised text with the target (see `task::metric`).
 
 use crate::methods::cached_score::{self, Continuation};
-use crate::methods::inject::{embed_rows, score, Row};
+use crate::methods::input::embed_rows;
+use crate::methods::score::score;
 use crate::methods::Prompt;
+use crate::methods::Row;
 use crate::model::{ForwardInput, Llm, LogitRows};
 use crate::task::{exact_match, Encoded, Piece, TaskKind};
 use anyhow::Result;

@@ -1,0 +1,66 @@
+//! One training update of a method's variables: the mean answer-token loss of a batch and its
+//! gradients, accumulated over micro-batches, then one step of the optimiser (`optim.rs`).
+
+use super::input::Batch;
+use super::optim::AdamW;
+use super::score::score;
+use super::Prompt;
+use crate::model::Llm;
+use anyhow::{bail, Result};
+use candle_core::{Tensor, Var};
+
+/// Mean answer-token loss of a batch and the gradients of `vars` (in order), accumulated over
+/// micro-batches. Only the variables' gradients are kept: each micro-batch's full gradient store
+/// (every intermediate of the graph) is dropped as soon as they are read, so memory does not grow
+/// with `--grad-accum`. Fails if a variable received no gradient: candle's fused ops cut the
+/// graph silently, and a prompt that never changes must not pass for trained.
+pub fn loss_and_grads(
+    llm: &Llm,
+    prompt_fn: &dyn Fn() -> Result<Prompt>,
+    batch: &Batch,
+    vars: &[Var],
+) -> Result<(f32, Vec<Tensor>)> {
+    let total: usize = batch.rows.iter().map(|r| r.answer.len()).sum();
+    let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
+    let mut loss = 0f32;
+    for chunk in batch.rows.chunks(batch.micro_batch.max(1)) {
+        // The prompt is rebuilt per micro-batch: a reparameterised prompt (prefix MLP, P-Tuning
+        // encoder) must be in each micro-batch's graph.
+        let prompt = prompt_fn()?;
+        let s = score(llm, &prompt, chunk)?;
+        let l = (s.nll_sum / total as f64)?;
+        loss += l.to_scalar::<f32>()?;
+        let store = l.backward()?;
+        for (i, v) in vars.iter().enumerate() {
+            let Some(g) = store.get(v.as_tensor()) else {
+                bail!("internal error: trainable tensor {i} received no gradient");
+            };
+            grads[i] = Some(match grads[i].take() {
+                Some(acc) => (acc + g)?,
+                None => g.clone(),
+            });
+        }
+    }
+    if !loss.is_finite() {
+        bail!("the loss is {loss} (not finite): lower the learning rate");
+    }
+    let grads = grads
+        .into_iter()
+        .map(|g| g.expect("a batch has at least one row"))
+        .collect();
+    Ok((loss, grads))
+}
+
+/// One AdamW update of the optimiser's variables on a batch.
+pub fn gradient_step(
+    llm: &Llm,
+    prompt_fn: &dyn Fn() -> Result<Prompt>,
+    batch: &Batch,
+    opt: &mut AdamW,
+    lr: f64,
+) -> Result<f32> {
+    let (loss, grads) = loss_and_grads(llm, prompt_fn, batch, opt.vars())?;
+    opt.set_learning_rate(lr);
+    opt.step(&grads)?;
+    Ok(loss)
+}
