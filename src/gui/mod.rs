@@ -5,13 +5,15 @@
 //! on its own (start a run from the setup and the template, switch tabs, open a file dialog,
 //! delete a run that other views show) it returns as an [`Action`] that the [`App`] applies.
 //!
-//! Nothing reads or writes files inside a frame. Slow work runs on background threads as a
-//! [`job::Job`] picked up by a later frame: model loading, reading a task folder (chosen in the
-//! setup, needed by a queued run or by a prompt trained on another task), reading the focused
-//! prompt, inspection, scoring, exporting and importing. Run records (`run.json`) are written
-//! and deleted by the session's [`record_writer::RecordWriter`] thread, in order; on exit the
-//! active run is saved as interrupted and the app waits for every pending write. The start
-//! task and the list of sample tasks are read before the first frame, in [`App::new`].
+//! Nothing reads or writes files inside a frame; there are no exceptions. Slow work runs on
+//! background threads as a [`job::Job`] picked up by a later frame: model loading, reading a
+//! task folder (chosen in the setup, needed by a queued run or by a prompt trained on another
+//! task), reading the focused prompt, inspection, scoring, exporting and importing. Run
+//! records (`run.json`) are written and deleted by the session's
+//! [`record_writer::RecordWriter`] thread, in order; on exit the active run is saved as
+//! interrupted and the app waits for every pending write. Native file dialogs run on threads
+//! of their own too. The start task and the list of sample tasks are read before the first
+//! frame, in [`App::new`].
 //!
 //! One file per view: [`setup`] (model, task, method, settings), [`template_editor`] (the chip
 //! row), [`training`] (controls and progress), [`plots`], [`runs_view`], [`compare`],
