@@ -169,6 +169,9 @@ pub struct RunStore {
     last_save: Vec<Option<Instant>>,
     /// Records that could not be read, with the reason (shown to the user, never fatal).
     pub unreadable: Vec<String>,
+    /// Every folder name seen when the store was opened, and every id made since: a new id
+    /// avoids them without looking at the disk (the workbench makes ids inside a frame).
+    taken: std::collections::HashSet<String>,
     counter: u32,
 }
 
@@ -179,6 +182,31 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Writes one record into its folder under the runs folder `dir` (to a temporary file first,
+/// so a crash mid-write keeps the old one).
+pub fn write_record(dir: &Path, r: &RunRecord) -> Result<()> {
+    let folder = dir.join(&r.id);
+    std::fs::create_dir_all(&folder)
+        .with_context(|| format!("{}: cannot create", folder.display()))?;
+    let tmp = folder.join(format!("{RECORD_FILE}.tmp"));
+    let path = folder.join(RECORD_FILE);
+    std::fs::write(&tmp, serde_json::to_string_pretty(r)?)
+        .with_context(|| format!("{}: cannot write", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
+}
+
+/// Removes run `id`'s folder under the runs folder `dir`, if it is there.
+pub fn remove_record(dir: &Path, id: &str) -> Result<()> {
+    anyhow::ensure!(is_plain_id(id), "{id:?} is not a run id");
+    let folder = dir.join(id);
+    if folder.exists() {
+        std::fs::remove_dir_all(&folder)
+            .with_context(|| format!("{}: cannot delete", folder.display()))?;
+    }
+    Ok(())
 }
 
 /// Whether `id` can name a folder directly under the runs folder (one plain path component).
@@ -205,9 +233,11 @@ impl RunStore {
             .with_context(|| format!("{}: cannot create the runs folder", dir.display()))?;
         let mut runs = Vec::new();
         let mut unreadable = Vec::new();
+        let mut taken = std::collections::HashSet::new();
         let entries =
             std::fs::read_dir(dir).with_context(|| format!("{}: cannot read", dir.display()))?;
         for entry in entries.flatten() {
+            taken.insert(entry.file_name().to_string_lossy().into_owned());
             let path = entry.path().join(RECORD_FILE);
             if !path.is_file() {
                 continue;
@@ -239,6 +269,7 @@ impl RunStore {
             last_save: vec![None; runs.len()],
             runs,
             unreadable,
+            taken,
             counter: 0,
         };
         for i in 0..store.runs.len() {
@@ -266,7 +297,8 @@ impl RunStore {
         loop {
             self.counter += 1;
             let id = format!("{}-{:03}-{}", now_ms(), self.counter % 1000, method.id());
-            if !self.dir.join(&id).exists() && !self.runs.iter().any(|r| r.id == id) {
+            if !self.taken.contains(&id) && !self.runs.iter().any(|r| r.id == id) {
+                self.taken.insert(id.clone());
                 return id;
             }
         }
@@ -279,11 +311,18 @@ impl RunStore {
 
     /// Adds a record and writes it; returns its index.
     pub fn add(&mut self, record: RunRecord) -> Result<usize> {
-        self.runs.push(record);
-        self.last_save.push(None);
-        let i = self.runs.len() - 1;
+        let i = self.push(record);
         self.save(i)?;
         Ok(i)
+    }
+
+    /// Adds a record in memory only; returns its index. The caller writes it with
+    /// [`write_record`] (the workbench does so on its writer thread).
+    pub fn push(&mut self, record: RunRecord) -> usize {
+        self.taken.insert(record.id.clone());
+        self.runs.push(record);
+        self.last_save.push(None);
+        self.runs.len() - 1
     }
 
     pub fn index_of(&self, id: &str) -> Option<usize> {
@@ -296,16 +335,7 @@ impl RunStore {
 
     /// Writes one record (to a temporary file first, so a crash mid-write keeps the old one).
     pub fn save(&mut self, i: usize) -> Result<()> {
-        let r = &self.runs[i];
-        let folder = self.dir.join(&r.id);
-        std::fs::create_dir_all(&folder)
-            .with_context(|| format!("{}: cannot create", folder.display()))?;
-        let tmp = folder.join(format!("{RECORD_FILE}.tmp"));
-        let path = folder.join(RECORD_FILE);
-        std::fs::write(&tmp, serde_json::to_string_pretty(r)?)
-            .with_context(|| format!("{}: cannot write", tmp.display()))?;
-        std::fs::rename(&tmp, &path)
-            .with_context(|| format!("{}: cannot write", path.display()))?;
+        write_record(&self.dir, &self.runs[i])?;
         self.last_save[i] = Some(Instant::now());
         Ok(())
     }
@@ -336,17 +366,22 @@ impl RunStore {
 
     /// Removes a run and its folder.
     pub fn delete(&mut self, id: &str) -> Result<()> {
-        anyhow::ensure!(is_plain_id(id), "{id:?} is not a run id");
-        if let Some(i) = self.index_of(id) {
-            self.runs.remove(i);
-            self.last_save.remove(i);
-            let folder = self.dir.join(id);
-            if folder.exists() {
-                std::fs::remove_dir_all(&folder)
-                    .with_context(|| format!("{}: cannot delete", folder.display()))?;
-            }
+        if self.forget(id)? {
+            remove_record(&self.dir, id)?;
         }
         Ok(())
+    }
+
+    /// Removes a run in memory only; returns whether it was there. The caller removes its
+    /// folder with [`remove_record`].
+    pub fn forget(&mut self, id: &str) -> Result<bool> {
+        anyhow::ensure!(is_plain_id(id), "{id:?} is not a run id");
+        let Some(i) = self.index_of(id) else {
+            return Ok(false);
+        };
+        self.runs.remove(i);
+        self.last_save.remove(i);
+        Ok(true)
     }
 
     /// The latest finished run of `method` on `task` with `model`.

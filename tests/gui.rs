@@ -73,7 +73,7 @@ fn dragging_chips_changes_the_template() {
     app.reset_template();
     let mut h = harness(app);
     step_until(&mut h, Duration::from_secs(30), "the model error", |a| {
-        matches!(a.model, ModelState::Failed { .. })
+        matches!(a.session.model, ModelState::Failed { .. })
     });
     h.get_by_label_contains("cannot load /nonexistent/model");
     assert_eq!(h.state().editor.text, "[P*8]{x} w5 w6 [ANSWER]");
@@ -140,7 +140,7 @@ fn injected_events_reach_the_plots_and_the_store() {
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     {
         let app = h.state_mut();
-        let task = app.task.clone().unwrap();
+        let task = app.session.task.clone().unwrap();
         let spec = RunSpec {
             method: MethodKind::PromptTuning,
             settings: Default::default(),
@@ -151,11 +151,11 @@ fn injected_events_reach_the_plots_and_the_store() {
             },
             out: None,
         };
-        let id = app.store.new_id(MethodKind::PromptTuning);
+        let id = app.session.store.new_id(MethodKind::PromptTuning);
         let rec = RunRecord::new(id.clone(), "m", &task.spec.name, &task.dir, spec);
-        app.store.add(rec).unwrap();
+        app.session.store.add(rec).unwrap();
         app.plots.shown.insert(id.clone());
-        app.active = Some(gradprompt::gui::Active {
+        app.session.active = Some(gradprompt::gui::Active {
             id,
             commands: cmd_tx,
             events: ev_rx,
@@ -202,7 +202,9 @@ fn injected_events_reach_the_plots_and_the_store() {
     h.get_by_label("Resume");
 
     // Saved as it goes: another store opened now sees the curve so far, as interrupted.
-    let id = h.state().active.as_ref().unwrap().id.clone();
+    let id = h.state().session.active.as_ref().unwrap().id.clone();
+    // Records are written on the session's writer thread: wait for it before reading the disk.
+    h.state().session.flush_records();
     let other = RunStore::open(&dir.path().join("runs")).unwrap();
     let r = other.get(&id).unwrap();
     assert_eq!(r.status, RunStatus::Interrupted);
@@ -219,10 +221,11 @@ fn injected_events_reach_the_plots_and_the_store() {
     drop(ev_tx);
     h.step();
     h.step();
-    assert!(h.state().active.is_none());
-    let r = h.state().store.get(&id).unwrap();
+    assert!(h.state().session.active.is_none());
+    let r = h.state().session.store.get(&id).unwrap();
     assert_eq!(r.status, RunStatus::Finished);
     assert_eq!(r.losses.len(), 3);
+    h.state().session.flush_records();
     let reopened = RunStore::open(&dir.path().join("runs")).unwrap();
     assert_eq!(reopened.get(&id).unwrap().status, RunStatus::Finished);
 }
@@ -235,7 +238,7 @@ fn comparison_always_shows_the_baselines() {
     let mut ids = Vec::new();
     {
         let app = h.state_mut();
-        let task = app.task.clone().unwrap();
+        let task = app.session.task.clone().unwrap();
         for (m, test, trainable, bytes) in [
             (MethodKind::FineTuning, 0.9, 1000, 4000),
             (MethodKind::ZeroShot, 0.5, 0, 0),
@@ -248,8 +251,9 @@ fn comparison_always_shows_the_baselines() {
                 config: TrainConfig::default(),
                 out: None,
             };
-            let id = app.store.new_id(m);
+            let id = app.session.store.new_id(m);
             let i = app
+                .session
                 .store
                 .add(RunRecord::new(
                     id.clone(),
@@ -259,7 +263,8 @@ fn comparison_always_shows_the_baselines() {
                     spec,
                 ))
                 .unwrap();
-            app.store
+            app.session
+                .store
                 .apply(
                     i,
                     &Event::Finished(Box::new(result(m.id(), test, trainable, bytes))),
@@ -272,7 +277,7 @@ fn comparison_always_shows_the_baselines() {
         app.tab = Tab::Compare;
     }
     h.step();
-    let rows = gradprompt::gui::compare::rows(h.state());
+    let rows = gradprompt::gui::compare::rows(&h.state().session, &h.state().runs.selected);
     let methods: Vec<MethodKind> = rows.iter().map(|r| r.method).collect();
     assert_eq!(
         methods,
@@ -284,7 +289,7 @@ fn comparison_always_shows_the_baselines() {
     );
     assert!(!rows[0].baseline && rows[1].baseline && rows[2].baseline);
     for id in &ids {
-        let label = gradprompt::gui::run_label(h.state().store.get(id).unwrap());
+        let label = gradprompt::gui::run_label(h.state().session.store.get(id).unwrap());
         h.get_by_label(&label);
     }
     h.get_by_label("0.750 accuracy");
@@ -305,7 +310,7 @@ fn a_real_run_trains_compares_inspects_and_exports() {
     let app = tiny_app(dir.path());
     let mut h = harness(app);
     step_until(&mut h, Duration::from_secs(60), "the model", |a| {
-        a.model.ready().is_some()
+        a.session.model.ready().is_some()
     });
     h.state_mut().setup.config.steps = 12;
     h.state_mut().setup.config.eval_every = 4;
@@ -318,9 +323,9 @@ fn a_real_run_trains_compares_inspects_and_exports() {
         a.plots.drawn_loss_points > 0
     });
     step_until(&mut h, Duration::from_secs(300), "the run to finish", |a| {
-        a.active.is_none() && a.queue.is_empty()
+        a.session.active.is_none() && a.session.queue.is_empty()
     });
-    let r = h.state().store.runs.last().unwrap().clone();
+    let r = h.state().session.store.runs.last().unwrap().clone();
     assert_eq!(r.status, RunStatus::Finished, "{:?}", r.error);
     assert_eq!(r.losses.len(), 12);
     assert_eq!(r.evals.len(), 4);
@@ -334,10 +339,10 @@ fn a_real_run_trains_compares_inspects_and_exports() {
     h.get_by_label("Run the baselines").click();
     h.step();
     step_until(&mut h, Duration::from_secs(600), "the baselines", |a| {
-        a.active.is_none() && a.queue.is_empty()
+        a.session.active.is_none() && a.session.queue.is_empty()
     });
     h.step();
-    let rows = gradprompt::gui::compare::rows(h.state());
+    let rows = gradprompt::gui::compare::rows(&h.state().session, &h.state().runs.selected);
     let mut methods: Vec<MethodKind> = rows.iter().map(|r| r.method).collect();
     methods.sort_by_key(|m| m.id());
     assert_eq!(
@@ -349,6 +354,7 @@ fn a_real_run_trains_compares_inspects_and_exports() {
         ],
         "{:?}",
         h.state()
+            .session
             .store
             .runs
             .iter()
@@ -358,23 +364,23 @@ fn a_real_run_trains_compares_inspects_and_exports() {
     h.get_by_label(&gradprompt::gui::run_label(&r));
 
     // Inspect: nearest tokens of the soft vectors, and the playground.
-    h.state_mut().focus = Some(Focus::Run(r.id.clone()));
+    h.state_mut().session.focus = Some(Focus::Run(r.id.clone()));
     h.state_mut().tab = Tab::Inspect;
     h.step();
     step_until(&mut h, Duration::from_secs(60), "nearest tokens", |a| {
-        a.inspect.learned.as_ref().is_some_and(|l| l.1.is_ok())
+        a.inspect.learned().is_some_and(|l| l.1.is_ok())
     });
     h.get_by_label_contains("Nearest vocabulary tokens");
     h.get_by_label("[P] 1");
     h.get_by_label("Score").click();
     h.step();
     step_until(&mut h, Duration::from_secs(60), "the playground", |a| {
-        a.inspect.play.is_some()
+        a.inspect.play().is_some()
     });
     assert!(
-        matches!(&h.state().inspect.play, Some((f, Ok(_))) if *f == Focus::Run(r.id.clone())),
+        matches!(h.state().inspect.play(), Some((f, Ok(_))) if *f == Focus::Run(r.id.clone())),
         "{:?}",
-        h.state().inspect.play.as_ref().map(|p| p.1.as_ref().err())
+        h.state().inspect.play().map(|p| p.1.as_ref().err())
     );
     h.get_by_label("with the learned prompt");
 
@@ -412,20 +418,27 @@ fn a_real_run_trains_compares_inspects_and_exports() {
     h.get_by_label("Import prompt").click();
     h.step();
     step_until(&mut h, Duration::from_secs(60), "the import", |a| {
-        a.focus == Some(Focus::Imported(out.clone())) || matches!(a.export.message, Some(Err(_)))
+        a.session.focus == Some(Focus::Imported(out.clone()))
+            || matches!(a.export.message, Some(Err(_)))
     });
-    assert_eq!(h.state().focus, Some(Focus::Imported(out.clone())));
+    assert_eq!(h.state().session.focus, Some(Focus::Imported(out.clone())));
     h.get_by_label("Evaluate on the test split").click();
     h.step();
     step_until(&mut h, Duration::from_secs(60), "the evaluation", |a| {
-        a.export.eval.is_some()
+        a.export.eval().is_some()
     });
-    let (f, got) = h.state().export.eval.clone().unwrap();
+    let (f, got) = h
+        .state()
+        .export
+        .eval()
+        .map(|(f, r)| (f.clone(), r.clone()))
+        .unwrap();
     assert_eq!(f, Focus::Imported(out.clone()));
     let got = got.unwrap();
     assert!((got - r.result.as_ref().unwrap().test_metric).abs() < 1e-9);
 
     // The runs survive a restart.
+    h.state().session.flush_records();
     let reopened = RunStore::open(&dir.path().join("runs")).unwrap();
     assert_eq!(reopened.runs.len(), 3);
     assert!(reopened
@@ -474,19 +487,19 @@ fn a_dialog_that_ends_without_an_answer_is_forgotten() {
     // A task folder is read in the background; the current task stays until it is ready.
     h.state_mut().select_task(&dir.path().join("no-such-task"));
     step_until(&mut h, Duration::from_secs(30), "the task error", |a| {
-        a.task_job.is_none()
+        a.session.task_job.is_none()
     });
-    assert!(h.state().setup.task_error.is_some());
-    assert!(h.state().task.is_some());
+    assert!(h.state().session.task_error.is_some());
+    assert!(h.state().session.task.is_some());
     h.state_mut().select_task(&dir.path().join("task"));
     step_until(&mut h, Duration::from_secs(30), "the task", |a| {
-        a.task_job.is_none()
+        a.session.task_job.is_none()
     });
-    assert_eq!(h.state().setup.task_error, None);
+    assert_eq!(h.state().session.task_error, None);
 }
 
 fn record(app: &App, id: &str) -> RunRecord {
-    let task = app.task.clone().unwrap();
+    let task = app.session.task.clone().unwrap();
     let spec = RunSpec {
         method: MethodKind::PromptTuning,
         settings: Default::default(),
@@ -557,10 +570,10 @@ fn exit_saves_the_active_run_and_old_results_are_dropped() {
     let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
     let id = {
         let app = h.state_mut();
-        let id = app.store.new_id(MethodKind::PromptTuning);
+        let id = app.session.store.new_id(MethodKind::PromptTuning);
         let rec = record(app, &id);
-        app.store.add(rec).unwrap();
-        app.active = Some(gradprompt::gui::Active {
+        app.session.store.add(rec).unwrap();
+        app.session.active = Some(gradprompt::gui::Active {
             id: id.clone(),
             commands: cmd_tx,
             events: ev_rx,
@@ -599,8 +612,8 @@ fn exit_saves_the_active_run_and_old_results_are_dropped() {
             })
             .unwrap();
     }
-    h.state_mut().send(gradprompt::run::Command::Stop);
-    h.state_mut().save_on_exit();
+    h.state_mut().session.send(gradprompt::run::Command::Stop);
+    h.state_mut().session.save_on_exit();
     assert_eq!(cmd_rx.try_recv(), Ok(gradprompt::run::Command::Stop));
     let reopened = RunStore::open(&dir.path().join("runs")).unwrap();
     let r = reopened.get(&id).unwrap();
@@ -610,8 +623,8 @@ fn exit_saves_the_active_run_and_old_results_are_dropped() {
     // A score computed for another prompt is not shown against the focused one.
     let a = Focus::Imported(dir.path().join("a"));
     let b = Focus::Imported(dir.path().join("b"));
-    h.state_mut().focus = Some(b.clone());
-    h.state_mut().export.eval = Some((a, Ok(0.5)));
+    h.state_mut().session.focus = Some(b.clone());
+    h.state_mut().export.eval = Some((a, gradprompt::gui::Job::finished("score", Ok(0.5))));
     h.step();
     assert!(h.state().export.eval.is_none());
 }
@@ -624,11 +637,11 @@ fn the_plot_list_says_when_it_is_capped() {
     {
         let app = h.state_mut();
         for _ in 0..26 {
-            let id = app.store.new_id(MethodKind::PromptTuning);
+            let id = app.session.store.new_id(MethodKind::PromptTuning);
             let mut rec = record(app, &id);
             rec.losses.push((1, Some(1.0)));
             rec.status = RunStatus::Failed;
-            app.store.add(rec).unwrap();
+            app.session.store.add(rec).unwrap();
         }
         app.tab = Tab::Plots;
     }

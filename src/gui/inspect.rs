@@ -2,65 +2,176 @@
 //! text, and a playground that scores a typed input with and without the prompt. The work is
 //! the engine's (`playground`), run on background threads.
 
-use super::{run_label, App, Focus, Job};
+use super::job::{keyed_result, retain_key, Job, Keyed};
+use super::{run_label, Focus, Session};
 use crate::playground::{self, Answer, Comparison, Learned};
 use crate::runs::RunStatus;
 use std::collections::BTreeMap;
 
+/// The inspect view: what was learned and the playground, each computed for one prompt.
 #[derive(Default)]
-pub struct InspectState {
-    learned_job: Option<(Focus, Job<Learned>)>,
-    pub learned: Option<(Focus, Result<Learned, String>)>,
+pub struct Inspect {
+    /// Nearest tokens or trigger text of the prompt it was computed for.
+    pub learned: Keyed<Focus, Learned>,
     /// Playground input, per field.
     pub inputs: BTreeMap<String, String>,
-    play_job: Option<(Focus, Job<Comparison>)>,
     /// The last playground score, with the prompt it was computed for.
-    pub play: Option<(Focus, Result<Comparison, String>)>,
+    pub play: Keyed<Focus, Comparison>,
 }
 
-impl InspectState {
+impl Inspect {
     pub fn pump(&mut self) {
-        if let Some((f, job)) = &self.learned_job {
-            if let Some(r) = job.poll() {
-                self.learned = Some((f.clone(), r));
-                self.learned_job = None;
-            }
+        if let Some((_, job)) = &mut self.learned {
+            job.poll();
         }
-        if let Some((f, job)) = &self.play_job {
-            if let Some(r) = job.poll() {
-                self.play = Some((f.clone(), r));
-                self.play_job = None;
-            }
+        if let Some((_, job)) = &mut self.play {
+            job.poll();
         }
+    }
+
+    /// The finished inspection, with the prompt it was computed for.
+    pub fn learned(&self) -> Option<(&Focus, &Result<Learned, String>)> {
+        keyed_result(&self.learned)
+    }
+
+    /// The finished playground score, with the prompt it was computed for.
+    pub fn play(&self) -> Option<(&Focus, &Result<Comparison, String>)> {
+        keyed_result(&self.play)
     }
 
     /// Forgets results and pending work for any prompt other than `focus` (a result that
     /// arrives for an old focus is dropped, never shown against the new one).
     pub fn retain_focus(&mut self, focus: Option<&Focus>) {
-        let keep = |f: &Focus| Some(f) == focus;
-        if self.play.as_ref().is_some_and(|p| !keep(&p.0)) {
-            self.play = None;
-        }
-        if self.play_job.as_ref().is_some_and(|j| !keep(&j.0)) {
-            self.play_job = None;
-        }
-        if self.learned.as_ref().is_some_and(|l| !keep(&l.0)) {
-            self.learned = None;
-        }
-        if self.learned_job.as_ref().is_some_and(|j| !keep(&j.0)) {
-            self.learned_job = None;
-        }
+        retain_key(&mut self.learned, focus);
+        retain_key(&mut self.play, focus);
     }
 
     pub fn busy(&self) -> bool {
-        self.learned_job.is_some() || self.play_job.is_some()
+        self.learned.as_ref().is_some_and(|j| j.1.is_running())
+            || self.play.as_ref().is_some_and(|j| j.1.is_running())
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, session: &mut Session) {
+        focus_picker(ui, session);
+        let Some(job) = session.artifact() else {
+            ui.label("Choose a finished run above (or import a prompt folder in the Export tab).");
+            return;
+        };
+        let art = match job.result() {
+            None => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label(job.label());
+                });
+                return;
+            }
+            Some(Ok(a)) => a.clone(),
+            Some(Err(e)) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+                return;
+            }
+        };
+        let focus = session.focus.clone().expect("focused");
+        let m = &art.manifest;
+        ui.label(format!(
+            "{} on {} | test {} {:.3} | template {}",
+            m.method.id(),
+            m.task,
+            m.result.metric,
+            m.result.test_metric,
+            m.template
+        ));
+        let Some(model) = session.model.ready().cloned() else {
+            ui.weak("Load the model the prompt was trained on to look inside it.");
+            return;
+        };
+        if let Err(e) = art.check_model(&model) {
+            ui.colored_label(ui.visuals().error_fg_color, format!("{e:#}"));
+            return;
+        }
+
+        ui.separator();
+        ui.heading("What was learned");
+        if self.learned.as_ref().map(|l| &l.0) != Some(&focus) {
+            let (m2, a2) = (model.clone(), art.clone());
+            self.learned = Some((
+                focus.clone(),
+                Job::spawn("looking inside the prompt", move || {
+                    playground::inspect(&m2, &a2, 5)
+                }),
+            ));
+        }
+        match self.learned() {
+            Some((_, Ok(learned))) => learned_ui(ui, learned),
+            Some((_, Err(e))) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+            None => {
+                ui.spinner();
+            }
+        }
+
+        ui.separator();
+        ui.heading("Playground");
+        let task = match session.task_named(&m.task) {
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                ui.weak(e);
+                return;
+            }
+            None => {
+                ui.spinner();
+                return;
+            }
+        };
+        if self.inputs.is_empty() || m.fields.iter().any(|f| !self.inputs.contains_key(f)) {
+            // Start from a real test example so that the first score means something.
+            self.inputs = task
+                .test
+                .first()
+                .map(|e| e.fields.clone())
+                .unwrap_or_default();
+        }
+        for f in &m.fields {
+            ui.horizontal(|ui| {
+                let l = ui.label(format!("{{{f}}}"));
+                ui.text_edit_singleline(self.inputs.entry(f.clone()).or_default())
+                    .labelled_by(l.id);
+            });
+        }
+        let scoring = self.play.as_ref().is_some_and(|j| j.1.is_running());
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(!scoring, egui::Button::new("Score"))
+                .clicked()
+            {
+                let (m2, t2, a2) = (model.clone(), task.clone(), art.clone());
+                let inputs = self.inputs.clone();
+                self.play = Some((
+                    focus.clone(),
+                    Job::spawn("scoring", move || {
+                        playground::compare(&m2, &t2, &a2, &inputs)
+                    }),
+                ));
+            }
+            if scoring {
+                ui.spinner();
+            }
+        });
+        match self.play() {
+            Some((_, Ok(c))) => comparison_ui(ui, c),
+            Some((_, Err(e))) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+            None => {}
+        }
     }
 }
 
 /// Picks the prompt the inspect and export views work on.
-pub fn focus_picker(app: &mut App, ui: &mut egui::Ui) {
-    let current = match &app.focus {
-        Some(Focus::Run(id)) => app
+pub fn focus_picker(ui: &mut egui::Ui, session: &mut Session) {
+    let current = match &session.focus {
+        Some(Focus::Run(id)) => session
             .store
             .get(id)
             .map(|r| format!("{} on {}", run_label(r), r.task))
@@ -72,10 +183,10 @@ pub fn focus_picker(app: &mut App, ui: &mut egui::Ui) {
     egui::ComboBox::from_label("prompt")
         .selected_text(current)
         .show_ui(ui, |ui| {
-            for r in app.store.runs.iter().rev() {
+            for r in session.store.runs.iter().rev() {
                 if r.status == RunStatus::Finished && r.artifact_dir().is_some() {
                     let f = Focus::Run(r.id.clone());
-                    let on = app.focus.as_ref() == Some(&f);
+                    let on = session.focus.as_ref() == Some(&f);
                     if ui
                         .selectable_label(on, format!("{} on {}", run_label(r), r.task))
                         .clicked()
@@ -86,112 +197,7 @@ pub fn focus_picker(app: &mut App, ui: &mut egui::Ui) {
             }
         });
     if let Some(f) = pick {
-        app.focus = Some(f);
-    }
-}
-
-pub fn ui(app: &mut App, ui: &mut egui::Ui) {
-    focus_picker(app, ui);
-    let Some(art) = app.focused_artifact() else {
-        ui.label("Choose a finished run above (or import a prompt folder in the Export tab).");
-        return;
-    };
-    let art = match art {
-        Ok(a) => a,
-        Err(e) => {
-            ui.colored_label(ui.visuals().error_fg_color, e);
-            return;
-        }
-    };
-    let focus = app.focus.clone().expect("focused");
-    let m = &art.manifest;
-    ui.label(format!(
-        "{} on {} | test {} {:.3} | template {}",
-        m.method.id(),
-        m.task,
-        m.result.metric,
-        m.result.test_metric,
-        m.template
-    ));
-    let Some(model) = app.model.ready().cloned() else {
-        ui.weak("Load the model the prompt was trained on to look inside it.");
-        return;
-    };
-    if let Err(e) = art.check_model(&model) {
-        ui.colored_label(ui.visuals().error_fg_color, format!("{e:#}"));
-        return;
-    }
-
-    ui.separator();
-    ui.heading("What was learned");
-    let have = app.inspect.learned.as_ref().map(|l| &l.0) == Some(&focus);
-    let running = app.inspect.learned_job.as_ref().map(|j| &j.0) == Some(&focus);
-    if !have && !running {
-        let (m2, a2) = (model.clone(), art.clone());
-        app.inspect.learned_job = Some((
-            focus.clone(),
-            Job::spawn(move || playground::inspect(&m2, &a2, 5)),
-        ));
-    }
-    match &app.inspect.learned {
-        Some((f, Ok(learned))) if *f == focus => learned_ui(ui, learned),
-        Some((f, Err(e))) if *f == focus => {
-            ui.colored_label(ui.visuals().error_fg_color, e);
-        }
-        _ => {
-            ui.spinner();
-        }
-    }
-
-    ui.separator();
-    ui.heading("Playground");
-    let task = match app.task_named(&m.task) {
-        Ok(t) => t,
-        Err(e) => {
-            ui.weak(e);
-            return;
-        }
-    };
-    if app.inspect.inputs.is_empty() || m.fields.iter().any(|f| !app.inspect.inputs.contains_key(f))
-    {
-        // Start from a real test example so that the first score means something.
-        app.inspect.inputs = task
-            .test
-            .first()
-            .map(|e| e.fields.clone())
-            .unwrap_or_default();
-    }
-    for f in &m.fields {
-        ui.horizontal(|ui| {
-            let l = ui.label(format!("{{{f}}}"));
-            ui.text_edit_singleline(app.inspect.inputs.entry(f.clone()).or_default())
-                .labelled_by(l.id);
-        });
-    }
-    let scoring = app.inspect.play_job.as_ref().map(|j| &j.0) == Some(&focus);
-    ui.horizontal(|ui| {
-        if ui
-            .add_enabled(!scoring, egui::Button::new("Score"))
-            .clicked()
-        {
-            let (m2, t2, a2) = (model.clone(), task.clone(), art.clone());
-            let inputs = app.inspect.inputs.clone();
-            app.inspect.play = None;
-            app.inspect.play_job = Some((
-                focus.clone(),
-                Job::spawn(move || playground::compare(&m2, &t2, &a2, &inputs)),
-            ));
-        }
-        if scoring {
-            ui.spinner();
-        }
-    });
-    match &app.inspect.play {
-        Some((f, Ok(c))) if *f == focus => comparison_ui(ui, c),
-        Some((f, Err(e))) if *f == focus => {
-            ui.colored_label(ui.visuals().error_fg_color, e);
-        }
-        _ => {}
+        session.set_focus(f);
     }
 }
 

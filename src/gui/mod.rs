@@ -1,11 +1,19 @@
 //! The desktop workbench (egui/eframe). It talks to the engine only through the training
-//! worker's channels and the run store. The slow work runs on background threads ([`Job`]) whose
-//! results are drained here every frame: model loading, training, inspection, scoring, reading
-//! a task folder chosen in the setup, exporting and importing prompts. A few small reads and
-//! writes still happen in a frame: the run records (`run.json`, as events arrive), the start
-//! task (read before the first frame), a focused run's prompt folder (once per change of focus)
-//! and a task other than the current one (once, when a queued run starts or a prompt trained on
-//! it is inspected).
+//! worker's channels and the run store, both held by the [`session::Session`], the state every
+//! view shares (store, model, task, queue, active run, focused prompt). Each view is a struct that
+//! owns its own UI state and draws with `ui(&mut self, ui, session, ...)`; what a view cannot do
+//! on its own (start a run from the setup and the template, switch tabs, open a file dialog,
+//! delete a run that other views show) it returns as an [`Action`] that the [`App`] applies.
+//!
+//! Nothing reads or writes files inside a frame; there are no exceptions. Slow work runs on
+//! background threads as a [`job::Job`] picked up by a later frame: model loading, reading a
+//! task folder (chosen in the setup, needed by a queued run or by a prompt trained on another
+//! task), reading the focused prompt, inspection, scoring, exporting and importing. Run
+//! records (`run.json`) are written and deleted by the session's
+//! [`record_writer::RecordWriter`] thread, in order; on exit the active run is saved as
+//! interrupted and the app waits for every pending write. Native file dialogs run on threads
+//! of their own too. The start task and the list of sample tasks are read before the first
+//! frame, in [`App::new`].
 //!
 //! One file per view: [`setup`] (model, task, method, settings), [`template_editor`] (the chip
 //! row), [`training`] (controls and progress), [`plots`], [`runs_view`], [`compare`],
@@ -14,23 +22,23 @@
 pub mod compare;
 pub mod export;
 pub mod inspect;
+pub mod job;
 pub mod plots;
+pub mod record_writer;
 pub mod runs_view;
+pub mod session;
 pub mod setup;
 pub mod template_editor;
 pub mod training;
 
-use crate::artifact::Artifact;
+pub use job::Job;
+pub use session::{Active, Focus, ModelState, Session};
+
 use crate::methods::{MethodKind, MethodSettings};
-use crate::model::Model;
-use crate::run::{Command, Event, RunSpec, TrainConfig};
-use crate::runs::{RunRecord, RunStatus, RunStore};
-use crate::task::Task;
-use crate::train::worker::Worker;
-use crossbeam_channel::{Receiver, Sender};
-use std::collections::VecDeque;
+use crate::run::{Command, RunSpec};
+use crate::runs::RunRecord;
+use crossbeam_channel::Receiver;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How the app starts.
@@ -57,50 +65,6 @@ impl Options {
             runs_dir,
             sample_tasks: Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_tasks"),
             autostart: false,
-        }
-    }
-}
-
-/// Engine work on a background thread whose result is picked up by a later frame.
-pub struct Job<T> {
-    rx: Receiver<Result<T, String>>,
-}
-
-impl<T: Send + 'static> Job<T> {
-    pub fn spawn(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> Job<T> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        std::thread::spawn(move || {
-            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("internal error (panic)")));
-            let _ = tx.send(out.map_err(|e| format!("{e:#}")));
-        });
-        Job { rx }
-    }
-
-    /// The result, once; None while running.
-    pub fn poll(&self) -> Option<Result<T, String>> {
-        match self.rx.try_recv() {
-            Ok(r) => Some(r),
-            Err(crossbeam_channel::TryRecvError::Empty) => None,
-            Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                Some(Err("the background thread ended without a result".into()))
-            }
-        }
-    }
-}
-
-pub enum ModelState {
-    Empty,
-    Loading { spec: String, job: Job<Model> },
-    Ready(Arc<Model>),
-    Failed { spec: String, error: String },
-}
-
-impl ModelState {
-    pub fn ready(&self) -> Option<&Arc<Model>> {
-        match self {
-            ModelState::Ready(m) => Some(m),
-            _ => None,
         }
     }
 }
@@ -136,15 +100,6 @@ fn spawn_dialog(target: DialogTarget) -> Receiver<Option<PathBuf>> {
     rx
 }
 
-/// The run being trained and its channels.
-pub struct Active {
-    pub id: String,
-    pub commands: Sender<Command>,
-    pub events: Receiver<Event>,
-    /// None when the channels were attached by hand (tests feed events directly).
-    pub worker: Option<Worker>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tab {
     Plots,
@@ -154,100 +109,62 @@ pub enum Tab {
     Export,
 }
 
-/// A prompt the inspect and export views work on: a run's, or one imported from a folder.
+/// What a view asks of the app: things that involve another view's state or the app's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Focus {
-    Run(String),
-    Imported(PathBuf),
+pub enum Action {
+    /// The method changed: the template goes back to the method's default.
+    ResetTemplate,
+    /// Queue a run of what the setup and the template editor show.
+    Train,
+    /// Queue the fine-tuning and zero-shot baselines of the current task.
+    QueueBaselines,
+    Show(Tab),
+    OpenDialog(DialogTarget),
+    /// Delete a stored run (and forget it in the views that list it).
+    DeleteRun(String),
 }
 
 pub struct App {
+    pub session: Session,
+    pub tab: Tab,
     pub setup: setup::Setup,
     pub editor: template_editor::TemplateEditor,
-    pub store: RunStore,
-    pub model: ModelState,
-    pub task: Option<Arc<Task>>,
-    /// A task folder being read for the setup (the current task stays until it is ready).
-    pub task_job: Option<(PathBuf, Job<Task>)>,
-    /// Tasks read for prompts trained on another task than the current one.
-    named_tasks: std::collections::HashMap<PathBuf, Arc<Task>>,
-    /// Run ids waiting to start, in order.
-    pub queue: VecDeque<String>,
-    pub active: Option<Active>,
-    pub tab: Tab,
-    pub plots: plots::PlotsState,
-    pub runs: runs_view::RunsState,
-    pub inspect: inspect::InspectState,
-    pub export: export::ExportState,
-    pub focus: Option<Focus>,
-    /// The focused prompt, loaded (or why it could not be).
-    pub loaded: Option<(Focus, Result<Arc<Artifact>, String>)>,
+    pub training: training::Training,
+    pub plots: plots::Plots,
+    pub runs: runs_view::RunsView,
+    pub compare: compare::Compare,
+    pub inspect: inspect::Inspect,
+    pub export: export::Export,
     pub dialog: Option<(DialogTarget, Receiver<Option<PathBuf>>)>,
-    /// The last problem worth telling the user that has no better place.
-    pub notice: Option<String>,
-    /// Times the active run for its ETA (started by its `Started` event).
-    pub run_clock: Option<training::RunClock>,
     autostart: bool,
 }
 
 impl App {
     pub fn new(opts: Options) -> App {
-        let (store, store_error) = match RunStore::open(&opts.runs_dir) {
-            Ok(s) => (s, None),
-            Err(e) => {
-                // Still usable: runs go to a temporary folder for this session.
-                let tmp =
-                    std::env::temp_dir().join(format!("gradprompt-runs-{}", std::process::id()));
-                let s = RunStore::open(&tmp).expect("a temporary runs folder");
-                (
-                    s,
-                    Some(format!(
-                        "{e:#}; runs of this session go to {} and will not be kept",
-                        tmp.display()
-                    )),
-                )
-            }
-        };
-        let setup = setup::Setup::new(&opts);
+        let session = Session::new(&opts);
+        let mut setup = setup::Setup::new(&opts);
+        if let Some(dir) = opts.task.clone().or_else(|| session.default_task()) {
+            setup.task_path = dir.display().to_string();
+        }
         let mut app = App {
+            session,
+            tab: Tab::Plots,
             setup,
             editor: template_editor::TemplateEditor::default(),
-            store,
-            model: ModelState::Empty,
-            task: None,
-            task_job: None,
-            named_tasks: Default::default(),
-            queue: VecDeque::new(),
-            active: None,
-            tab: Tab::Plots,
-            plots: plots::PlotsState::default(),
-            runs: runs_view::RunsState::default(),
-            inspect: inspect::InspectState::default(),
-            export: export::ExportState::default(),
-            focus: None,
-            loaded: None,
+            training: training::Training,
+            plots: plots::Plots::default(),
+            runs: runs_view::RunsView::default(),
+            compare: compare::Compare,
+            inspect: inspect::Inspect::default(),
+            export: export::Export::default(),
             dialog: None,
-            notice: store_error,
-            run_clock: None,
             autostart: opts.autostart,
         };
-        if !app.store.unreadable.is_empty() {
-            app.notice = Some(format!(
-                "some stored runs could not be read: {}",
-                app.store.unreadable.join("; ")
-            ));
-        }
-        app.load_model(&opts.model);
-        let task_dir = opts.task.clone().or_else(|| app.setup.default_task());
-        if let Some(dir) = task_dir {
-            // Before the first frame, so the start task is there from the start.
-            app.setup.task_path = dir.display().to_string();
-            let loaded = Task::load(&dir);
-            app.task_loaded(loaded.map_err(|e| format!("{e:#}")));
-        }
+        app.reset_template();
         // The latest runs of the start task are plotted, so a restart shows where things were.
-        if let Some(task) = &app.task {
+        if let Some(task) = &app.session.task {
             let recent = app
+                .session
                 .store
                 .runs
                 .iter()
@@ -262,109 +179,35 @@ impl App {
 
     /// Starts loading a model on a background thread.
     pub fn load_model(&mut self, spec: &str) {
-        let spec = spec.trim().to_string();
-        self.setup.model_path = spec.clone();
-        if spec.is_empty() {
-            self.model = ModelState::Failed {
-                spec,
-                error: "type a model path, or `builtin`".into(),
-            };
-            return;
-        }
-        let s = spec.clone();
-        self.model = ModelState::Loading {
-            spec,
-            job: Job::spawn(move || Model::load(&s)),
-        };
+        self.setup.model_path = spec.trim().to_string();
+        self.session.load_model(spec);
     }
 
     /// Starts reading a task folder on a background thread; when it is ready it becomes the
     /// current task and the template editor is reset.
     pub fn select_task(&mut self, dir: &Path) {
         self.setup.task_path = dir.display().to_string();
-        let d = dir.to_path_buf();
-        self.task_job = Some((dir.to_path_buf(), Job::spawn(move || Task::load(&d))));
-    }
-
-    fn task_loaded(&mut self, loaded: Result<Task, String>) {
-        match loaded {
-            Ok(t) => {
-                self.task = Some(Arc::new(t));
-                self.setup.task_error = None;
-                self.reset_template();
-            }
-            Err(e) => self.setup.task_error = Some(e),
-        }
+        self.session.select_task(dir);
     }
 
     /// The method's default template for the current task (the task's own, with the method's
     /// slots where the paper puts them).
     pub fn reset_template(&mut self) {
-        if let Some(task) = &self.task {
-            match task.template() {
-                Ok(t) => {
-                    let t =
-                        crate::methods::template_for(self.setup.method, &self.setup.settings, &t);
-                    self.editor.set(t, self.setup.method);
-                }
-                Err(e) => self.editor.error = Some(format!("{e:#}")),
-            }
-        }
-    }
-
-    pub fn model_spec(&self) -> Option<&str> {
-        match &self.model {
-            ModelState::Loading { spec, .. } | ModelState::Failed { spec, .. } => Some(spec),
-            ModelState::Ready(m) => Some(&m.spec),
-            ModelState::Empty => None,
-        }
-    }
-
-    /// Queues a run of the current task with the current model; it starts when the model is
-    /// ready and the run before it has ended. Returns the run id.
-    pub fn queue_run(
-        &mut self,
-        method: MethodKind,
-        settings: MethodSettings,
-        template: Option<String>,
-        config: TrainConfig,
-    ) -> Option<String> {
-        let Some(task) = self.task.clone() else {
-            self.notice = Some("choose a task first".into());
-            return None;
-        };
-        let Some(model) = self.model_spec().map(str::to_string) else {
-            self.notice = Some("choose a model first".into());
-            return None;
-        };
-        let id = self.store.new_id(method);
-        // A fine-tuned model is a whole model copy: its size is measured, not written.
-        let out = (method != MethodKind::FineTuning).then(|| self.store.prompt_dir(&id));
-        let spec = RunSpec {
-            method,
-            settings,
-            template,
-            config,
-            out,
-        };
-        let record = RunRecord::new(id.clone(), &model, &task.spec.name, &task.dir, spec);
-        if let Err(e) = self.store.add(record) {
-            self.notice = Some(format!("cannot record the run: {e:#}"));
-            return None;
-        }
-        self.plots.shown.insert(id.clone());
-        self.queue.push_back(id.clone());
-        Some(id)
+        self.editor.reset(
+            self.session.task.as_deref(),
+            self.setup.method,
+            &self.setup.settings,
+        );
     }
 
     /// Queues a run of what the setup shows.
     pub fn queue_current(&mut self) -> Option<String> {
         let method = self.setup.method;
-        if let Err(e) = self.editor.check(method, self.task.as_deref()) {
-            self.notice = Some(format!("the template is not valid: {e}"));
+        if let Err(e) = self.editor.check(method, self.session.task.as_deref()) {
+            self.session.notice = Some(format!("the template is not valid: {e}"));
             return None;
         }
-        self.queue_run(
+        self.queue(
             method,
             self.setup.settings.clone(),
             Some(self.editor.text.clone()),
@@ -377,40 +220,38 @@ impl App {
         for m in [MethodKind::ZeroShot, MethodKind::FineTuning] {
             let mut config = self.setup.config.clone();
             config.lr = None;
-            self.queue_run(m, MethodSettings::default(), None, config);
+            self.queue(m, MethodSettings::default(), None, config);
         }
     }
 
-    pub fn send(&self, cmd: Command) {
-        if let Some(a) = &self.active {
-            let _ = a.commands.send(cmd);
-        }
+    fn queue(
+        &mut self,
+        method: MethodKind,
+        settings: MethodSettings,
+        template: Option<String>,
+        config: crate::run::TrainConfig,
+    ) -> Option<String> {
+        let id = self.session.queue_run(RunSpec {
+            method,
+            settings,
+            template,
+            config,
+            out: None,
+        })?;
+        self.plots.shown.insert(id.clone());
+        Some(id)
     }
 
-    pub fn active_record(&self) -> Option<&RunRecord> {
-        self.active.as_ref().and_then(|a| self.store.get(&a.id))
-    }
-
-    /// Everything that moves without the user: background results, worker events, the queue.
+    /// Everything that moves without the user: the session's background results and events,
+    /// dialog answers, and the views' own background results.
     pub fn pump(&mut self) {
-        if let ModelState::Loading { spec, job } = &self.model {
-            if let Some(r) = job.poll() {
-                self.model = match r {
-                    Ok(m) => ModelState::Ready(Arc::new(m)),
-                    Err(error) => ModelState::Failed {
-                        spec: spec.clone(),
-                        error,
-                    },
-                };
-                if self.autostart && self.model.ready().is_some() {
-                    self.autostart = false;
-                    self.queue_current();
-                }
-            }
+        let arrived = self.session.pump();
+        if arrived.task {
+            self.reset_template();
         }
-        if let Some(r) = self.task_job.as_ref().and_then(|j| j.1.poll()) {
-            self.task_job = None;
-            self.task_loaded(r);
+        if arrived.model && self.autostart {
+            self.autostart = false;
+            self.queue_current();
         }
         if let Some((target, rx)) = &self.dialog {
             let target = *target;
@@ -426,26 +267,22 @@ impl App {
                     // The dialog thread ended without an answer (no dialog backend, or it
                     // panicked): forget it so later dialogs can open.
                     self.dialog = None;
-                    self.notice =
+                    self.session.notice =
                         Some("the file dialog could not be shown; type the path instead".into());
                 }
             }
         }
-        self.drain_events();
-        self.start_next();
         // Results are keyed by the prompt they were computed for: drop any for an old focus
         // (before and after polling, so one that arrives now for an old focus is dropped too).
-        self.inspect.retain_focus(self.focus.as_ref());
-        self.export.retain_focus(self.focus.as_ref());
+        self.inspect.retain_focus(self.session.focus.as_ref());
+        self.export.retain_focus(self.session.focus.as_ref());
         self.inspect.pump();
         if let Some((dir, art)) = self.export.pump() {
             // An import was read: it becomes the focused prompt, already loaded.
-            let focus = Focus::Imported(dir);
-            self.focus = Some(focus.clone());
-            self.loaded = Some((focus, Ok(art)));
+            self.session.focus_imported(dir, art);
         }
-        self.inspect.retain_focus(self.focus.as_ref());
-        self.export.retain_focus(self.focus.as_ref());
+        self.inspect.retain_focus(self.session.focus.as_ref());
+        self.export.retain_focus(self.session.focus.as_ref());
     }
 
     fn dialog_answer(&mut self, target: DialogTarget, path: PathBuf) {
@@ -465,211 +302,50 @@ impl App {
         }
     }
 
-    fn drain_events(&mut self) {
-        let Some(active) = &self.active else { return };
-        let Some(i) = self.store.index_of(&active.id) else {
-            self.active = None;
-            return;
-        };
-        let mut ended = false;
-        loop {
-            match active.events.try_recv() {
-                Ok(ev) => {
-                    ended |= matches!(ev, Event::Finished(_) | Event::Failed(_));
-                    if matches!(ev, Event::Started { .. }) {
-                        self.run_clock = Some(training::RunClock::new(active.id.clone()));
-                    }
-                    if let Some(c) = self.run_clock.as_mut().filter(|c| c.id == active.id) {
-                        c.on_event(&ev);
-                    }
-                    if let Err(e) = self.store.apply(i, &ev) {
-                        self.notice = Some(format!("cannot save the run: {e:#}"));
-                    }
-                }
-                Err(crossbeam_channel::TryRecvError::Empty) => break,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                    if !ended {
-                        let _ = self.store.set_status(
-                            i,
-                            RunStatus::Failed,
-                            Some("the training thread ended without a result".into()),
-                        );
-                    }
-                    ended = true;
-                    break;
-                }
+    fn apply(&mut self, action: Action) {
+        match action {
+            Action::ResetTemplate => self.reset_template(),
+            Action::Train => {
+                self.queue_current();
+            }
+            Action::QueueBaselines => self.queue_baselines(),
+            Action::Show(tab) => self.tab = tab,
+            Action::OpenDialog(target) => self.open_dialog(target),
+            Action::DeleteRun(id) => {
+                self.runs.selected.remove(&id);
+                self.plots.shown.remove(&id);
+                self.session.delete_run(&id);
             }
         }
-        if ended {
-            self.run_clock = None;
-            let _ = self.store.save(i);
-            if let Some(a) = self.active.take() {
-                if let Some(w) = a.worker {
-                    // The last event has arrived, so the thread is returning.
-                    w.join();
-                }
-            }
-        }
-    }
-
-    fn start_next(&mut self) {
-        if self.active.is_some() {
-            return;
-        }
-        let Some(id) = self.queue.front().cloned() else {
-            return;
-        };
-        let Some(i) = self.store.index_of(&id) else {
-            self.queue.pop_front();
-            return;
-        };
-        let want = self.store.runs[i].model.clone();
-        let model = match &self.model {
-            ModelState::Loading { .. } => return,
-            ModelState::Ready(m) if m.spec == want => m.clone(),
-            ModelState::Ready(m) => {
-                self.queue.pop_front();
-                let msg = format!(
-                    "queued for model {want}, but {} is loaded now; queue it again",
-                    m.spec
-                );
-                let _ = self.store.set_status(i, RunStatus::Failed, Some(msg));
-                return;
-            }
-            ModelState::Failed { error, .. } => {
-                self.queue.pop_front();
-                let msg = format!("the model could not be loaded: {error}");
-                let _ = self.store.set_status(i, RunStatus::Failed, Some(msg));
-                return;
-            }
-            ModelState::Empty => {
-                self.queue.pop_front();
-                let _ =
-                    self.store
-                        .set_status(i, RunStatus::Failed, Some("no model was loaded".into()));
-                return;
-            }
-        };
-        self.queue.pop_front();
-        let r = &self.store.runs[i];
-        let task = match &self.task {
-            Some(t) if t.dir == r.task_dir => Ok(t.clone()),
-            _ => Task::load(&r.task_dir).map(Arc::new),
-        };
-        let task = match task {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = self
-                    .store
-                    .set_status(i, RunStatus::Failed, Some(format!("{e:#}")));
-                return;
-            }
-        };
-        let worker = Worker::spawn(model, task, r.spec.clone());
-        let _ = self.store.set_status(i, RunStatus::Running, None);
-        self.active = Some(Active {
-            id,
-            commands: worker.commands.clone(),
-            events: worker.events.clone(),
-            worker: Some(worker),
-        });
-    }
-
-    /// Writes the active run's record with every event received so far (step saves are spaced
-    /// out, so the last second of the curve may not be on disk yet). The run cannot finish once
-    /// the app is gone, so it is saved as interrupted.
-    pub fn save_on_exit(&mut self) {
-        let Some(active) = &self.active else { return };
-        let Some(i) = self.store.index_of(&active.id) else {
-            return;
-        };
-        while let Ok(ev) = active.events.try_recv() {
-            self.store.runs[i].apply(&ev);
-        }
-        if self.store.runs[i].status.is_live() {
-            self.store.runs[i].status = RunStatus::Interrupted;
-        }
-        if let Err(e) = self.store.save(i) {
-            eprintln!("gradprompt: cannot save the run on exit: {e:#}");
-        }
-    }
-
-    /// Loads the focused prompt if it changed.
-    pub fn focused_artifact(&mut self) -> Option<Result<Arc<Artifact>, String>> {
-        let focus = self.focus.clone()?;
-        if self.loaded.as_ref().map(|l| &l.0) != Some(&focus) {
-            let dir = match &focus {
-                Focus::Run(id) => self
-                    .store
-                    .get(id)
-                    .and_then(|r| r.artifact_dir().map(Path::to_path_buf)),
-                Focus::Imported(p) => Some(p.clone()),
-            };
-            let loaded = match dir {
-                Some(d) => Artifact::load(&d).map(Arc::new).map_err(|e| format!("{e:#}")),
-                None => Err("this run has no saved prompt (it is not finished, or it is a fine-tuning run, whose model copy is not kept)".into()),
-            };
-            self.loaded = Some((focus, loaded));
-        }
-        self.loaded.as_ref().map(|l| l.1.clone())
-    }
-
-    /// The task a prompt was trained on: the current one if the name matches, else a sample
-    /// task of that name.
-    /// Read once, then kept: the views ask every frame.
-    pub fn task_named(&mut self, name: &str) -> Result<Arc<Task>, String> {
-        if let Some(t) = &self.task {
-            if t.spec.name == name {
-                return Ok(t.clone());
-            }
-        }
-        for dir in &self.setup.task_dirs {
-            if dir.file_name().and_then(|n| n.to_str()) == Some(name) {
-                if let Some(t) = self.named_tasks.get(dir) {
-                    return Ok(t.clone());
-                }
-                let t = Task::load(dir)
-                    .map(Arc::new)
-                    .map_err(|e| format!("{e:#}"))?;
-                self.named_tasks.insert(dir.clone(), t.clone());
-                return Ok(t);
-            }
-        }
-        Err(format!(
-            "the prompt was trained on task \"{name}\"; choose that task in the setup first"
-        ))
     }
 
     fn busy(&self) -> bool {
-        self.active.is_some()
-            || !self.queue.is_empty()
-            || matches!(self.model, ModelState::Loading { .. })
-            || self.task_job.is_some()
-            || self.dialog.is_some()
-            || self.inspect.busy()
-            || self.export.busy()
+        self.session.busy() || self.dialog.is_some() || self.inspect.busy() || self.export.busy()
     }
 
     /// Draws the whole app into `ui` (the eframe entry point and the tests both call this).
     pub fn show(&mut self, ui: &mut egui::Ui) {
         self.pump();
+        let mut actions = Vec::new();
         egui::Panel::left("setup")
             .resizable(true)
             .default_size(460.0)
             .show(ui, |ui| {
                 egui::ScrollArea::vertical().show(ui, |ui| {
-                    setup::ui(self, ui);
+                    actions.extend(self.setup.ui(ui, &mut self.session));
                     ui.separator();
-                    template_editor::ui(self, ui);
+                    let method = self.setup.method;
+                    self.editor
+                        .ui(ui, &self.session, method, &mut self.setup.settings);
                 });
             });
         egui::CentralPanel::default().show(ui, |ui| {
-            training::ui(self, ui);
-            if let Some(n) = self.notice.clone() {
+            actions.extend(self.training.ui(ui, &mut self.session));
+            if let Some(n) = self.session.notice.clone() {
                 ui.horizontal(|ui| {
                     ui.colored_label(ui.visuals().warn_fg_color, n);
                     if ui.small_button("Dismiss").clicked() {
-                        self.notice = None;
+                        self.session.notice = None;
                     }
                 });
             }
@@ -686,14 +362,25 @@ impl App {
                 }
             });
             ui.separator();
-            match self.tab {
-                Tab::Plots => plots::ui(self, ui),
-                Tab::Runs => runs_view::ui(self, ui),
-                Tab::Compare => compare::ui(self, ui),
-                Tab::Inspect => inspect::ui(self, ui),
-                Tab::Export => export::ui(self, ui),
-            }
+            let s = &mut self.session;
+            let action = match self.tab {
+                Tab::Plots => {
+                    self.plots.ui(ui, s);
+                    None
+                }
+                Tab::Runs => self.runs.ui(ui, s),
+                Tab::Compare => self.compare.ui(ui, s, &self.runs.selected),
+                Tab::Inspect => {
+                    self.inspect.ui(ui, s);
+                    None
+                }
+                Tab::Export => self.export.ui(ui, s),
+            };
+            actions.extend(action);
         });
+        for a in actions {
+            self.apply(a);
+        }
         if self.busy() {
             ui.ctx().request_repaint_after(Duration::from_millis(100));
         }
@@ -706,8 +393,8 @@ impl eframe::App for App {
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
-        self.send(Command::Stop);
-        self.save_on_exit();
+        self.session.send(Command::Stop);
+        self.session.save_on_exit();
     }
 }
 

@@ -1,12 +1,13 @@
 //! Live plots: train loss per step (smoothed, optionally on a log scale) and the dev metric per
 //! evaluation, with several runs overlaid and each toggleable.
 
-use super::{run_label, App};
+use super::{run_label, Session};
 use crate::runs::RunRecord;
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 use std::collections::BTreeSet;
 
-pub struct PlotsState {
+/// The plots view: which runs are drawn and how.
+pub struct Plots {
     /// Run ids drawn.
     pub shown: BTreeSet<String>,
     /// Exponential moving average weight of the past (0: raw loss).
@@ -19,9 +20,9 @@ pub struct PlotsState {
     pub drawn_eval_points: usize,
 }
 
-impl Default for PlotsState {
+impl Default for Plots {
     fn default() -> Self {
-        PlotsState {
+        Plots {
             shown: BTreeSet::new(),
             smoothing: 0.6,
             log_scale: false,
@@ -74,105 +75,107 @@ fn color(i: usize) -> egui::Color32 {
 /// How many runs the list offers (the latest); older ones are counted, not listed.
 pub const MAX_LISTED: usize = 24;
 
-pub fn ui(app: &mut App, ui: &mut egui::Ui) {
-    let task = app.task.as_ref().map(|t| t.spec.name.clone());
-    let st = &mut app.plots;
-    ui.horizontal(|ui| {
-        ui.add(egui::Slider::new(&mut st.smoothing, 0.0..=0.99).text("smoothing"));
-        ui.checkbox(&mut st.log_scale, "log scale");
-        ui.checkbox(&mut st.current_task_only, "current task only");
-    });
-    let mut candidates: Vec<&RunRecord> = app
-        .store
-        .runs
-        .iter()
-        .rev()
-        .filter(|r| !r.losses.is_empty() || !r.evals.is_empty() || r.status.is_live())
-        .filter(|r| !st.current_task_only || Some(&r.task) == task.as_ref())
-        .collect();
-    let matching = candidates.len();
-    candidates.truncate(MAX_LISTED);
-    ui.horizontal_wrapped(|ui| {
-        ui.label("runs:");
-        if matching > MAX_LISTED {
-            ui.weak(format!("(showing the latest {MAX_LISTED} of {matching})"));
-        }
-        for r in &candidates {
-            let mut on = st.shown.contains(&r.id);
-            let text = egui::RichText::new(run_label(r)).color(run_color(&r.id));
-            if ui.checkbox(&mut on, text).changed() {
-                if on {
-                    st.shown.insert(r.id.clone());
-                } else {
-                    st.shown.remove(&r.id);
+impl Plots {
+    pub fn ui(&mut self, ui: &mut egui::Ui, session: &Session) {
+        let task = session.task.as_ref().map(|t| t.spec.name.clone());
+        let st = self;
+        ui.horizontal(|ui| {
+            ui.add(egui::Slider::new(&mut st.smoothing, 0.0..=0.99).text("smoothing"));
+            ui.checkbox(&mut st.log_scale, "log scale");
+            ui.checkbox(&mut st.current_task_only, "current task only");
+        });
+        let mut candidates: Vec<&RunRecord> = session
+            .store
+            .runs
+            .iter()
+            .rev()
+            .filter(|r| !r.losses.is_empty() || !r.evals.is_empty() || r.status.is_live())
+            .filter(|r| !st.current_task_only || Some(&r.task) == task.as_ref())
+            .collect();
+        let matching = candidates.len();
+        candidates.truncate(MAX_LISTED);
+        ui.horizontal_wrapped(|ui| {
+            ui.label("runs:");
+            if matching > MAX_LISTED {
+                ui.weak(format!("(showing the latest {MAX_LISTED} of {matching})"));
+            }
+            for r in &candidates {
+                let mut on = st.shown.contains(&r.id);
+                let text = egui::RichText::new(run_label(r)).color(run_color(&r.id));
+                if ui.checkbox(&mut on, text).changed() {
+                    if on {
+                        st.shown.insert(r.id.clone());
+                    } else {
+                        st.shown.remove(&r.id);
+                    }
                 }
             }
-        }
-    });
-    let drawn: Vec<&RunRecord> = candidates
-        .iter()
-        .filter(|r| st.shown.contains(&r.id))
-        .copied()
-        .collect();
-    st.drawn_loss_points = drawn
-        .iter()
-        .map(|r| r.losses.iter().filter(|l| l.1.is_some()).count())
-        .sum();
-    st.drawn_eval_points = drawn.iter().map(|r| r.evals.len()).sum();
-    // Both plots share the step axis, so an evaluation lines up with the loss at that step.
-    let steps_axis = ui.scope_id().with("steps-axis");
+        });
+        let drawn: Vec<&RunRecord> = candidates
+            .iter()
+            .filter(|r| st.shown.contains(&r.id))
+            .copied()
+            .collect();
+        st.drawn_loss_points = drawn
+            .iter()
+            .map(|r| r.losses.iter().filter(|l| l.1.is_some()).count())
+            .sum();
+        st.drawn_eval_points = drawn.iter().map(|r| r.evals.len()).sum();
+        // Both plots share the step axis, so an evaluation lines up with the loss at that step.
+        let steps_axis = ui.scope_id().with("steps-axis");
 
-    let log = st.log_scale;
-    let smoothing = st.smoothing;
-    let h = (ui.available_height() - 40.0).max(200.0);
-    ui.label("Train loss per step");
-    let mut loss_plot = Plot::new("loss")
-        .height(h * 0.55)
-        .legend(Legend::default())
-        .link_axis(steps_axis, [true, false])
-        .x_axis_label("step");
-    if log {
-        loss_plot = loss_plot.y_axis_formatter(|m, _| format!("{:.3}", 10f64.powf(m.value)));
-    }
-    loss_plot.show(ui, |p| {
-        for r in &drawn {
-            let tf = |v: f64| if log { v.max(1e-12).log10() } else { v };
-            let raw: Vec<[f64; 2]> = r
-                .losses
-                .iter()
-                .filter_map(|&(s, l)| l.map(|l| [s as f64, tf(l as f64)]))
-                .collect();
-            let sm: Vec<[f64; 2]> = smooth(&r.losses, smoothing)
-                .into_iter()
-                .map(|[s, v]| [s, tf(v)])
-                .collect();
-            let c = run_color(&r.id);
-            let name = run_label(r);
-            if smoothing > 0.0 {
-                p.line(
-                    Line::new(format!("{name} raw"), PlotPoints::new(raw))
-                        .color(c.gamma_multiply(0.3))
-                        .width(1.0),
-                );
-            }
-            p.line(Line::new(name, PlotPoints::new(sm)).color(c).width(2.0));
+        let log = st.log_scale;
+        let smoothing = st.smoothing;
+        let h = (ui.available_height() - 40.0).max(200.0);
+        ui.label("Train loss per step");
+        let mut loss_plot = Plot::new("loss")
+            .height(h * 0.55)
+            .legend(Legend::default())
+            .link_axis(steps_axis, [true, false])
+            .x_axis_label("step");
+        if log {
+            loss_plot = loss_plot.y_axis_formatter(|m, _| format!("{:.3}", 10f64.powf(m.value)));
         }
-    });
-    ui.label("Dev metric per evaluation");
-    Plot::new("dev")
-        .height(h * 0.4)
-        .legend(Legend::default())
-        .link_axis(steps_axis, [true, false])
-        .x_axis_label("step")
-        .include_y(0.0)
-        .include_y(1.0)
-        .show(ui, |p| {
+        loss_plot.show(ui, |p| {
             for r in &drawn {
-                let pts: Vec<[f64; 2]> = r.evals.iter().map(|&(s, m)| [s as f64, m]).collect();
+                let tf = |v: f64| if log { v.max(1e-12).log10() } else { v };
+                let raw: Vec<[f64; 2]> = r
+                    .losses
+                    .iter()
+                    .filter_map(|&(s, l)| l.map(|l| [s as f64, tf(l as f64)]))
+                    .collect();
+                let sm: Vec<[f64; 2]> = smooth(&r.losses, smoothing)
+                    .into_iter()
+                    .map(|[s, v]| [s, tf(v)])
+                    .collect();
                 let c = run_color(&r.id);
                 let name = run_label(r);
-                p.line(Line::new(name.clone(), PlotPoints::new(pts.clone())).color(c));
-                p.points(Points::new(name, PlotPoints::new(pts)).color(c).radius(3.0));
+                if smoothing > 0.0 {
+                    p.line(
+                        Line::new(format!("{name} raw"), PlotPoints::new(raw))
+                            .color(c.gamma_multiply(0.3))
+                            .width(1.0),
+                    );
+                }
+                p.line(Line::new(name, PlotPoints::new(sm)).color(c).width(2.0));
             }
         });
+        ui.label("Dev metric per evaluation");
+        Plot::new("dev")
+            .height(h * 0.4)
+            .legend(Legend::default())
+            .link_axis(steps_axis, [true, false])
+            .x_axis_label("step")
+            .include_y(0.0)
+            .include_y(1.0)
+            .show(ui, |p| {
+                for r in &drawn {
+                    let pts: Vec<[f64; 2]> = r.evals.iter().map(|&(s, m)| [s as f64, m]).collect();
+                    let c = run_color(&r.id);
+                    let name = run_label(r);
+                    p.line(Line::new(name.clone(), PlotPoints::new(pts.clone())).color(c));
+                    p.points(Points::new(name, PlotPoints::new(pts)).color(c).radius(3.0));
+                }
+            });
+    }
 }

@@ -3,8 +3,8 @@
 //! Layouts are checked with the engine's own `Template::check`, and one real example is shown
 //! rendered through the template with its token count.
 
-use super::{App, ModelState};
-use crate::methods::MethodKind;
+use super::{ModelState, Session};
+use crate::methods::{MethodKind, MethodSettings};
 use crate::task::{encode, render_text, Segment, Task, Template, TemplateError};
 
 /// What is being dragged.
@@ -32,6 +32,19 @@ impl TemplateEditor {
         self.selected = None;
         self.error = None;
         self.normalize(method);
+    }
+
+    /// The method's default template for `task` (the task's own, with the method's slots where
+    /// the paper puts them); without a task, nothing changes.
+    pub fn reset(&mut self, task: Option<&Task>, method: MethodKind, settings: &MethodSettings) {
+        let Some(task) = task else { return };
+        match task.template() {
+            Ok(t) => {
+                let t = crate::methods::template_for(method, settings, &t);
+                self.set(t, method);
+            }
+            Err(e) => self.error = Some(format!("{e:#}")),
+        }
     }
 
     pub fn template(&self) -> Template {
@@ -169,248 +182,265 @@ fn palette(method: MethodKind, fields: &[String]) -> Vec<(Segment, String)> {
     out
 }
 
-pub fn ui(app: &mut App, ui: &mut egui::Ui) {
-    let method = app.setup.method;
-    ui.heading("Template");
-    match method {
-        MethodKind::PromptTuning => {
-            ui.weak("Prompt Tuning prepends its soft vectors: [P] chips stay at the start.");
-        }
-        MethodKind::PTuning => {
-            ui.weak("P-Tuning: drag [P] chips anywhere, between anchor words.");
-        }
-        MethodKind::Autoprompt => {
-            ui.weak("AutoPrompt: drag [T] trigger chips where the learned words go.");
-        }
-        MethodKind::PrefixTuning => {
-            ui.horizontal(|ui| {
-                let l = ui.label("Prefix length (key/value positions in every attention layer):");
-                ui.add(egui::DragValue::new(&mut app.setup.settings.prefix_len).range(1..=512))
-                    .labelled_by(l.id);
-            });
-        }
-        MethodKind::FineTuning | MethodKind::ZeroShot => {
-            ui.weak("No trainable slots: the template is used as written.");
-        }
-    }
-
-    // Palette.
-    let fields = app
-        .task
-        .as_ref()
-        .map(|t| t.spec.fields.clone())
-        .unwrap_or_default();
-    let mut clicked_new = None;
-    ui.horizontal_wrapped(|ui| {
-        ui.label("Drag in:");
-        for (k, (seg, name)) in palette(method, &fields).into_iter().enumerate() {
-            let id = ui.scope_id().with(("palette", k));
-            let r = ui.dnd_drag_source(id, ChipDrag::New(seg.clone()), |ui| {
-                ui.add(egui::Button::new(name).fill(chip_color(&seg, ui)))
-            });
-            if r.inner.clicked() {
-                clicked_new = Some(seg);
+/// The view: the palette, the chip row, the selected chip, the text, the verdict and a preview.
+impl TemplateEditor {
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        session: &Session,
+        method: MethodKind,
+        settings: &mut MethodSettings,
+    ) {
+        ui.heading("Template");
+        match method {
+            MethodKind::PromptTuning => {
+                ui.weak("Prompt Tuning prepends its soft vectors: [P] chips stay at the start.");
+            }
+            MethodKind::PTuning => {
+                ui.weak("P-Tuning: drag [P] chips anywhere, between anchor words.");
+            }
+            MethodKind::Autoprompt => {
+                ui.weak("AutoPrompt: drag [T] trigger chips where the learned words go.");
+            }
+            MethodKind::PrefixTuning => {
+                ui.horizontal(|ui| {
+                    let l =
+                        ui.label("Prefix length (key/value positions in every attention layer):");
+                    ui.add(egui::DragValue::new(&mut settings.prefix_len).range(1..=512))
+                        .labelled_by(l.id);
+                });
+            }
+            MethodKind::FineTuning | MethodKind::ZeroShot => {
+                ui.weak("No trainable slots: the template is used as written.");
             }
         }
-    });
-    if let Some(seg) = clicked_new {
-        let at = app.editor.answer_index();
-        app.editor.drop_chip(&ChipDrag::New(seg), at, method);
-    }
 
-    // The chip row. Dropping on the left half of a chip inserts before it, on the right half
-    // after it.
-    let mut dropped: Option<(ChipDrag, usize)> = None;
-    let mut clicked = None;
-    let segments = app.editor.segments.clone();
-    egui::Frame::group(ui.style()).show(ui, |ui| {
+        // Palette.
+        let fields = session
+            .task
+            .as_ref()
+            .map(|t| t.spec.fields.clone())
+            .unwrap_or_default();
+        let mut clicked_new = None;
         ui.horizontal_wrapped(|ui| {
-            ui.spacing_mut().item_spacing.x = 6.0;
-            for (i, seg) in segments.iter().enumerate() {
-                let selected = app.editor.selected == Some(i);
-                let response = if *seg == Segment::Answer {
-                    chip_button(ui, seg, selected)
-                } else {
-                    let id = ui.scope_id().with(("chip", i));
-                    let r = ui.dnd_drag_source(id, ChipDrag::Move(i), |ui| {
-                        chip_button(ui, seg, selected)
-                    });
-                    if r.inner.clicked() {
-                        clicked = Some(i);
-                    }
-                    r.response
-                };
-                let rect = response.rect;
-                let pointer = ui.ctx().pointer_interact_pos();
-                let after = pointer.is_some_and(|p| p.x > rect.center().x);
-                if response.dnd_hover_payload::<ChipDrag>().is_some() {
-                    let x = if after {
-                        rect.right() + 3.0
-                    } else {
-                        rect.left() - 3.0
-                    };
-                    ui.painter().vline(
-                        x,
-                        rect.y_range(),
-                        egui::Stroke::new(3.0, ui.visuals().selection.bg_fill),
-                    );
-                }
-                if let Some(p) = response.dnd_release_payload::<ChipDrag>() {
-                    dropped = Some(((*p).clone(), if after { i + 1 } else { i }));
+            ui.label("Drag in:");
+            for (k, (seg, name)) in palette(method, &fields).into_iter().enumerate() {
+                let id = ui.scope_id().with(("palette", k));
+                let r = ui.dnd_drag_source(id, ChipDrag::New(seg.clone()), |ui| {
+                    ui.add(egui::Button::new(name).fill(chip_color(&seg, ui)))
+                });
+                if r.inner.clicked() {
+                    clicked_new = Some(seg);
                 }
             }
         });
-    });
-    if let Some((what, to)) = dropped {
-        app.editor.drop_chip(&what, to, method);
-    }
-    if let Some(i) = clicked {
-        app.editor.selected = if app.editor.selected == Some(i) {
-            None
-        } else {
-            Some(i)
-        };
-    }
-
-    selected_chip_ui(app, ui, &fields);
-
-    // The same template as text.
-    ui.horizontal(|ui| {
-        let l = ui.label("as text:");
-        let r = ui
-            .add(
-                egui::TextEdit::singleline(&mut app.editor.text)
-                    .font(egui::TextStyle::Monospace)
-                    .desired_width(f32::INFINITY),
-            )
-            .labelled_by(l.id);
-        if r.changed() {
-            match Template::parse(&app.editor.text) {
-                Ok(t) => {
-                    app.editor.segments = t.segments;
-                    app.editor.error = None;
-                    app.editor.selected = None;
-                }
-                Err(e) => app.editor.error = Some(e.to_string()),
-            }
+        if let Some(seg) = clicked_new {
+            let at = self.answer_index();
+            self.drop_chip(&ChipDrag::New(seg), at, method);
         }
-    });
-    if ui.small_button("Reset to the method's default").clicked() {
-        app.reset_template();
-    }
 
-    match app.editor.check(method, app.task.as_deref()) {
-        Ok(()) => {
-            ui.colored_label(egui::Color32::from_rgb(60, 160, 80), "valid layout");
-        }
-        Err(e) => {
-            ui.colored_label(ui.visuals().error_fg_color, format!("invalid: {e}"));
-        }
-    }
-    preview_ui(app, ui);
-}
-
-fn selected_chip_ui(app: &mut App, ui: &mut egui::Ui, fields: &[String]) {
-    let method = app.setup.method;
-    let Some(i) = app.editor.selected else { return };
-    let Some(seg) = app.editor.segments.get(i).cloned() else {
-        return;
-    };
-    let mut changed = None;
-    let mut remove = false;
-    let is_answer = seg == Segment::Answer;
-    ui.horizontal(|ui| {
-        ui.label(format!("chip {}:", i + 1));
-        match seg {
-            Segment::Soft(mut n) => {
-                let l = ui.label("soft vectors");
-                if ui
-                    .add(egui::DragValue::new(&mut n).range(1..=256))
-                    .labelled_by(l.id)
-                    .changed()
-                {
-                    changed = Some(Segment::Soft(n));
-                }
-            }
-            Segment::Trigger(mut n) => {
-                let l = ui.label("trigger tokens");
-                if ui
-                    .add(egui::DragValue::new(&mut n).range(1..=64))
-                    .labelled_by(l.id)
-                    .changed()
-                {
-                    changed = Some(Segment::Trigger(n));
-                }
-            }
-            Segment::Text(mut t) => {
-                let l = ui.label("anchor text");
-                if ui.text_edit_singleline(&mut t).labelled_by(l.id).changed() {
-                    changed = Some(Segment::Text(t));
-                }
-            }
-            Segment::Field(ref name) => {
-                egui::ComboBox::from_id_salt("field")
-                    .selected_text(format!("{{{name}}}"))
-                    .show_ui(ui, |ui| {
-                        for f in fields {
-                            if ui.selectable_label(f == name, f).clicked() {
-                                changed = Some(Segment::Field(f.clone()));
-                            }
+        // The chip row. Dropping on the left half of a chip inserts before it, on the right half
+        // after it.
+        let mut dropped: Option<(ChipDrag, usize)> = None;
+        let mut clicked = None;
+        let segments = self.segments.clone();
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.horizontal_wrapped(|ui| {
+                ui.spacing_mut().item_spacing.x = 6.0;
+                for (i, seg) in segments.iter().enumerate() {
+                    let selected = self.selected == Some(i);
+                    let response = if *seg == Segment::Answer {
+                        chip_button(ui, seg, selected)
+                    } else {
+                        let id = ui.scope_id().with(("chip", i));
+                        let r = ui.dnd_drag_source(id, ChipDrag::Move(i), |ui| {
+                            chip_button(ui, seg, selected)
+                        });
+                        if r.inner.clicked() {
+                            clicked = Some(i);
                         }
-                    });
-            }
-            Segment::Answer => {
-                ui.label("the answer: always last");
-            }
+                        r.response
+                    };
+                    let rect = response.rect;
+                    let pointer = ui.ctx().pointer_interact_pos();
+                    let after = pointer.is_some_and(|p| p.x > rect.center().x);
+                    if response.dnd_hover_payload::<ChipDrag>().is_some() {
+                        let x = if after {
+                            rect.right() + 3.0
+                        } else {
+                            rect.left() - 3.0
+                        };
+                        ui.painter().vline(
+                            x,
+                            rect.y_range(),
+                            egui::Stroke::new(3.0, ui.visuals().selection.bg_fill),
+                        );
+                    }
+                    if let Some(p) = response.dnd_release_payload::<ChipDrag>() {
+                        dropped = Some(((*p).clone(), if after { i + 1 } else { i }));
+                    }
+                }
+            });
+        });
+        if let Some((what, to)) = dropped {
+            self.drop_chip(&what, to, method);
         }
-        if !is_answer && ui.button("Remove chip").clicked() {
-            remove = true;
+        if let Some(i) = clicked {
+            self.selected = if self.selected == Some(i) {
+                None
+            } else {
+                Some(i)
+            };
         }
-    });
-    if remove {
-        app.editor.remove(i, method);
-    } else if let Some(s) = changed {
-        // Empty text is kept while typing; normalize drops it only on the next structural edit.
-        app.editor.segments[i] = s;
-        app.editor.text = app.editor.template().to_string();
-        app.editor.error = None;
-    }
-}
 
-fn preview_ui(app: &mut App, ui: &mut egui::Ui) {
-    let Some(task) = app.task.clone() else { return };
-    let Some(example) = task.train.first() else {
-        return;
-    };
-    let t = app.editor.template();
-    ui.label("Preview (first training example):");
-    ui.add(
-        egui::Label::new(egui::RichText::new(render_text(&t, example, &task)).monospace()).wrap(),
-    );
-    match &app.model {
-        ModelState::Ready(m) => match encode(&t, example, &task, &m.tokenizer) {
-            Ok(e) => {
-                let mut s = format!(
+        self.selected_chip_ui(ui, method, &fields);
+
+        // The same template as text.
+        ui.horizontal(|ui| {
+            let l = ui.label("as text:");
+            let r = ui
+                .add(
+                    egui::TextEdit::singleline(&mut self.text)
+                        .font(egui::TextStyle::Monospace)
+                        .desired_width(f32::INFINITY),
+                )
+                .labelled_by(l.id);
+            if r.changed() {
+                match Template::parse(&self.text) {
+                    Ok(t) => {
+                        self.segments = t.segments;
+                        self.error = None;
+                        self.selected = None;
+                    }
+                    Err(e) => self.error = Some(e.to_string()),
+                }
+            }
+        });
+        if ui.small_button("Reset to the method's default").clicked() {
+            self.reset(session.task.as_deref(), method, settings);
+        }
+
+        match self.check(method, session.task.as_deref()) {
+            Ok(()) => {
+                ui.colored_label(egui::Color32::from_rgb(60, 160, 80), "valid layout");
+            }
+            Err(e) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("invalid: {e}"));
+            }
+        }
+        self.preview_ui(ui, session, method, settings);
+    }
+
+    fn selected_chip_ui(&mut self, ui: &mut egui::Ui, method: MethodKind, fields: &[String]) {
+        let Some(i) = self.selected else { return };
+        let Some(seg) = self.segments.get(i).cloned() else {
+            return;
+        };
+        let mut changed = None;
+        let mut remove = false;
+        let is_answer = seg == Segment::Answer;
+        ui.horizontal(|ui| {
+            ui.label(format!("chip {}:", i + 1));
+            match seg {
+                Segment::Soft(mut n) => {
+                    let l = ui.label("soft vectors");
+                    if ui
+                        .add(egui::DragValue::new(&mut n).range(1..=256))
+                        .labelled_by(l.id)
+                        .changed()
+                    {
+                        changed = Some(Segment::Soft(n));
+                    }
+                }
+                Segment::Trigger(mut n) => {
+                    let l = ui.label("trigger tokens");
+                    if ui
+                        .add(egui::DragValue::new(&mut n).range(1..=64))
+                        .labelled_by(l.id)
+                        .changed()
+                    {
+                        changed = Some(Segment::Trigger(n));
+                    }
+                }
+                Segment::Text(mut t) => {
+                    let l = ui.label("anchor text");
+                    if ui.text_edit_singleline(&mut t).labelled_by(l.id).changed() {
+                        changed = Some(Segment::Text(t));
+                    }
+                }
+                Segment::Field(ref name) => {
+                    egui::ComboBox::from_id_salt("field")
+                        .selected_text(format!("{{{name}}}"))
+                        .show_ui(ui, |ui| {
+                            for f in fields {
+                                if ui.selectable_label(f == name, f).clicked() {
+                                    changed = Some(Segment::Field(f.clone()));
+                                }
+                            }
+                        });
+                }
+                Segment::Answer => {
+                    ui.label("the answer: always last");
+                }
+            }
+            if !is_answer && ui.button("Remove chip").clicked() {
+                remove = true;
+            }
+        });
+        if remove {
+            self.remove(i, method);
+        } else if let Some(s) = changed {
+            // Empty text is kept while typing; normalize drops it only on the next structural edit.
+            self.segments[i] = s;
+            self.text = self.template().to_string();
+            self.error = None;
+        }
+    }
+
+    fn preview_ui(
+        &self,
+        ui: &mut egui::Ui,
+        session: &Session,
+        method: MethodKind,
+        settings: &MethodSettings,
+    ) {
+        let Some(task) = session.task.clone() else {
+            return;
+        };
+        let Some(example) = task.train.first() else {
+            return;
+        };
+        let t = self.template();
+        ui.label("Preview (first training example):");
+        ui.add(
+            egui::Label::new(egui::RichText::new(render_text(&t, example, &task)).monospace())
+                .wrap(),
+        );
+        match &session.model {
+            ModelState::Ready(m) => match encode(&t, example, &task, &m.tokenizer) {
+                Ok(e) => {
+                    let mut s = format!(
                     "{} input positions before the answer ({} soft, {} trigger); answer {} token(s)",
                     e.prompt.len(),
                     t.soft_count(),
                     t.trigger_count(),
                     e.candidates.get(e.gold).map(Vec::len).unwrap_or(0)
                 );
-                if app.setup.method == MethodKind::PrefixTuning {
-                    s.push_str(&format!(
-                        ", plus a {}-position key/value prefix in every layer",
-                        app.setup.settings.prefix_len
-                    ));
+                    if method == MethodKind::PrefixTuning {
+                        s.push_str(&format!(
+                            ", plus a {}-position key/value prefix in every layer",
+                            settings.prefix_len
+                        ));
+                    }
+                    ui.weak(s);
                 }
-                ui.weak(s);
+                Err(e) => {
+                    ui.colored_label(ui.visuals().error_fg_color, format!("{e:#}"));
+                }
+            },
+            _ => {
+                ui.weak("token count once the model has loaded");
             }
-            Err(e) => {
-                ui.colored_label(ui.visuals().error_fg_color, format!("{e:#}"));
-            }
-        },
-        _ => {
-            ui.weak("token count once the model has loaded");
         }
     }
 }

@@ -1,0 +1,671 @@
+//! The workbench's shared state: the run store (and its writer thread), the loaded model, the
+//! current task, the run queue, the active run with its worker and events, and the focused
+//! prompt. Views receive it as a parameter and change the store only through its methods.
+//! Every slow step (reading a model, a task or a prompt, writing a record) happens on a
+//! background thread; [`Session::pump`] picks up what has arrived, once per frame. Knows nothing
+//! about the views.
+
+use super::job::Job;
+use super::record_writer::RecordWriter;
+use super::Options;
+use crate::artifact::Artifact;
+use crate::methods::MethodKind;
+use crate::model::Model;
+use crate::run::{Command, Event, RunSpec};
+use crate::runs::{RunRecord, RunStatus, RunStore};
+use crate::task::Task;
+use crate::train::worker::Worker;
+use crossbeam_channel::{Receiver, Sender};
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Step events are frequent: a record is rewritten for them at most this often (any other
+/// event writes at once), so closing or crashing loses at most this much of a curve.
+const STEP_WRITE_INTERVAL: Duration = Duration::from_millis(1000);
+
+pub enum ModelState {
+    Empty,
+    Loading { spec: String, job: Job<Arc<Model>> },
+    Ready(Arc<Model>),
+    Failed { spec: String, error: String },
+}
+
+impl ModelState {
+    pub fn ready(&self) -> Option<&Arc<Model>> {
+        match self {
+            ModelState::Ready(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// The run being trained and its channels.
+pub struct Active {
+    pub id: String,
+    pub commands: Sender<Command>,
+    pub events: Receiver<Event>,
+    /// None when the channels were attached by hand (tests feed events directly).
+    pub worker: Option<Worker>,
+}
+
+/// A prompt the inspect and export views work on: a run's, or one imported from a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Focus {
+    Run(String),
+    Imported(PathBuf),
+}
+
+/// Wall time of the active run since its `Started` event, less the time spent paused: the ETA
+/// divides it by the steps done, so evaluations so far are part of the estimate.
+#[derive(Debug, Clone)]
+pub struct RunClock {
+    /// The run this clock times.
+    pub id: String,
+    started: Instant,
+    paused_at: Option<Instant>,
+    paused: Duration,
+}
+
+impl RunClock {
+    pub fn new(id: String) -> RunClock {
+        RunClock {
+            id,
+            started: Instant::now(),
+            paused_at: None,
+            paused: Duration::ZERO,
+        }
+    }
+
+    /// Follows pauses and resumes.
+    pub fn on_event(&mut self, ev: &Event) {
+        match ev {
+            Event::Paused => {
+                self.paused_at.get_or_insert_with(Instant::now);
+            }
+            Event::Resumed => {
+                if let Some(t) = self.paused_at.take() {
+                    self.paused += t.elapsed();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Time spent running (not paused).
+    pub fn elapsed(&self) -> Duration {
+        let now = self.paused_at.unwrap_or_else(Instant::now);
+        now.saturating_duration_since(self.started)
+            .saturating_sub(self.paused)
+    }
+
+    /// Seconds left at the average pace so far, once a step has been done.
+    pub fn eta_secs(&self, step: usize, total: usize) -> Option<f64> {
+        (step > 0)
+            .then(|| self.elapsed().as_secs_f64() / step as f64 * total.saturating_sub(step) as f64)
+    }
+}
+
+/// What [`Session::pump`] saw arrive that the app may act on.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Arrived {
+    /// A task chosen in the setup was read and is now the current task.
+    pub task: bool,
+    /// The model finished loading and is ready.
+    pub model: bool,
+}
+
+/// A queued run whose task is being read before its worker starts.
+struct Starting {
+    id: String,
+    model: Arc<Model>,
+    task: Job<Arc<Task>>,
+}
+
+pub struct Session {
+    pub store: RunStore,
+    /// Writes the store's records off the UI thread.
+    records: RecordWriter,
+    /// When each record was last sent to the writer (step events are spaced out).
+    last_write: HashMap<String, Instant>,
+    pub model: ModelState,
+    pub task: Option<Arc<Task>>,
+    /// A task folder being read for the setup (the current task stays until it is ready).
+    pub task_job: Option<Job<Task>>,
+    /// Why the last task folder chosen could not be read.
+    pub task_error: Option<String>,
+    /// The sample task folders offered in the setup.
+    pub sample_tasks: Vec<PathBuf>,
+    /// Tasks read for prompts trained on another task than the current one, by folder.
+    named_tasks: HashMap<PathBuf, Job<Arc<Task>>>,
+    /// Run ids waiting to start, in order; the first stays here until its worker starts.
+    pub queue: VecDeque<String>,
+    starting: Option<Starting>,
+    pub active: Option<Active>,
+    /// Times the active run for its ETA (started by its `Started` event).
+    pub run_clock: Option<RunClock>,
+    /// The prompt the inspect and export views work on.
+    pub focus: Option<Focus>,
+    /// The focused prompt, loading or loaded (or why it could not be).
+    artifact: Option<(Focus, Job<Arc<Artifact>>)>,
+    /// The last problem worth telling the user that has no better place.
+    pub notice: Option<String>,
+}
+
+impl Session {
+    /// Opens the run store, lists the sample tasks, starts loading the model and reads the start
+    /// task (before the first frame, so it is there from the start).
+    pub fn new(opts: &Options) -> Session {
+        let (store, mut notice) = match RunStore::open(&opts.runs_dir) {
+            Ok(s) => (s, None),
+            Err(e) => {
+                // Still usable: runs go to a temporary folder for this session.
+                let tmp =
+                    std::env::temp_dir().join(format!("gradprompt-runs-{}", std::process::id()));
+                let s = RunStore::open(&tmp).expect("a temporary runs folder");
+                (
+                    s,
+                    Some(format!(
+                        "{e:#}; runs of this session go to {} and will not be kept",
+                        tmp.display()
+                    )),
+                )
+            }
+        };
+        if !store.unreadable.is_empty() {
+            notice = Some(format!(
+                "some stored runs could not be read: {}",
+                store.unreadable.join("; ")
+            ));
+        }
+        let mut sample_tasks: Vec<PathBuf> = std::fs::read_dir(&opts.sample_tasks)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.join("task.json").is_file())
+                    .collect()
+            })
+            .unwrap_or_default();
+        sample_tasks.sort();
+        let mut session = Session {
+            records: RecordWriter::spawn(store.dir().to_path_buf()),
+            store,
+            last_write: HashMap::new(),
+            model: ModelState::Empty,
+            task: None,
+            task_job: None,
+            task_error: None,
+            sample_tasks,
+            named_tasks: HashMap::new(),
+            queue: VecDeque::new(),
+            starting: None,
+            active: None,
+            run_clock: None,
+            focus: None,
+            artifact: None,
+            notice,
+        };
+        session.load_model(&opts.model);
+        if let Some(dir) = opts.task.clone().or_else(|| session.default_task()) {
+            session.task_loaded(Task::load(&dir).map_err(|e| format!("{e:#}")));
+        }
+        session
+    }
+
+    /// country-continent if it is there (zero-shot is weak on it, so learning shows), else the
+    /// first sample task.
+    pub fn default_task(&self) -> Option<PathBuf> {
+        self.sample_tasks
+            .iter()
+            .find(|p| p.ends_with("country-continent"))
+            .or(self.sample_tasks.first())
+            .cloned()
+    }
+
+    /// Starts loading a model on a background thread.
+    pub fn load_model(&mut self, spec: &str) {
+        let spec = spec.trim().to_string();
+        if spec.is_empty() {
+            self.model = ModelState::Failed {
+                spec,
+                error: "type a model path, or `builtin`".into(),
+            };
+            return;
+        }
+        let s = spec.clone();
+        self.model = ModelState::Loading {
+            job: Job::spawn(format!("loading {spec}..."), move || {
+                Model::load(&s).map(Arc::new)
+            }),
+            spec,
+        };
+    }
+
+    pub fn model_spec(&self) -> Option<&str> {
+        match &self.model {
+            ModelState::Loading { spec, .. } | ModelState::Failed { spec, .. } => Some(spec),
+            ModelState::Ready(m) => Some(&m.spec),
+            ModelState::Empty => None,
+        }
+    }
+
+    /// Starts reading a task folder on a background thread; when it is ready it becomes the
+    /// current task.
+    pub fn select_task(&mut self, dir: &Path) {
+        let d = dir.to_path_buf();
+        self.task_job = Some(Job::spawn(
+            format!("reading {}...", dir.display()),
+            move || Task::load(&d),
+        ));
+    }
+
+    fn task_loaded(&mut self, loaded: Result<Task, String>) {
+        match loaded {
+            Ok(t) => {
+                self.task = Some(Arc::new(t));
+                self.task_error = None;
+            }
+            Err(e) => self.task_error = Some(e),
+        }
+    }
+
+    /// Records a new run of the current task with the current model and queues it; it starts
+    /// when the model is ready and the run before it has ended. Returns the run id.
+    pub fn queue_run(&mut self, spec: RunSpec) -> Option<String> {
+        let Some(task) = self.task.clone() else {
+            self.notice = Some("choose a task first".into());
+            return None;
+        };
+        let Some(model) = self.model_spec().map(str::to_string) else {
+            self.notice = Some("choose a model first".into());
+            return None;
+        };
+        let id = self.store.new_id(spec.method);
+        // A fine-tuned model is a whole model copy: its size is measured, not written.
+        let out = (spec.method != MethodKind::FineTuning).then(|| self.store.prompt_dir(&id));
+        let spec = RunSpec { out, ..spec };
+        let record = RunRecord::new(id.clone(), &model, &task.spec.name, &task.dir, spec);
+        let i = self.store.push(record);
+        self.write(i);
+        self.queue.push_back(id.clone());
+        Some(id)
+    }
+
+    /// Takes every waiting run off the queue (they are recorded as removed).
+    pub fn clear_queue(&mut self) {
+        // A run whose task is being read is still at the front of the queue.
+        self.starting = None;
+        for id in std::mem::take(&mut self.queue) {
+            self.set_status(
+                &id,
+                RunStatus::Failed,
+                Some("removed from the queue".into()),
+            );
+        }
+    }
+
+    /// Deletes a stored run and its folder (not the active or a queued one).
+    pub fn delete_run(&mut self, id: &str) {
+        let live =
+            self.active.as_ref().is_some_and(|a| a.id == id) || self.queue.iter().any(|q| q == id);
+        if live {
+            return;
+        }
+        match self.store.forget(id) {
+            Ok(true) => {
+                self.last_write.remove(id);
+                self.records.delete(id);
+            }
+            Ok(false) => {}
+            Err(e) => self.notice = Some(format!("{e:#}")),
+        }
+    }
+
+    pub fn send(&self, cmd: Command) {
+        if let Some(a) = &self.active {
+            let _ = a.commands.send(cmd);
+        }
+    }
+
+    pub fn active_record(&self) -> Option<&RunRecord> {
+        self.active.as_ref().and_then(|a| self.store.get(&a.id))
+    }
+
+    /// The focused prompt: loading (no result yet), loaded, or why it cannot be.
+    pub fn artifact(&self) -> Option<&Job<Arc<Artifact>>> {
+        let (f, job) = self.artifact.as_ref()?;
+        (self.focus.as_ref() == Some(f)).then_some(job)
+    }
+
+    /// Focuses a prompt (it starts loading at once, on a background thread).
+    pub fn set_focus(&mut self, focus: Focus) {
+        self.focus = Some(focus);
+        self.load_focused();
+    }
+
+    /// Focuses a prompt read by an import: it is loaded already.
+    pub fn focus_imported(&mut self, dir: PathBuf, art: Arc<Artifact>) {
+        let focus = Focus::Imported(dir.clone());
+        self.focus = Some(focus.clone());
+        self.artifact = Some((
+            focus,
+            Job::finished(format!("reading {}", dir.display()), Ok(art)),
+        ));
+    }
+
+    /// The folder of the task a prompt was trained on: the current task if the name matches,
+    /// else the sample task of that name.
+    pub fn task_source(&self, name: &str) -> Result<TaskSource, String> {
+        if let Some(t) = self.task.as_ref().filter(|t| t.spec.name == name) {
+            return Ok(TaskSource::Ready(t.clone()));
+        }
+        let dir = self
+            .sample_tasks
+            .iter()
+            .find(|d| d.file_name().and_then(|n| n.to_str()) == Some(name))
+            .ok_or_else(|| {
+                format!(
+                    "the prompt was trained on task \"{name}\"; choose that task in the setup first"
+                )
+            })?;
+        match self.named_tasks.get(dir).and_then(Job::result) {
+            Some(Ok(t)) => Ok(TaskSource::Ready(t.clone())),
+            _ => Ok(TaskSource::Folder(dir.clone())),
+        }
+    }
+
+    /// The task a prompt was trained on (see [`Session::task_source`]); None while it is being
+    /// read. Read once, then kept: the views ask every frame.
+    pub fn task_named(&mut self, name: &str) -> Option<Result<Arc<Task>, String>> {
+        let dir = match self.task_source(name) {
+            Ok(TaskSource::Ready(t)) => return Some(Ok(t)),
+            Ok(TaskSource::Folder(dir)) => dir,
+            Err(e) => return Some(Err(e)),
+        };
+        let job = self.named_tasks.entry(dir.clone()).or_insert_with(|| {
+            let d = dir.clone();
+            Job::spawn(format!("reading {}...", dir.display()), move || {
+                Task::load(&d).map(Arc::new)
+            })
+        });
+        job.result().cloned()
+    }
+
+    /// Everything that moves without the user: background results, worker events, the queue,
+    /// the focused prompt, and failures reported by the record writer.
+    pub fn pump(&mut self) -> Arrived {
+        let mut arrived = Arrived::default();
+        if let ModelState::Loading { job, .. } = &mut self.model {
+            if job.poll() {
+                if let ModelState::Loading { spec, job } =
+                    std::mem::replace(&mut self.model, ModelState::Empty)
+                {
+                    self.model = match job.into_result().expect("polled") {
+                        Ok(m) => {
+                            arrived.model = true;
+                            ModelState::Ready(m)
+                        }
+                        Err(error) => ModelState::Failed { spec, error },
+                    };
+                }
+            }
+        }
+        if self.task_job.as_mut().is_some_and(Job::poll) {
+            let r = self
+                .task_job
+                .take()
+                .and_then(Job::into_result)
+                .expect("polled");
+            arrived.task = r.is_ok();
+            self.task_loaded(r);
+        }
+        for job in self.named_tasks.values_mut() {
+            job.poll();
+        }
+        self.drain_events();
+        self.start_next();
+        self.load_focused();
+        while let Some(e) = self.records.error() {
+            self.notice = Some(e);
+        }
+        arrived
+    }
+
+    /// Starts reading the focused prompt when the focus changes.
+    fn load_focused(&mut self) {
+        let Some(focus) = self.focus.clone() else {
+            self.artifact = None;
+            return;
+        };
+        if let Some((f, job)) = &mut self.artifact {
+            if *f == focus {
+                job.poll();
+                return;
+            }
+        }
+        let dir = match &focus {
+            Focus::Run(id) => self
+                .store
+                .get(id)
+                .and_then(|r| r.artifact_dir().map(Path::to_path_buf)),
+            Focus::Imported(p) => Some(p.clone()),
+        };
+        let job = match dir {
+            Some(d) => Job::spawn(format!("reading {}...", d.display()), move || {
+                Artifact::load(&d).map(Arc::new)
+            }),
+            None => Job::finished(
+                "no prompt",
+                Err("this run has no saved prompt (it is not finished, or it is a fine-tuning run, whose model copy is not kept)".into()),
+            ),
+        };
+        self.artifact = Some((focus, job));
+    }
+
+    /// Whether something is under way that a later frame must pick up.
+    pub fn busy(&self) -> bool {
+        self.active.is_some()
+            || !self.queue.is_empty()
+            || matches!(self.model, ModelState::Loading { .. })
+            || self.task_job.is_some()
+            || self.named_tasks.values().any(Job::is_running)
+            || self.artifact.as_ref().is_some_and(|a| a.1.is_running())
+    }
+
+    /// Sends record `i` to the writer as it is now.
+    fn write(&mut self, i: usize) {
+        let r = &self.store.runs[i];
+        self.records.write(r);
+        self.last_write.insert(r.id.clone(), Instant::now());
+    }
+
+    fn set_status(&mut self, id: &str, status: RunStatus, error: Option<String>) {
+        let Some(i) = self.store.index_of(id) else {
+            return;
+        };
+        self.store.runs[i].status = status;
+        if error.is_some() {
+            self.store.runs[i].error = error;
+        }
+        self.write(i);
+    }
+
+    fn drain_events(&mut self) {
+        let Some(active) = &self.active else { return };
+        let Some(i) = self.store.index_of(&active.id) else {
+            self.active = None;
+            return;
+        };
+        let mut ended = false;
+        let mut received = false;
+        let mut due = false;
+        loop {
+            match active.events.try_recv() {
+                Ok(ev) => {
+                    received = true;
+                    ended |= matches!(ev, Event::Finished(_) | Event::Failed(_));
+                    if matches!(ev, Event::Started { .. }) {
+                        self.run_clock = Some(RunClock::new(active.id.clone()));
+                    }
+                    if let Some(c) = self.run_clock.as_mut().filter(|c| c.id == active.id) {
+                        c.on_event(&ev);
+                    }
+                    due |= !matches!(ev, Event::Step { .. });
+                    self.store.runs[i].apply(&ev);
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    if !ended {
+                        let r = &mut self.store.runs[i];
+                        r.status = RunStatus::Failed;
+                        r.error = Some("the training thread ended without a result".into());
+                    }
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        let id = &self.store.runs[i].id;
+        due |= received
+            && self
+                .last_write
+                .get(id)
+                .is_none_or(|t| t.elapsed() >= STEP_WRITE_INTERVAL);
+        if ended || due {
+            self.write(i);
+        }
+        if ended {
+            self.run_clock = None;
+            if let Some(a) = self.active.take() {
+                if let Some(w) = a.worker {
+                    // The last event has arrived, so the thread is returning.
+                    w.join();
+                }
+            }
+        }
+    }
+
+    fn start_next(&mut self) {
+        if self.active.is_some() {
+            return;
+        }
+        if let Some(s) = &mut self.starting {
+            if !s.task.poll() {
+                return;
+            }
+            let s = self.starting.take().expect("starting");
+            match s.task.into_result().expect("polled") {
+                Ok(task) => self.start(s.id, s.model, task),
+                Err(e) => {
+                    self.queue.retain(|q| *q != s.id);
+                    self.set_status(&s.id, RunStatus::Failed, Some(e));
+                }
+            }
+            return;
+        }
+        let Some(id) = self.queue.front().cloned() else {
+            return;
+        };
+        let Some(i) = self.store.index_of(&id) else {
+            self.queue.pop_front();
+            return;
+        };
+        let want = self.store.runs[i].model.clone();
+        let failed = match &self.model {
+            ModelState::Loading { .. } => return,
+            ModelState::Ready(m) if m.spec == want => None,
+            ModelState::Ready(m) => Some(format!(
+                "queued for model {want}, but {} is loaded now; queue it again",
+                m.spec
+            )),
+            ModelState::Failed { error, .. } => {
+                Some(format!("the model could not be loaded: {error}"))
+            }
+            ModelState::Empty => Some("no model was loaded".into()),
+        };
+        if let Some(msg) = failed {
+            self.queue.pop_front();
+            self.set_status(&id, RunStatus::Failed, Some(msg));
+            return;
+        }
+        let model = self.model.ready().expect("ready").clone();
+        let dir = self.store.runs[i].task_dir.clone();
+        match &self.task {
+            Some(t) if t.dir == dir => {
+                let task = t.clone();
+                self.start(id, model, task);
+            }
+            _ => {
+                // Another task than the current one: read it first (the run stays queued).
+                let d = dir.clone();
+                self.starting = Some(Starting {
+                    id,
+                    model,
+                    task: Job::spawn(format!("reading {}...", dir.display()), move || {
+                        Task::load(&d).map(Arc::new)
+                    }),
+                });
+            }
+        }
+    }
+
+    fn start(&mut self, id: String, model: Arc<Model>, task: Arc<Task>) {
+        self.queue.retain(|q| *q != id);
+        let Some(i) = self.store.index_of(&id) else {
+            return;
+        };
+        let worker = Worker::spawn(model, task, self.store.runs[i].spec.clone());
+        self.set_status(&id, RunStatus::Running, None);
+        self.active = Some(Active {
+            id,
+            commands: worker.commands.clone(),
+            events: worker.events.clone(),
+            worker: Some(worker),
+        });
+    }
+
+    /// Writes the active run's record with every event received so far (step writes are
+    /// spaced out, so the last second of the curve may not be on disk yet) and waits for every
+    /// pending write. The run cannot finish once the app is gone, so it is saved as
+    /// interrupted. Called on exit, never in a frame.
+    pub fn save_on_exit(&mut self) {
+        if let Some(active) = &self.active {
+            if let Some(i) = self.store.index_of(&active.id) {
+                while let Ok(ev) = active.events.try_recv() {
+                    self.store.runs[i].apply(&ev);
+                }
+                if self.store.runs[i].status.is_live() {
+                    self.store.runs[i].status = RunStatus::Interrupted;
+                }
+                self.write(i);
+            }
+        }
+        self.flush_records();
+        while let Some(e) = self.records.error() {
+            eprintln!("gradprompt: {e}");
+        }
+    }
+
+    /// Waits until every record write and delete asked for so far is on disk.
+    pub fn flush_records(&self) {
+        self.records.flush();
+    }
+}
+
+/// Where a task comes from: already read, or a folder to read (on a background thread).
+#[derive(Clone)]
+pub enum TaskSource {
+    Ready(Arc<Task>),
+    Folder(PathBuf),
+}
+
+impl TaskSource {
+    /// The task, reading its folder if needed (slow: call it on a background thread).
+    pub fn load(self) -> anyhow::Result<Arc<Task>> {
+        match self {
+            TaskSource::Ready(t) => Ok(t),
+            TaskSource::Folder(d) => Task::load(&d).map(Arc::new),
+        }
+    }
+}
