@@ -78,3 +78,46 @@ fn autoprompt_learns_on_builtin() {
 fn fine_tuning_learns_on_builtin() {
     learns(MethodKind::FineTuning, 100);
 }
+
+#[test]
+fn prompt_tuning_from_labels_makes_exactly_one_vector_per_slot() {
+    use gradprompt::methods::{self, MethodSettings, SoftInit};
+    use rand::SeedableRng;
+    let model = &fixture().model;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_tasks/country-continent");
+    let task = Task::load(&dir).unwrap();
+    let settings = MethodSettings {
+        num_virtual_tokens: 8,
+        init: SoftInit::Labels,
+        ..Default::default()
+    };
+    let template = methods::template_for(
+        MethodKind::PromptTuning,
+        &settings,
+        &task.template().unwrap(),
+    );
+    let labels: Vec<String> = task
+        .labels()
+        .iter()
+        .map(|l| format!(" {}", task.answer_text(l)))
+        .collect();
+    assert!(
+        labels.len() < 8,
+        "the test needs slots left after the labels"
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let m = methods::build(
+        MethodKind::PromptTuning,
+        &settings,
+        &model.llm,
+        &template,
+        &labels,
+        &model.tokenizer,
+        &mut rng,
+    )
+    .unwrap();
+    let d = model.llm.cfg.hidden_size;
+    assert_eq!(m.trainable_params(), 8 * d);
+    let exported = m.export(&model.llm).unwrap();
+    assert_eq!(exported[0].1.dims(), &[8, d]);
+}

@@ -51,7 +51,9 @@ pub fn init_vectors(
             }
             let rest = sample_vocab_ids(llm, n - rows.len(), rng);
             if !rest.is_empty() {
-                let t = from_ids(rest)?;
+                // Exactly the slots the labels left (cycling them to `n` made n extra rows that
+                // no slot used but that were trained, counted and exported).
+                let t = token_embeddings(llm, &rest)?;
                 for i in 0..t.dim(0)? {
                     rows.push(t.get(i)?);
                 }
