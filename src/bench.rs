@@ -57,6 +57,20 @@ pub struct BenchOptions<'a> {
     pub only: Vec<String>,
 }
 
+/// The peer's sizes (a batch of 8 rows of 64 tokens, the median of 5 runs) on the sample task
+/// it also uses; `gradprompt bench` takes its defaults from here.
+impl Default for BenchOptions<'static> {
+    fn default() -> Self {
+        Self {
+            batch: 8,
+            seq_len: 64,
+            repeats: 5,
+            task: Path::new("sample_tasks/country-continent"),
+            only: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct BenchResult {
     pub model: String,

@@ -75,6 +75,9 @@ pub enum Learned {
     Opaque(String),
 }
 
+/// Nearest vocabulary tokens shown per soft vector when no other number is asked for.
+pub const NEAREST_TOKENS: usize = 5;
+
 /// Reads a learned prompt against the model it was trained on.
 pub fn inspect(model: &Model, art: &Artifact, k: usize) -> Result<Learned> {
     art.check_model(model)?;
@@ -200,12 +203,30 @@ pub fn compare(
     })
 }
 
-/// The test metric of a saved prompt on `task` (what `gradprompt eval` prints).
-pub fn evaluate_artifact(model: &Model, task: &Task, art: &Artifact) -> Result<f64> {
+/// A saved prompt scored on a task's test split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TestScore {
+    /// The task's metric on the test split.
+    pub metric: f64,
+    /// Test examples scored.
+    pub examples: usize,
+}
+
+/// Scores a saved prompt on `task`'s test split (what `gradprompt eval` prints).
+pub fn score_on_test(model: &Model, task: &Task, art: &Artifact) -> Result<TestScore> {
     let (own, prompt) = art.prompt_for(model)?;
     let template = Template::parse(&art.manifest.template)
         .map_err(|e| anyhow::anyhow!("the prompt's template: {e}"))?;
     let test = crate::train::encode_split(task, &template, crate::task::Split::Test, model)?;
     let llm = own.as_ref().unwrap_or(&model.llm);
-    Ok(crate::train::eval::evaluate(llm, &prompt, task.spec.kind, &test, &model.tokenizer)?.metric)
+    let out = crate::train::eval::evaluate(llm, &prompt, task.spec.kind, &test, &model.tokenizer)?;
+    Ok(TestScore {
+        metric: out.metric,
+        examples: test.len(),
+    })
+}
+
+/// The test metric of a saved prompt on `task` (the workbench's export view shows it).
+pub fn evaluate_artifact(model: &Model, task: &Task, art: &Artifact) -> Result<f64> {
+    Ok(score_on_test(model, task, art)?.metric)
 }

@@ -30,14 +30,20 @@ use serde::{Deserialize, Serialize};
 
 pub use input::{Batch, Row};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum MethodKind {
+    #[value(name = "prompt-tuning")]
     PromptTuning,
+    #[value(name = "prefix-tuning")]
     PrefixTuning,
+    #[value(name = "p-tuning")]
     PTuning,
+    #[value(name = "autoprompt")]
     Autoprompt,
+    #[value(name = "fine-tuning")]
     FineTuning,
+    #[value(name = "zero-shot")]
     ZeroShot,
 }
 
@@ -123,12 +129,14 @@ pub enum SoftInit {
 }
 
 /// P-Tuning's prompt encoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Encoder {
     /// Bidirectional LSTM then a two-layer MLP, as in the paper.
+    #[value(name = "lstm")]
     Lstm,
     /// A two-layer MLP, as PEFT defaults.
+    #[value(name = "mlp")]
     Mlp,
 }
 

@@ -36,6 +36,9 @@ pub struct Model {
     pub fingerprint: String,
 }
 
+/// The model spec that names the built-in model: the default wherever a model is asked for.
+pub const BUILTIN: &str = "builtin";
+
 /// Where the built-in model lives, relative to the crate root.
 pub const BUILTIN_DIR: &str = "assets/models/builtin";
 
@@ -48,7 +51,7 @@ impl Model {
     pub fn load(spec: &str) -> Result<Self> {
         crate::runtime::keep_freed_memory();
         let device = Device::Cpu;
-        let path = if spec == "builtin" {
+        let path = if spec == BUILTIN {
             let dir = builtin_dir();
             if !dir.join("config.json").is_file() {
                 bail!(

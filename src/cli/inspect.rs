@@ -1,0 +1,41 @@
+//! `gradprompt inspect`: what a saved prompt reads as (`playground::inspect`).
+
+use anyhow::Result;
+use clap::Args;
+use gradprompt::artifact::Artifact;
+use gradprompt::model::{self, Model};
+use gradprompt::playground::{self, Learned};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct InspectArgs {
+    #[arg(long, default_value = model::BUILTIN)]
+    model: String,
+    /// A folder written by `train --out` (or exported from the workbench).
+    #[arg(long)]
+    prompt: PathBuf,
+    /// Nearest tokens to show per vector.
+    #[arg(long, default_value_t = playground::NEAREST_TOKENS)]
+    k: usize,
+}
+
+impl InspectArgs {
+    pub fn run(self) -> Result<()> {
+        let m = Model::load(&self.model)?;
+        let art = Artifact::load(&self.prompt)?;
+        match playground::inspect(&m, &art, self.k)? {
+            Learned::Soft(rows) => {
+                for (i, row) in rows.iter().enumerate() {
+                    let near: Vec<String> =
+                        row.iter().map(|(t, c)| format!("{t:?} {c:.3}")).collect();
+                    println!("[P{i}] {}", near.join("  "));
+                }
+            }
+            Learned::Triggers { tokens, text } => {
+                println!("trigger tokens: {tokens:?}\ntrigger text: {text:?}");
+            }
+            Learned::Opaque(why) => println!("{why}"),
+        }
+        Ok(())
+    }
+}
