@@ -97,7 +97,7 @@ impl Inspect {
             self.learned = Some((
                 focus.clone(),
                 Job::spawn("looking inside the prompt", move || {
-                    playground::inspect(&m2, &a2, 5)
+                    playground::inspect(&m2, &a2, playground::NEAREST_TOKENS)
                 }),
             ));
         }

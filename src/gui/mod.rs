@@ -60,7 +60,7 @@ pub struct Options {
 impl Options {
     pub fn new(runs_dir: PathBuf) -> Options {
         Options {
-            model: "builtin".into(),
+            model: crate::model::BUILTIN.into(),
             task: None,
             runs_dir,
             sample_tasks: Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_tasks"),

@@ -58,7 +58,7 @@ impl Setup {
                 action = Some(Action::OpenDialog(DialogTarget::ModelFolder));
             }
             if ui.button("Built-in").clicked() {
-                self.load_model(session, "builtin");
+                self.load_model(session, crate::model::BUILTIN);
             }
         });
         match &session.model {
