@@ -10,8 +10,7 @@ use crate::artifact::Artifact;
 use crate::methods::tensor_names::PROMPT_EMBEDDINGS;
 use crate::methods::{Encoder, MethodKind, SoftInit};
 use crate::task::{Segment, Template};
-use anyhow::{bail, Context, Result};
-use std::collections::HashMap;
+use anyhow::{bail, Result};
 use std::path::Path;
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
@@ -115,14 +114,15 @@ pub fn export(art: &Artifact, dir: &Path) -> Result<()> {
     for (k, v) in extra.as_object().expect("json object") {
         cfg[k] = v.clone();
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let cfg_path = dir.join(CONFIG_FILE);
-    std::fs::write(&cfg_path, serde_json::to_string_pretty(&cfg)?)
-        .with_context(|| format!("{}: cannot write", cfg_path.display()))?;
-    let mut tensors = HashMap::new();
-    tensors.insert(PROMPT_EMBEDDINGS.to_string(), t.contiguous()?);
-    let w = dir.join(WEIGHTS_FILE);
-    candle_core::safetensors::save(&tensors, &w)
-        .with_context(|| format!("{}: cannot write", w.display()))?;
-    Ok(())
+    let config = serde_json::to_string_pretty(&cfg)?;
+    let t = t.contiguous()?;
+    let weights = safetensors::serialize([(PROMPT_EMBEDDINGS, &t)], None)?;
+    // One folder swap: the config and the weights always belong together.
+    crate::atomic::write_folder(
+        dir,
+        &[
+            (CONFIG_FILE, config.as_bytes()),
+            (WEIGHTS_FILE, weights.as_slice()),
+        ],
+    )
 }
