@@ -47,6 +47,41 @@ pub struct Manifest {
     pub result: RunResult,
 }
 
+impl Manifest {
+    /// Refuses a prompt trained for another task: the task's name, kind and verbalizer must be
+    /// the ones it was trained with (a prompt scored on another task reported a metric the task
+    /// does not use, with exit 0). `allow_other` lets an experiment through on purpose.
+    pub fn check_task(&self, task: &Task, dir: &Path, allow_other: bool) -> Result<()> {
+        if allow_other {
+            return Ok(());
+        }
+        let why = if self.task_kind != task.spec.kind {
+            format!(
+                "it was trained on a {} task, {:?} is a {} task",
+                self.task_kind.name(),
+                task.spec.name,
+                task.spec.kind.name()
+            )
+        } else if self.task != task.spec.name {
+            format!(
+                "it was trained on task {:?}, not {:?}",
+                self.task, task.spec.name
+            )
+        } else if self.verbalizer != task.spec.verbalizer {
+            format!(
+                "task {:?}'s verbalizer is not the one it was trained with",
+                task.spec.name
+            )
+        } else {
+            return Ok(());
+        };
+        bail!(
+            "{}: {why}; pass --allow-other-task to use it anyway",
+            dir.display()
+        )
+    }
+}
+
 pub struct Artifact {
     pub manifest: Manifest,
     pub tensors: Vec<(String, Tensor)>,

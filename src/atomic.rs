@@ -112,6 +112,57 @@ fn builder(prefix: &str, _mode: u32) -> tempfile::Builder<'_, 'static> {
     b
 }
 
+/// Held while a process writes an output folder: an OS lock on a hidden file beside it, so two
+/// processes cannot write one folder. The OS releases it when the process ends, even by a kill,
+/// so a crash never leaves a stale lock behind.
+#[derive(Debug)]
+pub struct OutputLock {
+    _file: std::fs::File,
+}
+
+/// Claims `dir` as a fresh output folder before any work is done: refuses a file in the way, a
+/// folder that already holds anything (unless `overwrite`), a parent that cannot be written,
+/// and a folder another process is writing.
+pub fn claim_output(dir: &Path, overwrite: bool) -> Result<OutputLock> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            bail!(
+                "{} exists and is not a folder; choose another output path",
+                dir.display()
+            );
+        }
+        let held = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .count();
+        if held > 0 && !overwrite {
+            bail!(
+                "{} already holds {held} file(s); pass --overwrite to replace what gradprompt writes there, or choose another folder",
+                dir.display()
+            );
+        }
+    }
+    let parent = parent_of(dir);
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("{}: cannot create", parent.display()))?;
+    let lock_path = parent.join(format!(".{}.lock", file_name(dir)));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("{}: cannot write here", parent.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(OutputLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another gradprompt process is writing {}; wait for it or choose another folder",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("{}: cannot lock", lock_path.display()))
+        }
+    }
+}
+
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
@@ -227,6 +278,33 @@ mod tests {
             mode(&root.path().join("run.json")),
             mode(&plain_dir.join("a.json"))
         );
+    }
+
+    #[test]
+    fn an_output_folder_with_files_is_refused_unless_overwriting() {
+        use super::claim_output;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("out");
+        drop(claim_output(&dir, false).unwrap()); // absent: fine
+        fs::create_dir(&dir).unwrap();
+        drop(claim_output(&dir, false).unwrap()); // empty: fine
+        fs::write(dir.join("manifest.json"), "{}").unwrap();
+        let e = format!("{:#}", claim_output(&dir, false).unwrap_err());
+        assert!(e.contains("--overwrite") && e.contains("out"), "{e}");
+        drop(claim_output(&dir, true).unwrap());
+        assert_eq!(fs::read_to_string(dir.join("manifest.json")).unwrap(), "{}");
+    }
+
+    #[test]
+    fn a_second_writer_of_one_folder_is_refused_while_the_first_holds_it() {
+        use super::claim_output;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("out");
+        let first = claim_output(&dir, false).unwrap();
+        let e = format!("{:#}", claim_output(&dir, false).unwrap_err());
+        assert!(e.contains("another gradprompt process"), "{e}");
+        drop(first);
+        claim_output(&dir, false).unwrap();
     }
 
     #[test]

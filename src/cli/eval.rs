@@ -17,6 +17,9 @@ pub struct EvalArgs {
     /// A folder written by `train --out`.
     #[arg(long)]
     prompt: PathBuf,
+    /// Use a prompt trained for another task (name, kind or verbalizer differ).
+    #[arg(long)]
+    allow_other_task: bool,
     #[arg(long)]
     json: bool,
 }
@@ -25,6 +28,8 @@ impl EvalArgs {
     pub fn run(self) -> Result<()> {
         let art = Artifact::load(&self.prompt)?;
         let task = Task::load(&self.task)?;
+        art.manifest
+            .check_task(&task, &self.prompt, self.allow_other_task)?;
         let model = Model::load(&self.model)?;
         let score = playground::score_on_test(&model, &task, &art)?;
         let m = &art.manifest;

@@ -18,6 +18,9 @@ pub struct PlayArgs {
     task: PathBuf,
     #[arg(long)]
     prompt: PathBuf,
+    /// Use a prompt trained for another task (name, kind or verbalizer differ).
+    #[arg(long)]
+    allow_other_task: bool,
     /// `field=value`, once per input field of the task (e.g. `--input country=Peru`).
     #[arg(long = "input", value_name = "FIELD=VALUE")]
     inputs: Vec<String>,
@@ -28,6 +31,8 @@ impl PlayArgs {
         let m = Model::load(&self.model)?;
         let task = Task::load(&self.task)?;
         let art = Artifact::load(&self.prompt)?;
+        art.manifest
+            .check_task(&task, &self.prompt, self.allow_other_task)?;
         let mut fields = BTreeMap::new();
         for kv in &self.inputs {
             let Some((k, v)) = kv.split_once('=') else {

@@ -4,12 +4,13 @@ use anyhow::{bail, Result};
 use clap::Args;
 use gradprompt::methods::{Encoder, MethodKind, MethodSettings, SoftInit};
 use gradprompt::model::{self, Model};
-use gradprompt::run::{Event, RunSpec, TrainConfig};
+use gradprompt::run::{Command, Event, RunSpec, TrainConfig};
 use gradprompt::task::Task;
 use gradprompt::train::worker::Worker;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(Args)]
@@ -45,6 +46,9 @@ pub struct TrainArgs {
     /// Write the trained prompt (manifest.json + prompt.safetensors) here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Replace what an earlier run wrote into --out (refused otherwise).
+    #[arg(long)]
+    overwrite: bool,
     /// Print one JSON object with the result on stdout.
     #[arg(long)]
     json: bool,
@@ -127,9 +131,28 @@ impl TrainArgs {
 
     pub fn run(self) -> Result<()> {
         let spec = self.spec();
+        spec.config.check()?;
+        // Claimed before the slow loads, and held to the end: another process cannot write
+        // the same folder meanwhile.
+        let _lock = match &self.out {
+            Some(dir) => Some(gradprompt::atomic::claim_output(dir, self.overwrite)?),
+            None => None,
+        };
         let task = Arc::new(Task::load(&self.task)?);
         let model = Arc::new(Model::load(&self.model)?);
         let worker = Worker::spawn(model, task, spec);
+        // Ctrl-C and SIGTERM stop the run the way the workbench's Stop does: the best
+        // checkpoint so far is evaluated and saved, then the command exits non-zero.
+        let interrupted = Arc::new(AtomicBool::new(false));
+        {
+            let commands = worker.commands.clone();
+            let interrupted = interrupted.clone();
+            // Only one handler per process; a second `train` in one process is not a thing.
+            let _ = ctrlc::set_handler(move || {
+                interrupted.store(true, Ordering::SeqCst);
+                let _ = commands.send(Command::Stop);
+            });
+        }
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -176,6 +199,7 @@ impl TrainArgs {
         }
         bar.finish_and_clear();
         worker.join();
+        let stopped = interrupted.load(Ordering::SeqCst);
         match outcome {
             Some(Ok(r)) => {
                 if self.json {
@@ -189,6 +213,17 @@ impl TrainArgs {
                     if let Some(text) = &r.readable {
                         println!("learned prompt: {text:?}");
                     }
+                }
+                if stopped {
+                    let saved = match &self.out {
+                        Some(d) => format!(
+                            "the best checkpoint (step {}) and its result were saved to {}",
+                            r.best_step,
+                            d.display()
+                        ),
+                        None => "nothing was saved (no --out)".to_string(),
+                    };
+                    bail!("interrupted after {} steps; {saved}", r.steps);
                 }
                 Ok(())
             }
