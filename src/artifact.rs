@@ -176,7 +176,62 @@ impl Artifact {
             .map_err(|e| anyhow!("{}: not a valid safetensors file ({e})", st.display()))?;
         let mut tensors: Vec<(String, Tensor)> = map.into_iter().collect();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(Artifact { manifest, tensors })
+        let art = Artifact { manifest, tensors };
+        art.check_contents()
+            .with_context(|| format!("{}", dir.display()))?;
+        Ok(art)
+    }
+
+    /// The tensors must be the ones the manifest describes: as many soft vectors or trigger
+    /// ids as its template has slots, as many prefix positions as its settings say, and no
+    /// NaN or infinite values (a folder mixing two saves, or a diverged prompt, evaluated with
+    /// exit 0 before this check).
+    fn check_contents(&self) -> Result<()> {
+        let m = &self.manifest;
+        let template =
+            Template::parse(&m.template).map_err(|e| anyhow!("{MANIFEST_FILE}: template: {e}"))?;
+        let rows = |name: &str| -> Result<usize> {
+            Ok(self.tensor(name)?.dims().first().copied().unwrap_or(0))
+        };
+        let (name, found, expected, what) = match m.method {
+            MethodKind::PromptTuning | MethodKind::PTuning => (
+                PROMPT_EMBEDDINGS,
+                rows(PROMPT_EMBEDDINGS)?,
+                template.soft_count(),
+                "soft slots in its template",
+            ),
+            MethodKind::PrefixTuning => (
+                PROMPT_EMBEDDINGS,
+                rows(PROMPT_EMBEDDINGS)?,
+                m.settings.prefix_len,
+                "prefix positions in its settings",
+            ),
+            MethodKind::Autoprompt => (
+                TRIGGER_IDS,
+                rows(TRIGGER_IDS)?,
+                template.trigger_count(),
+                "trigger slots in its template",
+            ),
+            // Fine-tuning's weights are checked against the model when loaded; zero-shot has none.
+            MethodKind::FineTuning | MethodKind::ZeroShot => return Ok(()),
+        };
+        if found != expected {
+            bail!(
+                "{TENSORS_FILE}: tensor \"{name}\" has {found} rows but {MANIFEST_FILE} has {expected} {what}; the two files do not belong together"
+            );
+        }
+        for (n, t) in &self.tensors {
+            if t.dtype().is_float() {
+                let values = t
+                    .to_dtype(candle_core::DType::F32)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                if values.iter().any(|v| !v.is_finite()) {
+                    bail!("{TENSORS_FILE}: tensor \"{n}\" holds NaN or infinite values");
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn tensor(&self, name: &str) -> Result<&Tensor> {

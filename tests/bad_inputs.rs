@@ -103,3 +103,72 @@ fn numbers_out_of_range_are_refused_before_training_naming_the_flag() {
         assert!(!stepped, "{flag}: trained before refusing");
     }
 }
+
+/// Trains `method` for a step on the tiny model and saves it to `out`.
+fn saved(method: MethodKind, out: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let task_dir = dir.path().join("task");
+    write_synthetic_task(&task_dir);
+    let task = Task::load(&task_dir).unwrap();
+    let model = tiny_model(&dir.path().join("m"), 3);
+    let mut s = spec(method, Some(out));
+    s.config.steps = 1;
+    let (ev_tx, _ev_rx) = crossbeam_channel::unbounded();
+    let (_cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    gradprompt::train::train(&model, &task, &s, &ev_tx, &cmd_rx).unwrap();
+}
+
+#[test]
+fn every_saved_prompt_passes_the_manifest_against_tensors_check() {
+    for method in [
+        MethodKind::PromptTuning,
+        MethodKind::PrefixTuning,
+        MethodKind::PTuning,
+        MethodKind::Autoprompt,
+        MethodKind::FineTuning,
+        MethodKind::ZeroShot,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        saved(method, &dir.path().join("p"));
+        gradprompt::artifact::Artifact::load(&dir.path().join("p"))
+            .unwrap_or_else(|e| panic!("{method:?}: {e:#}"));
+    }
+}
+
+#[test]
+fn a_manifest_whose_slots_disagree_with_its_tensors_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p");
+    saved(MethodKind::PromptTuning, &out);
+    let path = out.join("manifest.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // Three soft slots where three were trained: fine. One fewer: refused.
+    let template = json["template"].as_str().unwrap().to_string();
+    assert!(template.starts_with("[P*3]"), "{template}");
+    json["template"] = template.replacen("[P*3]", "[P*2]", 1).into();
+    std::fs::write(&path, json.to_string()).unwrap();
+    let e = format!(
+        "{:#}",
+        gradprompt::artifact::Artifact::load(&out).err().unwrap()
+    );
+    assert!(e.contains("3 rows") && e.contains("2 soft slots"), "{e}");
+}
+
+#[test]
+fn a_prompt_with_nan_values_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p");
+    saved(MethodKind::PromptTuning, &out);
+    let st = out.join("prompt.safetensors");
+    let mut map = candle_core::safetensors::load(&st, &candle_core::Device::Cpu).unwrap();
+    let t = map.get("prompt_embeddings").unwrap();
+    let nan = (t * f64::NAN).unwrap();
+    map.insert("prompt_embeddings".into(), nan);
+    candle_core::safetensors::save(&map, &st).unwrap();
+    let e = format!(
+        "{:#}",
+        gradprompt::artifact::Artifact::load(&out).err().unwrap()
+    );
+    assert!(e.contains("NaN") && e.contains("prompt_embeddings"), "{e}");
+}
