@@ -9,7 +9,7 @@ use crate::run::{Event, RunResult, RunSpec};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const RECORD_FILE: &str = "run.json";
 pub const PROMPT_DIR: &str = "prompt";
@@ -165,8 +165,6 @@ impl RunRecord {
 pub struct RunStore {
     dir: PathBuf,
     pub runs: Vec<RunRecord>,
-    /// Step events are frequent; their saves are spaced out (every other event saves at once).
-    last_save: Vec<Option<Instant>>,
     /// Records that could not be read, with the reason (shown to the user, never fatal).
     pub unreadable: Vec<String>,
     /// Every folder name seen when the store was opened, and every id made since: a new id
@@ -174,8 +172,6 @@ pub struct RunStore {
     taken: std::collections::HashSet<String>,
     counter: u32,
 }
-
-const STEP_SAVE_INTERVAL: Duration = Duration::from_millis(1000);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -266,7 +262,6 @@ impl RunStore {
         runs.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
         let mut store = RunStore {
             dir: dir.to_path_buf(),
-            last_save: vec![None; runs.len()],
             runs,
             unreadable,
             taken,
@@ -321,7 +316,6 @@ impl RunStore {
     pub fn push(&mut self, record: RunRecord) -> usize {
         self.taken.insert(record.id.clone());
         self.runs.push(record);
-        self.last_save.push(None);
         self.runs.len() - 1
     }
 
@@ -336,32 +330,7 @@ impl RunStore {
     /// Writes one record (to a temporary file first, so a crash mid-write keeps the old one).
     pub fn save(&mut self, i: usize) -> Result<()> {
         write_record(&self.dir, &self.runs[i])?;
-        self.last_save[i] = Some(Instant::now());
         Ok(())
-    }
-
-    /// Applies an event to record `i` and writes it (step events at most once a second).
-    pub fn apply(&mut self, i: usize, event: &Event) -> Result<()> {
-        self.runs[i].apply(event);
-        let due = match event {
-            Event::Step { .. } => {
-                self.last_save[i].is_none_or(|t| t.elapsed() >= STEP_SAVE_INTERVAL)
-            }
-            _ => true,
-        };
-        if due {
-            self.save(i)?;
-        }
-        Ok(())
-    }
-
-    /// Sets a record's status (and error) and writes it.
-    pub fn set_status(&mut self, i: usize, status: RunStatus, error: Option<String>) -> Result<()> {
-        self.runs[i].status = status;
-        if error.is_some() {
-            self.runs[i].error = error;
-        }
-        self.save(i)
     }
 
     /// Removes a run and its folder.
@@ -380,7 +349,6 @@ impl RunStore {
             return Ok(false);
         };
         self.runs.remove(i);
-        self.last_save.remove(i);
         Ok(true)
     }
 

@@ -263,13 +263,12 @@ fn comparison_always_shows_the_baselines() {
                     spec,
                 ))
                 .unwrap();
-            app.session
-                .store
-                .apply(
-                    i,
-                    &Event::Finished(Box::new(result(m.id(), test, trainable, bytes))),
-                )
-                .unwrap();
+            app.session.store.runs[i].apply(&Event::Finished(Box::new(result(
+                m.id(),
+                test,
+                trainable,
+                bytes,
+            ))));
             ids.push(id);
         }
         // Only the prompt-tuning run is selected; the baselines come along.
