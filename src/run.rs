@@ -111,6 +111,20 @@ pub struct RunSpec {
     pub out: Option<PathBuf>,
 }
 
+impl RunSpec {
+    /// Refuses a run that cannot train as asked: the config's ranges, and at least one step
+    /// for every method that trains.
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.config.check()?;
+        if self.config.steps == 0 && self.method != MethodKind::ZeroShot {
+            anyhow::bail!(
+                "--steps must be at least 1 (zero-shot is the method that trains nothing)"
+            );
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Event {
     Started {

@@ -15,6 +15,7 @@ mod info;
 mod inspect;
 mod play;
 mod pretrain;
+mod prompt_on_task;
 mod train;
 mod workbench;
 

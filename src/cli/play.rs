@@ -1,26 +1,16 @@
 //! `gradprompt play`: one input answered with a saved prompt and without it
 //! (`playground::compare`).
 
+use super::prompt_on_task::PromptOnTask;
 use anyhow::{bail, Result};
 use clap::Args;
-use gradprompt::artifact::Artifact;
-use gradprompt::model::{self, Model};
 use gradprompt::playground::{self, Answer};
-use gradprompt::task::Task;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct PlayArgs {
-    #[arg(long, default_value = model::BUILTIN)]
-    model: String,
-    #[arg(long)]
-    task: PathBuf,
-    #[arg(long)]
-    prompt: PathBuf,
-    /// Use a prompt trained for another task (name, kind or verbalizer differ).
-    #[arg(long)]
-    allow_other_task: bool,
+    #[command(flatten)]
+    on: PromptOnTask,
     /// `field=value`, once per input field of the task (e.g. `--input country=Peru`).
     #[arg(long = "input", value_name = "FIELD=VALUE")]
     inputs: Vec<String>,
@@ -28,11 +18,7 @@ pub struct PlayArgs {
 
 impl PlayArgs {
     pub fn run(self) -> Result<()> {
-        let m = Model::load(&self.model)?;
-        let task = Task::load(&self.task)?;
-        let art = Artifact::load(&self.prompt)?;
-        art.manifest
-            .check_task(&task, &self.prompt, self.allow_other_task)?;
+        let (art, task, m) = self.on.load()?;
         let mut fields = BTreeMap::new();
         for kv in &self.inputs {
             let Some((k, v)) = kv.split_once('=') else {

@@ -131,7 +131,7 @@ impl TrainArgs {
 
     pub fn run(self) -> Result<()> {
         let spec = self.spec();
-        spec.config.check()?;
+        spec.check()?;
         // Claimed before the slow loads, and held to the end: another process cannot write
         // the same folder meanwhile.
         let _lock = match &self.out {

@@ -26,10 +26,7 @@ pub struct Prepared {
 
 pub fn prepare(model: &Model, task: &Task, spec: &RunSpec) -> Result<Prepared> {
     let cfg = &spec.config;
-    cfg.check()?;
-    if cfg.steps == 0 && spec.method != methods::MethodKind::ZeroShot {
-        bail!("--steps must be at least 1 (zero-shot is the method that trains nothing)");
-    }
+    spec.check()?;
     let template = resolve_template(task, spec)?;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let labels: Vec<String> = task
