@@ -215,6 +215,7 @@ fn rows(lead: &[Piece], text: &[Vec<u32>]) -> Vec<Row> {
             Row {
                 pieces,
                 answer: answer.to_vec(),
+                prompt: 0,
             }
         })
         .collect()

@@ -15,5 +15,6 @@ pub mod pretrain;
 pub mod run;
 pub mod runs;
 pub mod runtime;
+pub mod serve;
 pub mod task;
 pub mod train;

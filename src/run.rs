@@ -125,6 +125,91 @@ impl RunSpec {
     }
 }
 
+/// How a multi-task run fills its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mix {
+    /// Each task in proportion to its train split: every example once per epoch of all tasks.
+    #[value(name = "proportional")]
+    Proportional,
+    /// Each row's task drawn uniformly, whatever the split sizes.
+    #[value(name = "uniform")]
+    Uniform,
+}
+
+/// Every task's prompt trained in one run (`train::multi_task`): the run's method, settings,
+/// config and output folder (one prompt folder per task inside it), how batches mix the tasks,
+/// and the shared part.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MultiTaskSpec {
+    pub run: RunSpec,
+    pub mix: Mix,
+    /// Soft vectors (or prefix positions) every task uses in front of its own (0: none).
+    pub shared_tokens: usize,
+}
+
+/// The largest shared part: like a prompt's own size, bounded so a typo is an error, not an
+/// allocation the machine cannot make.
+pub const MAX_SHARED_TOKENS: usize = 1024;
+
+impl MultiTaskSpec {
+    pub fn check(&self, tasks: usize) -> anyhow::Result<()> {
+        self.run.check()?;
+        crate::methods::task_prompts::check_multi_task(self.run.method)?;
+        if tasks < 2 {
+            anyhow::bail!("a multi-task run needs at least two --task folders, got {tasks}");
+        }
+        if self.shared_tokens > MAX_SHARED_TOKENS {
+            anyhow::bail!(
+                "--shared-tokens must be at most {MAX_SHARED_TOKENS}, got {}",
+                self.shared_tokens
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One task's scores in a multi-task run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskScore {
+    pub task: String,
+    pub metric: Metric,
+    /// Dev and test at the run's best checkpoint (the best mean dev score over tasks).
+    pub dev_metric: f64,
+    pub test_metric: f64,
+    /// This task's own best dev score during the run, and the step it came at.
+    pub best_dev_metric: f64,
+    pub best_dev_step: usize,
+    pub template: String,
+    pub artifact_bytes: usize,
+    /// The task's prompt folder (`<out>/<task>`), when the run has an output folder.
+    pub artifact: Option<String>,
+}
+
+/// What a multi-task run returns: the aggregate (means over tasks) and each task's scores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MultiTaskResult {
+    pub method: String,
+    pub model: String,
+    pub mix: Mix,
+    pub shared_tokens: usize,
+    pub steps: usize,
+    pub train_loss_first: Option<f32>,
+    pub train_loss_last: Option<f32>,
+    /// The mean over tasks of each task's own metric.
+    pub dev_metric: f64,
+    pub test_metric: f64,
+    pub best_step: usize,
+    /// All tasks' prompts and the shared part.
+    pub trainable_params: usize,
+    pub model_params: usize,
+    /// Bytes of all tasks' prompts together.
+    pub artifact_bytes: usize,
+    pub wall_seconds: f64,
+    pub stopped_early: bool,
+    pub tasks: Vec<TaskScore>,
+}
+
 #[derive(Debug, Clone)]
 pub enum Event {
     Started {
@@ -144,9 +229,18 @@ pub enum Event {
         dev_metric: f64,
         best: bool,
     },
+    /// One task's dev score in a multi-task run (sent before the run's `Eval`, which carries
+    /// the mean over tasks).
+    TaskEval {
+        step: usize,
+        task: String,
+        dev_metric: f64,
+    },
     Paused,
     Resumed,
     Finished(Box<RunResult>),
+    /// A multi-task run's end (instead of `Finished`).
+    FinishedTasks(Box<MultiTaskResult>),
     Failed(String),
 }
 

@@ -157,6 +157,8 @@ impl RunRecord {
                 self.status = RunStatus::Failed;
                 self.error = Some(e.clone());
             }
+            // The workbench does not start multi-task runs (yet): these never reach a record.
+            Event::TaskEval { .. } | Event::FinishedTasks(_) => {}
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The library's top-level modules, lowest first. A module may use only modules before it.
-const LAYERS: [&str; 15] = [
+const LAYERS: [&str; 16] = [
     "atomic",
     "runtime",
     "task",
@@ -17,6 +17,7 @@ const LAYERS: [&str; 15] = [
     "train",
     "runs",
     "playground",
+    "serve",
     "peft",
     "bench",
     "gui",

@@ -245,12 +245,11 @@ fn a_prefix_of_real_keys_and_values_is_the_text_it_came_from() {
         .iter()
         .map(|(k, v)| (Var::from_tensor(k).unwrap(), Var::from_tensor(v).unwrap()))
         .collect();
-    let prefix = KvPrefix {
-        layers: vars
-            .iter()
+    let prefix = KvPrefix::new(
+        vars.iter()
             .map(|(k, v)| (k.as_tensor().clone(), v.as_tensor().clone()))
             .collect(),
-    };
+    );
     let out = llm
         .forward(&ForwardInput {
             embeds: &text_emb,
@@ -331,12 +330,12 @@ fn block_op_gradients_equal_the_composed_ops_gradients() {
             (Var::from_tensor(&k).unwrap(), Var::from_tensor(&v).unwrap())
         })
         .collect();
-    let prefix = gradprompt::model::KvPrefix {
-        layers: prefix_vars
+    let prefix = gradprompt::model::KvPrefix::new(
+        prefix_vars
             .iter()
             .map(|(k, v)| (k.as_tensor().clone(), v.as_tensor().clone()))
             .collect(),
-    };
+    );
     for with_prefix in [false, true] {
         let run = |llm: &gradprompt::model::Llm| {
             let out = llm

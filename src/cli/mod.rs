@@ -14,6 +14,7 @@ mod generate;
 mod info;
 mod inspect;
 mod play;
+mod predict;
 mod pretrain;
 mod prompt_on_task;
 mod train;
@@ -42,7 +43,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Greedy-decode a continuation of a prompt.
     Generate(generate::GenerateArgs),
-    /// Train a method on a task and evaluate it on the test split.
+    /// Train a method on a task (or one prompt per task, in mixed batches) and evaluate it on
+    /// the test split.
     Train(train::TrainArgs),
     /// Evaluate a saved prompt on a task's test split.
     Eval(eval::EvalArgs),
@@ -55,6 +57,9 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Answer one input with a saved prompt and without it (the task's own template).
     Play(play::PlayArgs),
+    /// Answer input rows of many tasks with their saved prompts over one frozen model, rows of
+    /// different tasks sharing batches (JSON Lines in, JSON Lines out).
+    Predict(predict::PredictArgs),
     /// Build the built-in model from nothing: generated corpus, BPE tokenizer, small Llama.
     Pretrain(pretrain::PretrainArgs),
 }
@@ -74,6 +79,7 @@ pub fn run() -> Result<()> {
         Command::Bench(args) => args.run(),
         Command::Inspect(args) => args.run(),
         Command::Play(args) => args.run(),
+        Command::Predict(args) => args.run(),
         Command::Pretrain(args) => args.run(),
     }
 }

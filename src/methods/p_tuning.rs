@@ -158,4 +158,8 @@ impl Method for PTuning {
     fn vars(&self) -> &[Var] {
         self.opt.vars()
     }
+
+    fn optimizer(&mut self) -> Option<&mut AdamW> {
+        Some(&mut self.opt)
+    }
 }

@@ -159,7 +159,7 @@ pub fn kv_from_flat(llm: &Llm, flat: &Tensor) -> Result<KvPrefix> {
         let v = t.get(i)?.get(1)?.unsqueeze(0)?.contiguous()?;
         layers.push((k, v));
     }
-    Ok(KvPrefix { layers })
+    Ok(KvPrefix::new(layers))
 }
 
 impl Method for PrefixTuning {
@@ -186,5 +186,9 @@ impl Method for PrefixTuning {
 
     fn vars(&self) -> &[Var] {
         self.opt.vars()
+    }
+
+    fn optimizer(&mut self) -> Option<&mut AdamW> {
+        Some(&mut self.opt)
     }
 }

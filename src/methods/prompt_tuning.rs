@@ -104,4 +104,8 @@ impl Method for PromptTuning {
     fn vars(&self) -> &[Var] {
         self.opt.vars()
     }
+
+    fn optimizer(&mut self) -> Option<&mut AdamW> {
+        Some(&mut self.opt)
+    }
 }

@@ -3,7 +3,7 @@
 //! key/value-cached path (`cached_score.rs`) that evaluation and AutoPrompt's candidate search
 //! use must equal it.
 
-use super::input::{embed_rows, Row};
+use super::input::{embed_mixed, mixed_prefix, Row};
 use super::Prompt;
 use crate::model::{ForwardInput, Llm, LogitRows};
 use anyhow::{bail, Result};
@@ -20,7 +20,14 @@ pub struct Scored {
 
 /// Scores each row's answer tokens under the model with the prompt.
 pub fn score(llm: &Llm, prompt: &Prompt, rows: &[Row]) -> Result<Scored> {
-    let (embeds, mask, _) = embed_rows(llm, prompt, rows)?;
+    score_mixed(llm, std::slice::from_ref(prompt), rows)
+}
+
+/// [`score`] for a batch whose rows use different prompts (`Row::prompt`): one forward, each
+/// row with its own soft vectors, triggers and key/value prefix.
+pub fn score_mixed(llm: &Llm, prompts: &[Prompt], rows: &[Row]) -> Result<Scored> {
+    let (embeds, mask, _) = embed_mixed(llm, prompts, rows)?;
+    let prefix = mixed_prefix(prompts, rows)?;
     let t = embeds.dim(1)?;
     let mut positions = Vec::new();
     let mut targets = Vec::new();
@@ -40,7 +47,7 @@ pub fn score(llm: &Llm, prompt: &Prompt, rows: &[Row]) -> Result<Scored> {
     let out = llm.forward(&ForwardInput {
         embeds: &embeds,
         attention_mask: Some(&mask),
-        prefix: prompt.prefix.as_ref(),
+        prefix: prefix.as_ref(),
         logits: LogitRows::Rows(positions),
         keep_kv: false,
     })?;

@@ -3,10 +3,10 @@
 
 use super::input::Batch;
 use super::optim::AdamW;
-use super::score::score;
+use super::score::score_mixed;
 use super::Prompt;
 use crate::model::Llm;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::{Tensor, Var};
 
 /// Mean answer-token loss of a batch and the gradients of `vars` (in order), accumulated over
@@ -20,34 +20,51 @@ pub fn loss_and_grads(
     batch: &Batch,
     vars: &[Var],
 ) -> Result<(f32, Vec<Tensor>)> {
+    let prompts_fn = || Ok(vec![prompt_fn()?]);
+    let (loss, grads) = loss_and_grads_mixed(llm, &prompts_fn, batch, vars)?;
+    let grads = grads
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| {
+            g.with_context(|| format!("internal error: trainable tensor {i} received no gradient"))
+        })
+        .collect::<Result<_>>()?;
+    Ok((loss, grads))
+}
+
+/// [`loss_and_grads`] for a batch whose rows use different prompts (`Row::prompt` indexes the
+/// prompts `prompts_fn` builds): one forward and backward per micro-batch for all of them. A
+/// variable that no row's prompt reaches gets `None` (a task absent from the batch: its
+/// optimiser must skip the step, as PyTorch skips a parameter without a gradient).
+pub fn loss_and_grads_mixed(
+    llm: &Llm,
+    prompts_fn: &dyn Fn() -> Result<Vec<Prompt>>,
+    batch: &Batch,
+    vars: &[Var],
+) -> Result<(f32, Vec<Option<Tensor>>)> {
     let total: usize = batch.rows.iter().map(|r| r.answer.len()).sum();
     let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
     let mut loss = 0f32;
     for chunk in batch.rows.chunks(batch.micro_batch.max(1)) {
         // The prompt is rebuilt per micro-batch: a reparameterised prompt (prefix MLP, P-Tuning
         // encoder) must be in each micro-batch's graph.
-        let prompt = prompt_fn()?;
-        let s = score(llm, &prompt, chunk)?;
+        let prompts = prompts_fn()?;
+        let s = score_mixed(llm, &prompts, chunk)?;
         let l = (s.nll_sum / total as f64)?;
         loss += l.to_scalar::<f32>()?;
         let store = l.backward()?;
         for (i, v) in vars.iter().enumerate() {
-            let Some(g) = store.get(v.as_tensor()) else {
-                bail!("internal error: trainable tensor {i} received no gradient");
-            };
-            grads[i] = Some(match grads[i].take() {
-                Some(acc) => (acc + g)?,
-                None => g.clone(),
-            });
+            if let Some(g) = store.get(v.as_tensor()) {
+                grads[i] = Some(match grads[i].take() {
+                    Some(acc) => (acc + g)?,
+                    None => g.clone(),
+                });
+            }
         }
     }
     if !loss.is_finite() {
         bail!("the loss is {loss} (not finite): lower the learning rate");
     }
-    let grads = grads
-        .into_iter()
-        .map(|g| g.expect("a batch has at least one row"))
-        .collect();
     Ok((loss, grads))
 }
 

@@ -6,7 +6,7 @@
 
 use super::config::Config;
 use super::linear::Linear;
-use super::rope::Rope;
+use super::rope::{Rope, Start};
 use super::weights::{join, nest, WeightMap};
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
@@ -59,7 +59,7 @@ impl Attention {
     }
 
     /// The attention's output (after `o_proj`, before the residual) for the normed input `hn`
-    /// `[b, t, d]` at positions `offset..offset + t`, and the keys (after RoPE) and values it
+    /// `[b, t, d]`, each row's text at positions from its `start`, and the keys (after RoPE) and values it
     /// attended to, prefix included.
     pub fn forward(
         &self,
@@ -67,7 +67,7 @@ impl Attention {
         rope: &Rope,
         mask: &Tensor,
         prefix: Option<&(Tensor, Tensor)>,
-        offset: usize,
+        start: &Start,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (b, t, _) = hn.dims3()?;
         let (h, kvh, hd) = (self.heads, self.kv_heads, self.head_dim);
@@ -88,8 +88,8 @@ impl Attention {
             .forward(hn)?
             .reshape((b, t, kvh, hd))?
             .transpose(1, 2)?;
-        let q = rope.apply(&q, offset)?;
-        let k = rope.apply(&k, offset)?;
+        let q = rope.apply(&q, start)?;
+        let k = rope.apply(&k, start)?;
         let v = v.contiguous()?;
         let (k, v) = prepend_prefix(k, v, prefix.map(|(pk, pv)| (pk, pv)))?;
         let s = k.dim(2)?;
@@ -134,14 +134,16 @@ pub(super) fn prepend_prefix(
     ))
 }
 
-/// Additive attention bias `[b or 1, 1, t, n + t]`: causal over the text, prefix always
-/// visible, padding keys hidden. A large finite negative instead of -inf keeps a row whose
-/// keys are all padding finite (it can only be a padding row, whose output is never read).
+/// Additive attention bias `[b or 1, 1, t, n + t]`: causal over the text, the prefix visible
+/// (for rows with their own prefix lengths, `prefix_lens`, only that row's first positions),
+/// padding keys hidden. A large finite negative instead of -inf keeps a row whose keys are all
+/// padding finite (it can only be a padding row, whose output is never read).
 pub(super) fn attention_bias(
     b: usize,
     t: usize,
     n: usize,
     pad: Option<&Tensor>,
+    prefix_lens: Option<&[usize]>,
     device: &Device,
 ) -> Result<Tensor> {
     const NEG: f32 = -1e9;
@@ -156,9 +158,23 @@ pub(super) fn attention_bias(
         }
         None => None,
     };
-    let rows = if valid.is_some() { b } else { 1 };
+    if let Some(lens) = prefix_lens {
+        if lens.len() != b || lens.iter().any(|&l| l > n) {
+            bail!("prefix lengths {lens:?} do not fit a batch of {b} rows with a prefix of {n}");
+        }
+    }
+    let rows = if valid.is_some() || prefix_lens.is_some() {
+        b
+    } else {
+        1
+    };
     let mut bias = vec![0f32; rows * t * s];
     for r in 0..rows {
+        if let Some(lens) = prefix_lens {
+            for i in 0..t {
+                bias[(r * t + i) * s + lens[r]..(r * t + i) * s + n].fill(NEG);
+            }
+        }
         for i in 0..t {
             for j in 0..t {
                 let hidden = j > i || valid.as_ref().is_some_and(|v| v[r][j] < 0.5);

@@ -6,7 +6,7 @@ use super::attention::Attention;
 use super::config::Config;
 use super::mlp::Mlp;
 use super::rms_norm::RmsNorm;
-use super::rope::Rope;
+use super::rope::{Rope, Start};
 use super::weights::{join, nest, WeightMap};
 use anyhow::Result;
 use candle_core::Tensor;
@@ -47,18 +47,18 @@ impl Block {
         out
     }
 
-    /// `x` `[b, t, d]` at positions `offset..offset + t` through the block; also returns the keys
-    /// (after RoPE) and values the attention used, prefix included.
+    /// `x` `[b, t, d]` through the block, each row's text at positions from its `start`; also
+    /// returns the keys (after RoPE) and values the attention used, prefix included.
     pub fn forward(
         &self,
         x: &Tensor,
         rope: &Rope,
         mask: &Tensor,
         prefix: Option<&(Tensor, Tensor)>,
-        offset: usize,
+        start: &Start,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let hn = self.input_norm.forward(x)?;
-        let (attn, kv) = self.attn.forward(&hn, rope, mask, prefix, offset)?;
+        let (attn, kv) = self.attn.forward(&hn, rope, mask, prefix, start)?;
         let x = (x + attn)?;
         let hn = self.post_norm.forward(&x)?;
         let x = (&x + self.mlp.forward(&hn)?)?;

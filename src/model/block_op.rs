@@ -17,7 +17,7 @@
 
 use super::attention::prepend_prefix;
 use super::block::Block;
-use super::rope::Rope;
+use super::rope::{Rope, Start};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -28,8 +28,10 @@ pub(super) struct BlockOp {
     rope: Rope,
     /// Additive attention bias `[b or 1, 1, t, n + t]`.
     mask: Tensor,
-    /// Prefix length: the text's positions start there.
-    offset: usize,
+    /// Prefix slots in front of the text's keys (padded to the longest row's prefix).
+    prefix_len: usize,
+    /// Where each row's text positions start (its own prefix length).
+    start: Start,
     /// Filled by the forward, taken (and so freed) by the backward.
     saved: Mutex<Option<Saved>>,
 }
@@ -67,12 +69,13 @@ fn into_storage(t: &Tensor) -> Result<(CpuStorage, Shape)> {
 }
 
 impl BlockOp {
-    pub fn new(block: &Block, rope: &Rope, mask: &Tensor, offset: usize) -> Self {
+    pub fn new(block: &Block, rope: &Rope, mask: &Tensor, prefix_len: usize, start: Start) -> Self {
         Self {
             block: block.clone(),
             rope: rope.clone(),
             mask: mask.clone(),
-            offset,
+            prefix_len,
+            start,
             saved: Default::default(),
         }
     }
@@ -90,8 +93,8 @@ impl BlockOp {
         let q = split(a.q_proj.forward(&hn)?, h)?;
         let k = split(a.k_proj.forward(&hn)?, kvh)?;
         let v = split(a.v_proj.forward(&hn)?, kvh)?;
-        let q = self.rope.apply(&q, self.offset)?;
-        let k = self.rope.apply(&k, self.offset)?;
+        let q = self.rope.apply(&q, &self.start)?;
+        let k = self.rope.apply(&k, &self.start)?;
         let (k, v) = prepend_prefix(k, v, prefix)?;
         let s = k.dim(2)?;
         let q = q.reshape((b, kvh, rep * t, hd))?;
@@ -135,7 +138,7 @@ impl BlockOp {
         let (b, t, d) = dy.dims3()?;
         let (h, kvh, hd) = (a.heads, a.kv_heads, a.head_dim);
         let rep = h / kvh;
-        let n = self.offset;
+        let n = self.prefix_len;
         let rows = b * t;
         let dy = dy.reshape((rows, d))?.contiguous()?;
 
@@ -173,10 +176,10 @@ impl BlockOp {
         }
         let dq = self
             .rope
-            .apply_inverse(&dq.reshape((b, h, t, hd))?, self.offset)?;
+            .apply_inverse(&dq.reshape((b, h, t, hd))?, &self.start)?;
         let dk = self
             .rope
-            .apply_inverse(&dk.narrow(2, n, t)?.contiguous()?, self.offset)?;
+            .apply_inverse(&dk.narrow(2, n, t)?.contiguous()?, &self.start)?;
         let dv = dv.narrow(2, n, t)?;
         let merge = |g: Tensor, heads: usize| -> Result<Tensor> {
             g.transpose(1, 2)?.contiguous()?.reshape((rows, heads * hd))

@@ -16,7 +16,7 @@ use super::block_op::{self, BlockOp};
 use super::config::Config;
 use super::linear::Linear;
 use super::rms_norm::RmsNorm;
-use super::rope::Rope;
+use super::rope::{Rope, Start};
 use super::weights::{join, nest, WeightMap};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Module, Tensor, Var};
@@ -28,9 +28,22 @@ use std::collections::HashMap;
 #[derive(Debug, Clone)]
 pub struct KvPrefix {
     pub layers: Vec<(Tensor, Tensor)>,
+    /// Rows that each carry their own prefix (a batch mixing tasks): each row's real length,
+    /// its prefix padded at the end to `n`. The padding is masked and each row's text is
+    /// numbered from its own length, so a row scores as it would alone. None: every row's
+    /// prefix is all `n` positions.
+    pub row_lens: Option<Vec<usize>>,
 }
 
 impl KvPrefix {
+    /// A prefix every row uses in full.
+    pub fn new(layers: Vec<(Tensor, Tensor)>) -> KvPrefix {
+        KvPrefix {
+            layers,
+            row_lens: None,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.layers
             .first()
@@ -247,6 +260,11 @@ impl Llm {
             );
         }
         let n = input.prefix.map(|p| p.len()).unwrap_or(0);
+        let row_lens = input.prefix.and_then(|p| p.row_lens.as_deref());
+        let start = match row_lens {
+            Some(lens) => Start::per_row(lens.to_vec()),
+            None => Start::Batch(n),
+        };
         if let Some(p) = input.prefix {
             if p.layers.len() != self.blocks.len() {
                 bail!(
@@ -256,14 +274,14 @@ impl Llm {
                 );
             }
         }
-        if n + t > self.cfg.max_position_embeddings {
+        if start.max() + t > self.cfg.max_position_embeddings {
             bail!(
                 "{} positions exceed the model's context of {}",
-                n + t,
+                start.max() + t,
                 self.cfg.max_position_embeddings
             );
         }
-        let mask = attention_bias(b, t, n, input.attention_mask, &self.device)?;
+        let mask = attention_bias(b, t, n, input.attention_mask, row_lens, &self.device)?;
         let mut x = input.embeds.clone();
         let mut kept = Vec::new();
         for (i, block) in self.blocks.iter().enumerate() {
@@ -271,11 +289,11 @@ impl Llm {
             // A frozen block on a path that trains runs as one op with its own backward.
             let trains = x.track_op() || prefix.is_some_and(|(k, v)| k.track_op() || v.track_op());
             if trains && !input.keep_kv && !self.composed_backward && !self.is_trainable() {
-                let op = BlockOp::new(block, &self.rope, &mask, n);
+                let op = BlockOp::new(block, &self.rope, &mask, n, start.clone());
                 x = block_op::apply(op, &x, prefix)?;
                 continue;
             }
-            let (y, kv) = block.forward(&x, &self.rope, &mask, prefix, n)?;
+            let (y, kv) = block.forward(&x, &self.rope, &mask, prefix, &start)?;
             x = y;
             if input.keep_kv {
                 kept.push(kv);
@@ -298,7 +316,10 @@ impl Llm {
         let logits = self.lm_head.forward(&self.norm.forward(&rows)?)?;
         Ok(ForwardOutput {
             logits,
-            kv: input.keep_kv.then_some(KvPrefix { layers: kept }),
+            kv: input.keep_kv.then_some(KvPrefix {
+                layers: kept,
+                row_lens: row_lens.map(<[usize]>::to_vec),
+            }),
         })
     }
 }

@@ -167,6 +167,7 @@ pub fn greedy_with_prompt(
     let row = Row {
         pieces: e.prompt.clone(),
         answer: vec![],
+        prompt: 0,
     };
     let (embeds, _, _) = embed_rows(llm, prompt, std::slice::from_ref(&row))?;
     let mut out = Vec::new();

@@ -4,7 +4,8 @@
 //! `train` reads as its parts, one file each: `prepare` (validation, template, method, encoded
 //! splits), `sampler` (batches by epoch), `commands` (pause, resume, stop between steps),
 //! `schedule` (the learning rate), `best` (best checkpoint and patience), `loss_log`, and the
-//! final evaluation below, which keeps the best checkpoint as an artifact.
+//! final evaluation below, which keeps the best checkpoint as an artifact. `multi_task` is the
+//! loop of a run that trains several tasks' prompts in mixed batches (`mix`), from the same parts.
 //!
 //! Depends on the run description (`run`), methods, model, task and the artifact format it
 //! writes; never on `runs` or a front end.
@@ -13,6 +14,8 @@ pub mod best;
 pub mod commands;
 pub mod eval;
 pub mod loss_log;
+pub mod mix;
+pub mod multi_task;
 pub mod prepare;
 pub mod sampler;
 pub mod schedule;

@@ -27,8 +27,52 @@ pub struct Prepared {
 pub fn prepare(model: &Model, task: &Task, spec: &RunSpec) -> Result<Prepared> {
     let cfg = &spec.config;
     spec.check()?;
-    let template = resolve_template(task, spec)?;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let PreparedTask {
+        template,
+        method,
+        train_set,
+        dev_set,
+        test_set,
+    } = prepare_task(model, task, spec, 0, &mut rng)?;
+    let steps = if spec.method == methods::MethodKind::ZeroShot {
+        0
+    } else {
+        cfg.steps
+    };
+    Ok(Prepared {
+        template,
+        method,
+        train_set,
+        dev_set,
+        test_set,
+        steps,
+        peak_lr: cfg.lr.unwrap_or_else(|| default_lr(spec.method)),
+        rng,
+    })
+}
+
+/// One task ready to train: its template (as encoded), its method and its encoded splits.
+pub struct PreparedTask {
+    pub template: Template,
+    pub method: Box<dyn Method>,
+    pub train_set: Vec<Encoded>,
+    pub dev_set: Vec<Encoded>,
+    pub test_set: Vec<Encoded>,
+}
+
+/// Builds a task's method (drawing its initial values from `rng`) and encodes its splits.
+/// `shared` is the number of positions a multi-task run's shared part puts in front of the
+/// task's own prompt: soft slots at the start of the encoded template, or prefix positions,
+/// counted in the context check. The method itself gets only the task's own slots.
+pub fn prepare_task(
+    model: &Model,
+    task: &Task,
+    spec: &RunSpec,
+    shared: usize,
+    rng: &mut StdRng,
+) -> Result<PreparedTask> {
+    let template = resolve_template(task, spec)?;
     let labels: Vec<String> = task
         .labels()
         .iter()
@@ -44,15 +88,15 @@ pub fn prepare(model: &Model, task: &Task, spec: &RunSpec) -> Result<Prepared> {
         &template,
         &labels,
         &model.tokenizer,
-        &mut rng,
+        rng,
     )?;
+    let (template, prefix) = match spec.method {
+        methods::MethodKind::PrefixTuning => (template, spec.settings.prefix_len + shared),
+        _ => (template.with_soft_prefix(shared), 0),
+    };
     let train_set = encode_split(task, &template, Split::Train, model)?;
     let dev_set = encode_split(task, &template, Split::Dev, model)?;
     let test_set = encode_split(task, &template, Split::Test, model)?;
-    let prefix = match spec.method {
-        methods::MethodKind::PrefixTuning => spec.settings.prefix_len,
-        _ => 0,
-    };
     let context = model.llm.cfg.max_position_embeddings;
     for (split, set) in [
         (Split::Train, &train_set),
@@ -61,20 +105,12 @@ pub fn prepare(model: &Model, task: &Task, spec: &RunSpec) -> Result<Prepared> {
     ] {
         check_context(task, split, set, prefix, context)?;
     }
-    let steps = if spec.method == methods::MethodKind::ZeroShot {
-        0
-    } else {
-        cfg.steps
-    };
-    Ok(Prepared {
+    Ok(PreparedTask {
         template,
         method,
         train_set,
         dev_set,
         test_set,
-        steps,
-        peak_lr: cfg.lr.unwrap_or_else(|| default_lr(spec.method)),
-        rng,
     })
 }
 

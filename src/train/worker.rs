@@ -2,9 +2,10 @@
 //! (steps, evaluations, the result or the failure) come out over crossbeam channels, so neither
 //! the command line nor the GUI ever blocks on training work.
 
+use super::multi_task::train_tasks;
 use super::train;
 use crate::model::Model;
-use crate::run::{Command, Event, RunSpec};
+use crate::run::{Command, Event, MultiTaskSpec, RunSpec};
 use crate::task::Task;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use std::sync::Arc;
@@ -19,11 +20,28 @@ pub struct Worker {
 impl Worker {
     /// Starts training on a new thread. The last event is always `Finished` or `Failed`.
     pub fn spawn(model: Arc<Model>, task: Arc<Task>, spec: RunSpec) -> Worker {
+        Worker::start(move |events, commands| {
+            let r = train(&model, &task, &spec, events, commands)?;
+            Ok(Event::Finished(Box::new(r)))
+        })
+    }
+
+    /// Starts a multi-task run on a new thread; it ends with `FinishedTasks` or `Failed`.
+    pub fn spawn_tasks(model: Arc<Model>, tasks: Arc<Vec<Task>>, spec: MultiTaskSpec) -> Worker {
+        Worker::start(move |events, commands| {
+            let r = train_tasks(&model, &tasks, &spec, events, commands)?;
+            Ok(Event::FinishedTasks(Box::new(r)))
+        })
+    }
+
+    fn start(
+        work: impl FnOnce(&Sender<Event>, &Receiver<Command>) -> anyhow::Result<Event> + Send + 'static,
+    ) -> Worker {
         let (cmd_tx, cmd_rx) = unbounded();
         let (ev_tx, ev_rx) = unbounded();
         let handle = std::thread::Builder::new()
             .name("gradprompt-train".into())
-            .spawn(move || run(&model, &task, &spec, &ev_tx, &cmd_rx))
+            .spawn(move || run(work, &ev_tx, &cmd_rx))
             .expect("spawn the training thread");
         Worker {
             commands: cmd_tx,
@@ -46,18 +64,14 @@ impl Worker {
 }
 
 fn run(
-    model: &Model,
-    task: &Task,
-    spec: &RunSpec,
+    work: impl FnOnce(&Sender<Event>, &Receiver<Command>) -> anyhow::Result<Event>,
     events: &Sender<Event>,
     commands: &Receiver<Command>,
 ) {
     // A panic in the engine must reach the user as a failure, not as a silent dead thread.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        train(model, task, spec, events, commands)
-    }));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(events, commands)));
     let event = match outcome {
-        Ok(Ok(result)) => Event::Finished(Box::new(result)),
+        Ok(Ok(finished)) => finished,
         Ok(Err(e)) => Event::Failed(format!("{e:#}")),
         Err(p) => {
             let msg = p
