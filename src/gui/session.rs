@@ -130,9 +130,10 @@ struct Starting {
 }
 
 pub struct Session {
-    pub store: RunStore,
-    /// Writes the store's records off the UI thread.
+    /// Writes the store's records off the UI thread. Declared before the store so that it is
+    /// dropped first: its last writes land while the store still holds the runs folder's lock.
     records: RecordWriter,
+    pub store: RunStore,
     /// When each record was last sent to the writer (step events are spaced out).
     last_write: HashMap<String, Instant>,
     pub model: ModelState,
