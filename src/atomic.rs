@@ -163,6 +163,25 @@ pub fn claim_output(dir: &Path, overwrite: bool) -> Result<OutputLock> {
     }
 }
 
+/// Takes the OS lock on the file `path` (created if missing, its contents kept) without
+/// waiting: `Ok(None)` when another process holds it. The same kind of lock as
+/// [`claim_output`]'s, for a lock file the caller names (the workbench's runs folder).
+pub fn try_lock(path: &Path) -> Result<Option<OutputLock>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot write here", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(OutputLock { _file: file })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("{}: cannot lock", path.display()))
+        }
+    }
+}
+
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {

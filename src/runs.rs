@@ -3,16 +3,30 @@
 //! whose prompt is small, the trained prompt in `prompt/`. The record is rewritten as events
 //! arrive, so closing or crashing the app loses at most the last second of a curve; a run that
 //! was in progress when the app went away loads as interrupted.
+//!
+//! One process at a time owns a runs folder: the store takes an OS lock on [`LOCK_FILE`] in it
+//! (through [`crate::atomic::try_lock`]; the OS frees it when the process ends, however it
+//! ends) and writes its process id there. A store that finds the lock held opens read-only
+//! ([`ReadOnly`]): it lists the runs but never marks, writes, deletes or moves anything, so a
+//! second workbench cannot mark the first one's live runs interrupted. A run folder whose
+//! `run.json` cannot be read is listed as [`Unreadable`] and can be set aside into
+//! [`REMOVED_DIR`] (a move, so it can be recovered by hand).
 
+use crate::atomic::OutputLock;
 use crate::methods::MethodKind;
 use crate::run::{Event, RunResult, RunSpec};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const RECORD_FILE: &str = "run.json";
 pub const PROMPT_DIR: &str = "prompt";
+/// The lock file in the runs folder; it holds the owner's process id.
+pub const LOCK_FILE: &str = ".workbench.lock";
+/// Where unreadable run folders are moved to by [`set_aside`], inside the runs folder.
+pub const REMOVED_DIR: &str = ".removed";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -163,12 +177,64 @@ impl RunRecord {
     }
 }
 
+/// A run folder whose record could not be read (bad JSON, or an id that is not its folder's
+/// name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The folder's name under the runs folder.
+    pub folder: OsString,
+    /// Why, naming the file.
+    pub error: String,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.error)
+    }
+}
+
+/// Why a store only reads its folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadOnly {
+    /// Another process holds the folder's lock (its process id, when it could be read).
+    HeldElsewhere { pid: Option<u32> },
+    /// The lock file cannot be created or locked (a read-only folder, say).
+    CannotLock(String),
+}
+
+impl ReadOnly {
+    /// What the user is told, with what to do about it.
+    pub fn message(&self, dir: &Path) -> String {
+        match self {
+            ReadOnly::HeldElsewhere { pid } => format!(
+                "another workbench{} is using the runs folder {}: this one only shows its runs \
+                 (no training, deleting or removing here). Close the other one, or start this one \
+                 with --runs and another folder.",
+                pid.map(|p| format!(" (process {p})")).unwrap_or_default(),
+                dir.display()
+            ),
+            ReadOnly::CannotLock(e) => format!(
+                "the runs folder {} cannot be locked ({e}): its runs are shown read-only. Start \
+                 with --runs and a folder you can write.",
+                dir.display()
+            ),
+        }
+    }
+}
+
 /// The runs folder and the records in it, oldest first.
 pub struct RunStore {
     dir: PathBuf,
     pub runs: Vec<RunRecord>,
-    /// Records that could not be read, with the reason (shown to the user, never fatal).
-    pub unreadable: Vec<String>,
+    /// Run folders whose record could not be read (listed for the user, never fatal).
+    pub unreadable: Vec<Unreadable>,
+    /// Other problems met while opening (a live record that could not be re-saved as
+    /// interrupted), for the user.
+    pub warnings: Vec<String>,
+    /// Held while this store owns the folder; dropping the store frees it.
+    _lock: Option<OutputLock>,
+    /// Set when another process owns the folder (or it cannot be locked): nothing is written.
+    read_only: Option<ReadOnly>,
     /// Every folder name seen when the store was opened, and every id made since: a new id
     /// avoids them without looking at the disk (the workbench makes ids inside a frame).
     taken: std::collections::HashSet<String>,
@@ -207,6 +273,37 @@ pub fn remove_record(dir: &Path, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Moves the folder `name` under the runs folder `dir` into `dir/.removed/` (as `name.2`,
+/// `name.3`, ... when that name is taken) and returns where it went. A move rather than a
+/// delete: what the user removes from the list can still be recovered by hand.
+pub fn set_aside(dir: &Path, name: &OsStr) -> Result<PathBuf> {
+    let plain = {
+        let mut parts = Path::new(name).components();
+        matches!(parts.next(), Some(std::path::Component::Normal(c)) if c == name)
+            && parts.next().is_none()
+    };
+    anyhow::ensure!(
+        plain && name != REMOVED_DIR,
+        "{name:?} is not a run folder's name"
+    );
+    let from = dir.join(name);
+    anyhow::ensure!(from.is_dir(), "{}: no such run folder", from.display());
+    let removed = dir.join(REMOVED_DIR);
+    std::fs::create_dir_all(&removed)
+        .with_context(|| format!("{}: cannot create", removed.display()))?;
+    let mut to = removed.join(name);
+    let mut n = 1;
+    while to.exists() {
+        n += 1;
+        let mut numbered = name.to_os_string();
+        numbered.push(format!(".{n}"));
+        to = removed.join(numbered);
+    }
+    std::fs::rename(&from, &to)
+        .with_context(|| format!("{}: cannot move to {}", from.display(), to.display()))?;
+    Ok(to)
+}
+
 /// Whether `id` can name a folder directly under the runs folder (one plain path component).
 fn is_plain_id(id: &str) -> bool {
     let mut parts = Path::new(id).components();
@@ -224,11 +321,28 @@ impl RunStore {
         }
     }
 
-    /// Opens (creating it if needed) a runs folder and loads every record in it. Records left
-    /// live by a previous session become interrupted, and are saved so.
+    /// Opens (creating it if needed) a runs folder and loads every record in it. The store
+    /// owns the folder if it can take its lock: then records left live by a previous session
+    /// become interrupted, and are saved so. If another process holds the lock, the store
+    /// opens read-only and leaves every record as it is on disk.
     pub fn open(dir: &Path) -> Result<RunStore> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("{}: cannot create the runs folder", dir.display()))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let (lock, read_only) = match crate::atomic::try_lock(&lock_path) {
+            Ok(Some(lock)) => {
+                // Best effort: the pid only makes the other instance's message clearer.
+                let _ = std::fs::write(&lock_path, format!("{}\n", std::process::id()));
+                (Some(lock), None)
+            }
+            Ok(None) => {
+                let pid = std::fs::read_to_string(&lock_path)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok());
+                (None, Some(ReadOnly::HeldElsewhere { pid }))
+            }
+            Err(e) => (None, Some(ReadOnly::CannotLock(format!("{e:#}")))),
+        };
         let mut runs = Vec::new();
         let mut unreadable = Vec::new();
         let mut taken = std::collections::HashSet::new();
@@ -258,24 +372,35 @@ impl RunStore {
                 });
             match parsed {
                 Ok(r) => runs.push(r),
-                Err(e) => unreadable.push(format!("{}: {e}", path.display())),
+                Err(e) => unreadable.push(Unreadable {
+                    folder,
+                    error: format!("{}: {e}", path.display()),
+                }),
             }
         }
         runs.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
+        unreadable.sort_by(|a, b| a.folder.cmp(&b.folder));
         let mut store = RunStore {
             dir: dir.to_path_buf(),
             runs,
             unreadable,
+            warnings: Vec::new(),
+            _lock: lock,
+            read_only,
             taken,
             counter: 0,
         };
+        if store.read_only.is_some() {
+            // Live records may be another workbench's runs in progress: leave them be.
+            return Ok(store);
+        }
         for i in 0..store.runs.len() {
             if store.runs[i].status.is_live() {
                 store.runs[i].status = RunStatus::Interrupted;
                 // Not fatal: the record stays loaded (as interrupted) and the user is told.
                 if let Err(e) = store.save(i) {
                     let path = store.dir.join(&store.runs[i].id).join(RECORD_FILE);
-                    store.unreadable.push(format!(
+                    store.warnings.push(format!(
                         "{}: cannot mark as interrupted: {e:#}",
                         path.display()
                     ));
@@ -283,6 +408,19 @@ impl RunStore {
             }
         }
         Ok(store)
+    }
+
+    /// Why this store only reads its folder; `None` when it owns it.
+    pub fn read_only(&self) -> Option<&ReadOnly> {
+        self.read_only.as_ref()
+    }
+
+    /// An error saying why nothing may be written, when the store is read-only.
+    pub fn check_writable(&self) -> Result<()> {
+        match &self.read_only {
+            None => Ok(()),
+            Some(r) => Err(anyhow::anyhow!("{}", r.message(&self.dir))),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -306,8 +444,9 @@ impl RunStore {
         self.dir.join(id).join(PROMPT_DIR)
     }
 
-    /// Adds a record and writes it; returns its index.
+    /// Adds a record and writes it; returns its index. Refused when read-only.
     pub fn add(&mut self, record: RunRecord) -> Result<usize> {
+        self.check_writable()?;
         let i = self.push(record);
         self.save(i)?;
         Ok(i)
@@ -331,12 +470,14 @@ impl RunStore {
 
     /// Writes one record (to a temporary file first, so a crash mid-write keeps the old one).
     pub fn save(&mut self, i: usize) -> Result<()> {
+        self.check_writable()?;
         write_record(&self.dir, &self.runs[i])?;
         Ok(())
     }
 
-    /// Removes a run and its folder.
+    /// Removes a run and its folder. Refused when read-only.
     pub fn delete(&mut self, id: &str) -> Result<()> {
+        self.check_writable()?;
         if self.forget(id)? {
             remove_record(&self.dir, id)?;
         }
@@ -354,6 +495,23 @@ impl RunStore {
         Ok(true)
     }
 
+    /// Moves an unreadable run folder into [`REMOVED_DIR`] and drops it from the list; returns
+    /// where it went. Refused when read-only.
+    pub fn set_aside_unreadable(&mut self, folder: &OsStr) -> Result<PathBuf> {
+        self.check_writable()?;
+        let to = set_aside(&self.dir, folder)?;
+        self.forget_unreadable(folder);
+        Ok(to)
+    }
+
+    /// Drops an unreadable folder from the list in memory only; returns whether it was there.
+    /// The caller moves it with [`set_aside`] (the workbench does so on its writer thread).
+    pub fn forget_unreadable(&mut self, folder: &OsStr) -> bool {
+        let before = self.unreadable.len();
+        self.unreadable.retain(|u| u.folder != folder);
+        self.unreadable.len() != before
+    }
+
     /// The latest finished run of `method` on `task` with `model`.
     pub fn latest_finished(
         &self,
@@ -367,5 +525,92 @@ impl RunStore {
                 && r.spec.method == method
                 && r.status == RunStatus::Finished
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live_record(id: &str) -> RunRecord {
+        let spec = RunSpec {
+            method: MethodKind::PromptTuning,
+            settings: Default::default(),
+            template: None,
+            config: Default::default(),
+            out: None,
+        };
+        let mut r = RunRecord::new(id.into(), "m", "t", Path::new("t"), spec);
+        r.status = RunStatus::Running;
+        r
+    }
+
+    #[test]
+    fn a_second_store_on_a_held_folder_reads_but_never_writes_or_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = RunStore::open(dir.path()).unwrap();
+        assert_eq!(first.read_only(), None);
+        first.add(live_record("1-001-prompt-tuning")).unwrap();
+
+        let mut second = RunStore::open(dir.path()).unwrap();
+        assert_eq!(
+            second.read_only(),
+            Some(&ReadOnly::HeldElsewhere {
+                pid: Some(std::process::id())
+            })
+        );
+        // The first one's live run is left as it is, in memory and on disk.
+        assert_eq!(second.runs[0].status, RunStatus::Running);
+        let e = format!("{:#}", second.add(live_record("2-001-x")).unwrap_err());
+        assert!(
+            e.contains("another workbench") && e.contains("--runs"),
+            "{e}"
+        );
+        assert!(second.delete("1-001-prompt-tuning").is_err());
+        assert!(second.save(0).is_err());
+        drop(second);
+        let on_disk = RunStore::open(dir.path()).unwrap();
+        assert_eq!(on_disk.runs.len(), 1);
+        assert_eq!(on_disk.runs[0].status, RunStatus::Running);
+        drop(on_disk);
+
+        // The lock goes with its owner: the next store owns the folder and marks the run.
+        drop(first);
+        let next = RunStore::open(dir.path()).unwrap();
+        assert_eq!(next.read_only(), None);
+        assert_eq!(next.runs[0].status, RunStatus::Interrupted);
+    }
+
+    #[test]
+    fn an_unreadable_folder_is_listed_and_set_aside_under_a_free_name() {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..2 {
+            let broken = dir.path().join("5-001-prompt-tuning");
+            std::fs::create_dir_all(&broken).unwrap();
+            std::fs::write(broken.join(RECORD_FILE), "{ not json").unwrap();
+            let mut store = RunStore::open(dir.path()).unwrap();
+            assert_eq!(store.unreadable.len(), 1, "{:?}", store.unreadable);
+            let u = store.unreadable[0].clone();
+            assert_eq!(u.folder, "5-001-prompt-tuning");
+            assert!(u.error.contains(RECORD_FILE), "{}", u.error);
+            store.set_aside_unreadable(&u.folder).unwrap();
+            assert!(store.unreadable.is_empty());
+            assert!(!broken.exists());
+        }
+        let removed = dir.path().join(REMOVED_DIR);
+        assert_eq!(
+            std::fs::read_to_string(removed.join("5-001-prompt-tuning").join(RECORD_FILE)).unwrap(),
+            "{ not json"
+        );
+        assert!(removed
+            .join("5-001-prompt-tuning.2")
+            .join(RECORD_FILE)
+            .is_file());
+        // The removed folder is no run folder, and nothing outside the runs folder is reached.
+        let store = RunStore::open(dir.path()).unwrap();
+        assert!(store.unreadable.is_empty() && store.runs.is_empty());
+        for bad in ["..", ".removed", "a/b", ""] {
+            assert!(set_aside(dir.path(), OsStr::new(bad)).is_err(), "{bad}");
+        }
     }
 }

@@ -1,12 +1,13 @@
 //! The desktop workbench driven headless with egui_kittest, by labels: the template chips,
 //! training with live plots (injected events, and a real worker on a tiny model), the run
-//! store, the comparison with baselines, inspection and export.
+//! store, the comparison with baselines, inspection and export; closing during training, a
+//! second workbench on one runs folder, and removing a run folder that cannot be read.
 
 mod common;
 
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
-use gradprompt::gui::{App, Focus, ModelState, Options, Tab};
+use gradprompt::gui::{App, Closing, Focus, ModelState, Options, Tab, QUIT_QUESTION};
 use gradprompt::methods::MethodKind;
 use gradprompt::run::{Event, RunResult, RunSpec, TrainConfig};
 use gradprompt::runs::{RunRecord, RunStatus, RunStore};
@@ -201,14 +202,17 @@ fn injected_events_reach_the_plots_and_the_store() {
     h.step();
     h.get_by_label("Resume");
 
-    // Saved as it goes: another store opened now sees the curve so far, as interrupted.
+    // Saved as it goes: another store opened now sees the curve so far. The app owns the
+    // runs folder, so that store is read-only and leaves the live run as it is.
     let id = h.state().session.active.as_ref().unwrap().id.clone();
     // Records are written on the session's writer thread: wait for it before reading the disk.
     h.state().session.flush_records();
     let other = RunStore::open(&dir.path().join("runs")).unwrap();
+    assert!(other.read_only().is_some());
     let r = other.get(&id).unwrap();
-    assert_eq!(r.status, RunStatus::Interrupted);
+    assert_eq!(r.status, RunStatus::Paused);
     assert!(!r.evals.is_empty());
+    drop(other);
 
     ev_tx
         .send(Event::Finished(Box::new(result(
@@ -532,21 +536,27 @@ fn the_run_store_skips_records_it_cannot_trust() {
         serde_json::to_string(&live).unwrap(),
     )
     .unwrap();
+    // Labels cut ids by characters, not bytes.
+    let odd = record(&app, "12é45é-001-x");
+    assert_eq!(gradprompt::gui::run_label(&odd), "prompt-tuning #2é45é.1");
+    // The app owns the runs folder while it lives; this store must own it to mark runs.
+    drop(app);
 
     let mut store = RunStore::open(&runs).unwrap();
+    assert!(store.read_only().is_none());
     assert!(store.get("../victim").is_none());
     assert!(
         store
             .unreadable
             .iter()
-            .any(|u| u.contains("not its folder")),
+            .any(|u| u.folder == "evil" && u.error.contains("not its folder")),
         "{:?}",
         store.unreadable
     );
     assert!(
-        store.unreadable.iter().any(|u| u.contains("interrupted")),
+        store.warnings.iter().any(|u| u.contains("interrupted")),
         "{:?}",
-        store.unreadable
+        store.warnings
     );
     assert_eq!(
         store.get(&live.id).map(|r| r.status),
@@ -554,10 +564,6 @@ fn the_run_store_skips_records_it_cannot_trust() {
     );
     assert!(store.delete("../victim").is_err());
     assert!(dir.path().join("victim").is_dir());
-
-    // Labels cut ids by characters, not bytes.
-    let odd = record(&app, "12é45é-001-x");
-    assert_eq!(gradprompt::gui::run_label(&odd), "prompt-tuning #2é45é.1");
 }
 
 #[test]
@@ -646,4 +652,244 @@ fn the_plot_list_says_when_it_is_capped() {
     }
     h.step();
     h.get_by_label_contains("showing the latest 24 of 26");
+}
+
+/// Puts a run in the app as the active one, fed through channels by the test.
+fn attach_active_run(
+    app: &mut App,
+) -> (
+    String,
+    crossbeam_channel::Receiver<gradprompt::run::Command>,
+    crossbeam_channel::Sender<Event>,
+) {
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let id = app.session.store.new_id(MethodKind::PromptTuning);
+    let rec = record(app, &id);
+    app.session.store.add(rec).unwrap();
+    app.session.active = Some(gradprompt::gui::Active {
+        id: id.clone(),
+        commands: cmd_tx,
+        events: ev_rx,
+        worker: None,
+    });
+    ev_tx
+        .send(Event::Started {
+            total_steps: 10,
+            template: "[P*8]{x} w5 w6 [ANSWER]".into(),
+            trainable_params: 512,
+            model_params: 1000,
+        })
+        .unwrap();
+    (id, cmd_rx, ev_tx)
+}
+
+/// What the window's close button does: a close request for the root viewport.
+fn request_close(h: &mut Harness<'static, App>) {
+    h.input_mut()
+        .viewports
+        .entry(egui::ViewportId::ROOT)
+        .or_default()
+        .events
+        .push(egui::ViewportEvent::Close);
+    h.step();
+}
+
+fn viewport_commands(h: &Harness<'static, App>) -> Vec<egui::ViewportCommand> {
+    h.output()
+        .viewport_output
+        .get(&egui::ViewportId::ROOT)
+        .map(|v| v.commands.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn closing_the_window_while_a_run_trains_asks_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_at(dir.path(), "/nonexistent/model");
+    let mut h = harness(app);
+    h.step();
+    // Nothing training: the close goes through, as before.
+    request_close(&mut h);
+    assert!(!viewport_commands(&h).contains(&egui::ViewportCommand::CancelClose));
+    assert_eq!(h.state().closing, Closing::Open);
+    assert!(h.query_by_label(QUIT_QUESTION).is_none());
+
+    let (id, cmd_rx, ev_tx) = attach_active_run(h.state_mut());
+    h.step();
+    request_close(&mut h);
+    assert!(viewport_commands(&h).contains(&egui::ViewportCommand::CancelClose));
+    // A modal is measured in its first frame and shown in the next.
+    h.step();
+    h.get_by_label(QUIT_QUESTION);
+    // Clicking the close button again while asked changes nothing.
+    request_close(&mut h);
+    assert!(viewport_commands(&h).contains(&egui::ViewportCommand::CancelClose));
+    h.get_by_label(QUIT_QUESTION);
+
+    // "Keep training": the question goes, the run goes on, nothing is sent to the worker.
+    h.get_by_label("Keep training").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().closing, Closing::Open);
+    assert!(h.query_by_label(QUIT_QUESTION).is_none());
+    assert_eq!(
+        cmd_rx.try_recv(),
+        Err(crossbeam_channel::TryRecvError::Empty)
+    );
+    assert_eq!(h.state().session.active.as_ref().map(|a| &a.id), Some(&id));
+    assert_eq!(
+        h.state().session.store.get(&id).unwrap().status,
+        RunStatus::Running
+    );
+
+    // Ctrl+Q asks the same question.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Q);
+    h.step();
+    h.get_by_label(QUIT_QUESTION);
+
+    // "Stop and quit": Stop goes to the worker and the window waits for the run to end (the
+    // worker saves the best checkpoint before it reports Finished), then closes.
+    h.get_by_label("Stop and quit").click();
+    h.step();
+    h.step();
+    h.step();
+    assert_eq!(cmd_rx.try_recv(), Ok(gradprompt::run::Command::Stop));
+    assert_eq!(h.state().closing, Closing::Stopping);
+    h.get_by_label("Stopping the run...");
+    request_close(&mut h);
+    assert!(viewport_commands(&h).contains(&egui::ViewportCommand::CancelClose));
+    ev_tx
+        .send(Event::Finished(Box::new(result(
+            "prompt-tuning",
+            0.75,
+            512,
+            2048,
+        ))))
+        .unwrap();
+    h.step();
+    assert_eq!(h.state().closing, Closing::Quitting);
+    assert!(viewport_commands(&h).contains(&egui::ViewportCommand::Close));
+    request_close(&mut h);
+    assert!(!viewport_commands(&h).contains(&egui::ViewportCommand::CancelClose));
+    assert_eq!(
+        h.state().session.store.get(&id).unwrap().status,
+        RunStatus::Finished
+    );
+}
+
+#[test]
+fn a_second_workbench_on_one_runs_folder_is_read_only_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    // The first workbench: it owns the folder and has a run in progress.
+    let mut first = RunStore::open(&runs).unwrap();
+    let spec = RunSpec {
+        method: MethodKind::PromptTuning,
+        settings: Default::default(),
+        template: None,
+        config: TrainConfig::default(),
+        out: None,
+    };
+    let id = first.new_id(MethodKind::PromptTuning);
+    let mut live = RunRecord::new(id.clone(), "m", "synthetic", dir.path(), spec);
+    live.status = RunStatus::Running;
+    first.add(live).unwrap();
+    let broken = runs.join("5-001-prompt-tuning");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("run.json"), "{").unwrap();
+
+    // A second store on the folder is refused any write.
+    let mut second = RunStore::open(&runs).unwrap();
+    assert!(second.read_only().is_some());
+    assert!(second.delete(&id).is_err());
+    drop(second);
+
+    // The second workbench: a banner, no Train, no Delete or Remove, and the live run untouched.
+    let app = app_at(dir.path(), "/nonexistent/model");
+    let mut h = harness(app);
+    h.step();
+    h.get_by_label_contains(&format!(
+        "Read-only: another workbench (process {})",
+        std::process::id()
+    ));
+    assert!(h.get_by_label("Train").accesskit_node().is_disabled());
+    assert_eq!(h.state_mut().queue_current(), None);
+    h.step();
+    h.get_by_label_contains("cannot train here");
+    h.state_mut().tab = Tab::Runs;
+    h.step();
+    h.get_by_label("running");
+    h.get_by_label("Could not read (1)");
+    assert!(h.query_by_label("Delete").is_none());
+    assert!(h.query_by_label("Remove...").is_none());
+    let on_disk: RunRecord =
+        serde_json::from_str(&std::fs::read_to_string(runs.join(&id).join("run.json")).unwrap())
+            .unwrap();
+    assert_eq!(on_disk.status, RunStatus::Running);
+
+    // The first workbench goes away (its lock with it): "Check again" takes the folder over.
+    drop(first);
+    h.get_by_label("Check again").click();
+    h.step();
+    step_until(&mut h, Duration::from_secs(30), "the runs folder", |a| {
+        !a.session.rechecking()
+    });
+    assert!(h.state().session.store.read_only().is_none());
+    assert!(h.query_by_label_contains("Read-only").is_none());
+    h.get_by_label("interrupted");
+    h.get_by_label("Delete");
+    h.get_by_label("Remove...");
+}
+
+#[test]
+fn a_run_folder_that_cannot_be_read_is_listed_and_removed_into_dot_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let broken = runs.join("5-001-prompt-tuning");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("run.json"), "{ \"id\": ").unwrap();
+    let app = app_at(dir.path(), "/nonexistent/model");
+    let mut h = harness(app);
+    h.step();
+    h.get_by_label_contains("1 stored run(s) could not be read");
+    h.state_mut().tab = Tab::Runs;
+    h.step();
+    h.get_by_label("Could not read (1)");
+    h.get_by_label("5-001-prompt-tuning");
+    h.get_by_label_contains("EOF while parsing");
+
+    // Cancel keeps it.
+    h.get_by_label("Remove...").click();
+    // A modal is measured in its first frame and shown in the next.
+    h.step();
+    h.step();
+    h.get_by_label("Remove this run folder?");
+    h.get_by_label("Cancel").click();
+    h.step();
+    h.step();
+    assert!(h.query_by_label("Remove this run folder?").is_none());
+    h.get_by_label("Could not read (1)");
+
+    h.get_by_label("Remove...").click();
+    // A modal is measured in its first frame and shown in the next.
+    h.step();
+    h.step();
+    h.get_by_label("Move to .removed").click();
+    h.step();
+    h.step();
+    assert!(h.query_by_label("Remove this run folder?").is_none());
+    assert!(h.query_by_label_contains("Could not read").is_none());
+    h.get_by_label_contains("moved 5-001-prompt-tuning into");
+    h.state().session.flush_records();
+    assert!(!broken.exists());
+    let kept = runs
+        .join(".removed")
+        .join("5-001-prompt-tuning")
+        .join("run.json");
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), "{ \"id\": ");
+    // The next start no longer reports it.
+    drop(h);
+    let store = RunStore::open(&runs).unwrap();
+    assert!(store.unreadable.is_empty(), "{:?}", store.unreadable);
 }

@@ -91,8 +91,12 @@ impl Compare {
         let rows = rows(session, selected);
         ui.horizontal(|ui| {
         if ui
-            .button("Run the baselines")
+            .add_enabled(
+                session.store.read_only().is_none(),
+                egui::Button::new("Run the baselines"),
+            )
             .on_hover_text("queue zero-shot and fine-tuning on the current task and model")
+            .on_disabled_hover_text("read-only: another workbench is using the runs folder")
             .clicked()
         {
             action = Some(Action::QueueBaselines);

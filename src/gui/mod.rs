@@ -15,6 +15,11 @@
 //! of their own too. The start task and the list of sample tasks are read before the first
 //! frame, in [`App::new`].
 //!
+//! Closing the window (its close button, or Ctrl+Q) while a run is training asks first
+//! ([`Closing`]): "Stop and quit" stops the run, waits until its best checkpoint is evaluated
+//! and saved, then closes; "Keep training" carries on. When another workbench owns the runs
+//! folder the app runs read-only under a banner saying so (see [`crate::runs::ReadOnly`]).
+//!
 //! One file per view: [`setup`] (model, task, method, settings), [`template_editor`] (the chip
 //! row), [`training`] (controls and progress), [`plots`], [`runs_view`], [`compare`],
 //! [`inspect`] (nearest tokens, triggers, playground) and [`export`] (native / PEFT, import).
@@ -124,8 +129,26 @@ pub enum Action {
     DeleteRun(String),
 }
 
+/// Where closing the window stands: a close request while a run is training asks first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Closing {
+    /// A close request closes at once, unless a run is training (then it asks).
+    #[default]
+    Open,
+    /// "A run is training — stop it and quit?" is on screen.
+    Asking,
+    /// Stop was sent: the window closes once the run has saved its best checkpoint.
+    Stopping,
+    /// The next close request is let through.
+    Quitting,
+}
+
+/// The question shown when the window is closed during training.
+pub const QUIT_QUESTION: &str = "A run is training — stop it and quit?";
+
 pub struct App {
     pub session: Session,
+    pub closing: Closing,
     pub tab: Tab,
     pub setup: setup::Setup,
     pub editor: template_editor::TemplateEditor,
@@ -148,6 +171,7 @@ impl App {
         }
         let mut app = App {
             session,
+            closing: Closing::Open,
             tab: Tab::Plots,
             setup,
             editor: template_editor::TemplateEditor::default(),
@@ -319,6 +343,126 @@ impl App {
         }
     }
 
+    /// Follows close requests (the window's close button, Ctrl+Q, the platform's quit): while a
+    /// run is training the close is cancelled and the question asked; after "Stop and quit" the
+    /// window closes by itself once the run has ended.
+    fn handle_close(&mut self, ctx: &egui::Context) {
+        if self.closing == Closing::Stopping && !self.session.training() {
+            // The run has ended, its best checkpoint saved: now the window may go.
+            self.closing = Closing::Quitting;
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+        let ctrl_q = ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Q));
+        let requested = ctx.input(|i| i.viewport().close_requested());
+        if !requested && !ctrl_q {
+            return;
+        }
+        let let_through = match self.closing {
+            Closing::Quitting => true,
+            Closing::Open => !self.session.training(),
+            Closing::Asking | Closing::Stopping => false,
+        };
+        if let_through {
+            if ctrl_q {
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            }
+            return;
+        }
+        if self.closing == Closing::Open {
+            self.closing = Closing::Asking;
+        }
+        if requested {
+            ctx.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+        }
+    }
+
+    /// "Stop and quit": no queued run starts any more, the active one is told to stop (it
+    /// evaluates and saves its best checkpoint), and the window closes when it has ended.
+    pub fn stop_and_quit(&mut self) {
+        self.session.closing = true;
+        self.session.send(Command::Stop);
+        self.closing = Closing::Stopping;
+    }
+
+    /// The question while closing during training, and the wait after "Stop and quit".
+    fn close_dialog(&mut self, ctx: &egui::Context) {
+        match self.closing {
+            Closing::Asking => {
+                let modal =
+                    egui::Modal::new(egui::Id::unique("quit-while-training")).show(ctx, |ui| {
+                        ui.heading(QUIT_QUESTION);
+                        ui.label(
+                            "Stop and quit: the run stops now, its best checkpoint so far is \
+                         evaluated and saved, then the window closes.",
+                        );
+                        ui.horizontal(|ui| {
+                            if ui.button("Stop and quit").clicked() {
+                                self.stop_and_quit();
+                            }
+                            if ui.button("Keep training").clicked() {
+                                self.closing = Closing::Open;
+                            }
+                        });
+                    });
+                // Escape or a click beside the question keeps training, the safe answer.
+                if modal.should_close() && self.closing == Closing::Asking {
+                    self.closing = Closing::Open;
+                }
+            }
+            Closing::Stopping => {
+                egui::Modal::new(egui::Id::unique("quit-while-training")).show(ctx, |ui| {
+                    ui.heading("Stopping the run...");
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label(
+                            "its best checkpoint is being evaluated and saved; the window \
+                             closes when that is done.",
+                        );
+                    });
+                    if ui
+                        .button("Quit without waiting")
+                        .on_hover_text(
+                            "the run is saved as interrupted, with its curve but no prompt",
+                        )
+                        .clicked()
+                    {
+                        self.closing = Closing::Quitting;
+                        ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                    }
+                });
+            }
+            Closing::Open | Closing::Quitting => {}
+        }
+    }
+
+    /// The banner of a read-only session, with a way to look again.
+    fn read_only_banner(&mut self, ui: &mut egui::Ui) {
+        let Some(ro) = self.session.store.read_only() else {
+            return;
+        };
+        let msg = format!("Read-only: {}", ro.message(self.session.store.dir()));
+        egui::Frame::new()
+            .fill(ui.visuals().extreme_bg_color)
+            .stroke(egui::Stroke::new(1.0, ui.visuals().warn_fg_color))
+            .inner_margin(6.0)
+            .show(ui, |ui| {
+                ui.colored_label(ui.visuals().warn_fg_color, msg);
+                ui.horizontal(|ui| {
+                    if self.session.rechecking() {
+                        ui.spinner();
+                    } else if ui
+                        .button("Check again")
+                        .on_hover_text(
+                            "read the runs folder again, and use it if the other workbench has closed",
+                        )
+                        .clicked()
+                    {
+                        self.session.recheck_runs_folder();
+                    }
+                });
+            });
+    }
+
     fn busy(&self) -> bool {
         self.session.busy() || self.dialog.is_some() || self.inspect.busy() || self.export.busy()
     }
@@ -326,6 +470,7 @@ impl App {
     /// Draws the whole app into `ui` (the eframe entry point and the tests both call this).
     pub fn show(&mut self, ui: &mut egui::Ui) {
         self.pump();
+        self.handle_close(ui.ctx());
         let mut actions = Vec::new();
         egui::Panel::left("setup")
             .resizable(true)
@@ -340,6 +485,7 @@ impl App {
                 });
             });
         egui::CentralPanel::default().show(ui, |ui| {
+            self.read_only_banner(ui);
             actions.extend(self.training.ui(ui, &mut self.session));
             if let Some(n) = self.session.notice.clone() {
                 ui.horizontal(|ui| {
@@ -381,6 +527,7 @@ impl App {
         for a in actions {
             self.apply(a);
         }
+        self.close_dialog(ui.ctx());
         if self.busy() {
             ui.ctx().request_repaint_after(Duration::from_millis(100));
         }

@@ -1,17 +1,21 @@
-//! Writes run records (`run.json`) and deletes run folders on a thread of its own, in the order
+//! Writes run records (`run.json`), deletes run folders and sets unreadable ones aside (into
+//! the runs folder's `.removed/`) on a thread of its own, in the order
 //! they were asked for, so no frame waits on the disk. [`RecordWriter::flush`] waits until
 //! everything asked so far is done (on exit, and for tests that read the disk); dropping the
 //! writer also finishes every pending write, so a record sent at the end of a run is never
 //! lost. Failures come back as messages for the status line. Knows nothing about egui.
 
-use crate::runs::{remove_record, write_record, RunRecord};
+use crate::runs::{remove_record, set_aside, write_record, RunRecord};
 use crossbeam_channel::{Receiver, Sender};
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::thread::JoinHandle;
 
 enum Request {
     Write(Box<RunRecord>),
     Delete(String),
+    /// Move an unreadable run folder (by name) into `.removed/`.
+    SetAside(OsString),
     /// Answered once every request before it is done.
     Flush(Sender<()>),
 }
@@ -37,6 +41,9 @@ impl RecordWriter {
                         Request::Delete(id) => {
                             remove_record(&dir, &id).map_err(|e| format!("{e:#}"))
                         }
+                        Request::SetAside(name) => set_aside(&dir, &name)
+                            .map(|_| ())
+                            .map_err(|e| format!("cannot remove the run folder: {e:#}")),
                         Request::Flush(ack) => {
                             let _ = ack.send(());
                             Ok(())
@@ -63,6 +70,11 @@ impl RecordWriter {
     /// Queues the removal of a run's folder.
     pub fn delete(&self, id: &str) {
         self.send(Request::Delete(id.to_string()));
+    }
+
+    /// Queues the move of an unreadable run folder into the runs folder's `.removed/`.
+    pub fn set_aside(&self, folder: &OsStr) {
+        self.send(Request::SetAside(folder.to_os_string()));
     }
 
     fn send(&self, req: Request) {

@@ -1,16 +1,22 @@
 //! Every stored run with its method, task, settings and status; select runs for the comparison.
+//! Run folders whose record could not be read are listed above them, each with a Remove that
+//! (after asking) moves the folder into the runs folder's `.removed/`. A read-only session
+//! (another workbench owns the runs folder) shows no Delete or Remove.
 
 use super::{human_bytes, run_label, Action, Focus, Session, Tab};
 use crate::methods::{Encoder, MethodKind, SoftInit};
 use crate::run::default_lr;
 use crate::runs::{RunRecord, RunStatus};
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 
 /// The runs view: the table of stored runs and the selection for the comparison.
 #[derive(Default)]
 pub struct RunsView {
     /// Runs picked for the comparison.
     pub selected: BTreeSet<String>,
+    /// An unreadable run folder the user asked to remove, waiting for the confirmation.
+    pub confirm_remove: Option<OsString>,
 }
 
 /// The settings that matter for the run's method, in one line.
@@ -68,7 +74,29 @@ impl RunsView {
         let mut delete = None;
         let mut inspect = None;
         let active = session.active.as_ref().map(|a| a.id.clone());
+        let writable = session.store.read_only().is_none();
         egui::ScrollArea::vertical().show(ui, |ui| {
+            if !session.store.unreadable.is_empty() {
+                ui.strong(format!(
+                    "Could not read ({})",
+                    session.store.unreadable.len()
+                ));
+                for u in &session.store.unreadable {
+                    ui.horizontal(|ui| {
+                        ui.monospace(u.folder.to_string_lossy());
+                        if writable
+                            && ui
+                                .small_button("Remove...")
+                                .on_hover_text("move this folder out of the runs list")
+                                .clicked()
+                        {
+                            self.confirm_remove = Some(u.folder.clone());
+                        }
+                    });
+                    ui.colored_label(ui.visuals().warn_fg_color, &u.error);
+                }
+                ui.separator();
+            }
             egui::Grid::new("runs")
                 .striped(true)
                 .num_columns(10)
@@ -130,7 +158,7 @@ impl RunsView {
                             }
                             let live =
                                 active.as_ref() == Some(&r.id) || session.queue.contains(&r.id);
-                            if !live && ui.small_button("Delete").clicked() {
+                            if writable && !live && ui.small_button("Delete").clicked() {
                                 delete = Some(r.id.clone());
                             }
                         });
@@ -146,6 +174,33 @@ impl RunsView {
                     }
                 });
         });
+        if let Some(folder) = self.confirm_remove.clone() {
+            let removed = session.store.dir().join(crate::runs::REMOVED_DIR);
+            let modal = egui::Modal::new(egui::Id::unique("confirm-remove-run-folder")).show(
+                ui.ctx(),
+                |ui| {
+                    ui.heading("Remove this run folder?");
+                    ui.label(format!(
+                        "{} leaves the runs list and moves into {}. Nothing is deleted: move \
+                         it back to restore it.",
+                        folder.to_string_lossy(),
+                        removed.display()
+                    ));
+                    ui.horizontal(|ui| {
+                        if ui.button("Move to .removed").clicked() {
+                            session.remove_unreadable(&folder);
+                            self.confirm_remove = None;
+                        }
+                        if ui.button("Cancel").clicked() {
+                            self.confirm_remove = None;
+                        }
+                    });
+                },
+            );
+            if modal.should_close() {
+                self.confirm_remove = None;
+            }
+        }
         if let Some(id) = inspect {
             session.set_focus(Focus::Run(id));
             action = Some(Action::Show(Tab::Inspect));

@@ -4,6 +4,11 @@
 //! Every slow step (reading a model, a task or a prompt, writing a record) happens on a
 //! background thread; [`Session::pump`] picks up what has arrived, once per frame. Knows nothing
 //! about the views.
+//!
+//! When another workbench owns the runs folder the store is read-only
+//! ([`crate::runs::ReadOnly`]): the session then queues, writes, deletes and removes nothing,
+//! and [`Session::recheck_runs_folder`] re-reads the folder (taking it over if the other one
+//! has gone).
 
 use super::job::Job;
 use super::record_writer::RecordWriter;
@@ -17,6 +22,7 @@ use crate::task::Task;
 use crate::train::worker::Worker;
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::{HashMap, VecDeque};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,9 +130,10 @@ struct Starting {
 }
 
 pub struct Session {
-    pub store: RunStore,
-    /// Writes the store's records off the UI thread.
+    /// Writes the store's records off the UI thread. Declared before the store so that it is
+    /// dropped first: its last writes land while the store still holds the runs folder's lock.
     records: RecordWriter,
+    pub store: RunStore,
     /// When each record was last sent to the writer (step events are spaced out).
     last_write: HashMap<String, Instant>,
     pub model: ModelState,
@@ -151,6 +158,10 @@ pub struct Session {
     artifact: Option<(Focus, Job<Arc<Artifact>>)>,
     /// The last problem worth telling the user that has no better place.
     pub notice: Option<String>,
+    /// The window is closing: no queued run starts any more (they are saved as interrupted).
+    pub closing: bool,
+    /// The runs folder being read again (see [`Session::recheck_runs_folder`]).
+    store_job: Option<Job<RunStore>>,
 }
 
 impl Session {
@@ -173,12 +184,7 @@ impl Session {
                 )
             }
         };
-        if !store.unreadable.is_empty() {
-            notice = Some(format!(
-                "some stored runs could not be read: {}",
-                store.unreadable.join("; ")
-            ));
-        }
+        notice = notice.or_else(|| opening_notice(&store));
         let mut sample_tasks: Vec<PathBuf> = std::fs::read_dir(&opts.sample_tasks)
             .map(|rd| {
                 rd.flatten()
@@ -205,6 +211,8 @@ impl Session {
             focus: None,
             artifact: None,
             notice,
+            closing: false,
+            store_job: None,
         };
         session.load_model(&opts.model);
         if let Some(dir) = opts.task.clone().or_else(|| session.default_task()) {
@@ -273,6 +281,10 @@ impl Session {
     /// Records a new run of the current task with the current model and queues it; it starts
     /// when the model is ready and the run before it has ended. Returns the run id.
     pub fn queue_run(&mut self, spec: RunSpec) -> Option<String> {
+        if let Err(e) = self.store.check_writable() {
+            self.notice = Some(format!("cannot train here: {e:#}"));
+            return None;
+        }
         let Some(task) = self.task.clone() else {
             self.notice = Some("choose a task first".into());
             return None;
@@ -312,6 +324,10 @@ impl Session {
         if live {
             return;
         }
+        if let Err(e) = self.store.check_writable() {
+            self.notice = Some(format!("{e:#}"));
+            return;
+        }
         match self.store.forget(id) {
             Ok(true) => {
                 self.last_write.remove(id);
@@ -320,6 +336,46 @@ impl Session {
             Ok(false) => {}
             Err(e) => self.notice = Some(format!("{e:#}")),
         }
+    }
+
+    /// Moves an unreadable run folder out of the list, into the runs folder's `.removed/`
+    /// (on the writer thread; a failure comes back as the notice).
+    pub fn remove_unreadable(&mut self, folder: &OsStr) {
+        if let Err(e) = self.store.check_writable() {
+            self.notice = Some(format!("{e:#}"));
+            return;
+        }
+        if self.store.forget_unreadable(folder) {
+            self.records.set_aside(folder);
+            self.notice = Some(format!(
+                "moved {} into {} (move it back to restore it)",
+                folder.to_string_lossy(),
+                self.store.dir().join(crate::runs::REMOVED_DIR).display()
+            ));
+        }
+    }
+
+    /// Reads the runs folder again on a background thread (a read-only session: the list is a
+    /// snapshot, and the other workbench may have gone, freeing the folder).
+    pub fn recheck_runs_folder(&mut self) {
+        if self.store_job.is_some() || self.active.is_some() || !self.queue.is_empty() {
+            return;
+        }
+        let dir = self.store.dir().to_path_buf();
+        self.store_job = Some(Job::spawn(
+            format!("reading {}...", dir.display()),
+            move || RunStore::open(&dir),
+        ));
+    }
+
+    /// Whether the runs folder is being read again.
+    pub fn rechecking(&self) -> bool {
+        self.store_job.is_some()
+    }
+
+    /// Whether a run is training (or preparing to): closing the window then asks first.
+    pub fn training(&self) -> bool {
+        self.active.is_some()
     }
 
     pub fn send(&self, cmd: Command) {
@@ -423,6 +479,18 @@ impl Session {
         for job in self.named_tasks.values_mut() {
             job.poll();
         }
+        if self.store_job.as_mut().is_some_and(Job::poll) {
+            match self.store_job.take().and_then(Job::into_result) {
+                // Only a read-only store is ever replaced, so nothing unsaved is dropped.
+                Some(Ok(store)) if self.store.read_only().is_some() => {
+                    self.notice = opening_notice(&store);
+                    self.store = store;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => self.notice = Some(e),
+                None => {}
+            }
+        }
         self.drain_events();
         self.start_next();
         self.load_focused();
@@ -471,10 +539,14 @@ impl Session {
             || self.task_job.is_some()
             || self.named_tasks.values().any(Job::is_running)
             || self.artifact.as_ref().is_some_and(|a| a.1.is_running())
+            || self.store_job.is_some()
     }
 
     /// Sends record `i` to the writer as it is now.
     fn write(&mut self, i: usize) {
+        if self.store.read_only().is_some() {
+            return;
+        }
         let r = &self.store.runs[i];
         self.records.write(r);
         self.last_write.insert(r.id.clone(), Instant::now());
@@ -547,7 +619,7 @@ impl Session {
     }
 
     fn start_next(&mut self) {
-        if self.active.is_some() {
+        if self.active.is_some() || self.closing {
             return;
         }
         if let Some(s) = &mut self.starting {
@@ -628,8 +700,17 @@ impl Session {
     /// Writes the active run's record with every event received so far (step writes are
     /// spaced out, so the last second of the curve may not be on disk yet) and waits for every
     /// pending write. The run cannot finish once the app is gone, so it is saved as
-    /// interrupted. Called on exit, never in a frame.
+    /// interrupted, and so are the runs still queued. Called on exit, never in a frame.
     pub fn save_on_exit(&mut self) {
+        self.closing = true;
+        self.starting = None;
+        for id in std::mem::take(&mut self.queue) {
+            self.set_status(
+                &id,
+                RunStatus::Interrupted,
+                Some("the workbench was closed before this queued run started".into()),
+            );
+        }
         if let Some(active) = &self.active {
             if let Some(i) = self.store.index_of(&active.id) {
                 while let Ok(ev) = active.events.try_recv() {
@@ -651,6 +732,21 @@ impl Session {
     pub fn flush_records(&self) {
         self.records.flush();
     }
+}
+
+/// What the user is told about a runs folder just opened: folders that could not be read
+/// (they are listed in the runs view, with Remove) and other problems.
+fn opening_notice(store: &RunStore) -> Option<String> {
+    let mut parts = Vec::new();
+    if !store.unreadable.is_empty() {
+        parts.push(format!(
+            "{} stored run(s) could not be read; they are listed under \"Could not read\" in the \
+             Runs tab",
+            store.unreadable.len()
+        ));
+    }
+    parts.extend(store.warnings.iter().cloned());
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// Where a task comes from: already read, or a folder to read (on a background thread).

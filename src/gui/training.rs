@@ -13,12 +13,18 @@ impl Training {
         let mut action = None;
         let status = session.active_record().map(|r| r.status);
         ui.horizontal(|ui| {
-            let can_queue = session.task.is_some()
+            let writable = session.store.read_only().is_none();
+            let can_queue = writable
+                && session.task.is_some()
                 && session.task_job.is_none()
                 && !matches!(session.model, ModelState::Failed { .. } | ModelState::Empty);
             if ui
                 .add_enabled(can_queue, egui::Button::new("Train"))
-                .on_disabled_hover_text("load a model and choose a task first")
+                .on_disabled_hover_text(if writable {
+                    "load a model and choose a task first"
+                } else {
+                    "read-only: another workbench is using the runs folder"
+                })
                 .clicked()
             {
                 action = Some(Action::Train);
