@@ -7,6 +7,7 @@
 //! answer; fine-tuning sees 64 text tokens. Token ids are a fixed hash of the position, shared
 //! with the peer, so both sides see the same sequences.
 
+use crate::methods::RunRng;
 use crate::methods::{self, Batch, MethodKind, MethodSettings, Row, StepContext};
 use crate::model::{ForwardInput, LogitRows, Model};
 use crate::run::{RunSpec, TrainConfig};
@@ -14,7 +15,6 @@ use crate::task::{Piece, Task, Template};
 use crate::train::{self, eval};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -147,7 +147,7 @@ fn step_row(
 ) -> Result<f64> {
     let llm = &model.llm;
     let template = Template::parse(template).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut rng = StdRng::seed_from_u64(0);
+    let mut rng = RunRng::seed_from_u64(0);
     let labels = vec![" yes".to_string(), " no".to_string()];
     let mut method = methods::build(
         kind,
@@ -358,7 +358,7 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
                 .iter()
                 .map(|l| format!(" {}", task.answer_text(l)))
                 .collect();
-            let mut rng = StdRng::seed_from_u64(0);
+            let mut rng = RunRng::seed_from_u64(0);
             let method = methods::build(
                 MethodKind::PromptTuning,
                 &settings,

@@ -26,6 +26,9 @@ pub struct TrainConfig {
     /// linearly to zero.
     pub warmup: f64,
     pub seed: u64,
+    /// Steps between checkpoints of a run with an output folder (None: at each evaluation).
+    #[serde(default)]
+    pub save_every: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -39,6 +42,7 @@ impl Default for TrainConfig {
             patience: 0,
             warmup: 0.1,
             seed: 0,
+            save_every: None,
         }
     }
 }
@@ -68,6 +72,9 @@ impl TrainConfig {
         }
         if self.eval_every == 0 {
             bail!("--eval-every must be at least 1");
+        }
+        if self.save_every == Some(0) {
+            bail!("--save-every must be at least 1");
         }
         if let Some(lr) = self.lr {
             if !(lr.is_finite() && lr > 0.0) {

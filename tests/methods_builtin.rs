@@ -105,7 +105,7 @@ fn prompt_tuning_from_labels_makes_exactly_one_vector_per_slot() {
         labels.len() < 8,
         "the test needs slots left after the labels"
     );
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut rng = gradprompt::methods::RunRng::seed_from_u64(0);
     let m = methods::build(
         MethodKind::PromptTuning,
         &settings,

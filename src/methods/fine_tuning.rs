@@ -49,4 +49,8 @@ impl Method for FineTuning {
     fn vars(&self) -> &[Var] {
         self.opt.vars()
     }
+
+    fn optimizer(&mut self) -> Option<&mut AdamW> {
+        Some(&mut self.opt)
+    }
 }

@@ -2,10 +2,10 @@
 //! from the run's seeded generator (candle's own random tensors are not seedable, and runs must
 //! repeat exactly).
 
+use super::RunRng;
 use crate::model::Llm;
 use anyhow::Result;
 use candle_core::Tensor;
-use rand::rngs::StdRng;
 use rand::Rng;
 
 /// How many of the first vocabulary ids initial tokens are drawn from. Lester et al. (2021)
@@ -16,7 +16,7 @@ pub const COMMON_TOKENS: usize = 5000;
 
 /// `n` token ids drawn uniformly from the first [`COMMON_TOKENS`] of the vocabulary (all of it
 /// when it is smaller).
-pub fn sample_vocab_ids(llm: &Llm, n: usize, rng: &mut StdRng) -> Vec<u32> {
+pub fn sample_vocab_ids(llm: &Llm, n: usize, rng: &mut RunRng) -> Vec<u32> {
     let limit = llm.cfg.vocab_size.min(COMMON_TOKENS) as u32;
     (0..n).map(|_| rng.random_range(0..limit)).collect()
 }
@@ -30,7 +30,7 @@ pub fn token_embeddings(llm: &Llm, ids: &[u32]) -> Result<Tensor> {
 }
 
 /// Uniform values in `[-scale, scale]`.
-pub fn uniform(rng: &mut StdRng, shape: (usize, usize), scale: f32, llm: &Llm) -> Result<Tensor> {
+pub fn uniform(rng: &mut RunRng, shape: (usize, usize), scale: f32, llm: &Llm) -> Result<Tensor> {
     let n = shape.0 * shape.1;
     let v: Vec<f32> = (0..n).map(|_| rng.random_range(-scale..=scale)).collect();
     Ok(Tensor::from_vec(v, shape, llm.device())?)

@@ -16,10 +16,13 @@ use std::sync::Mutex;
 /// Elements per parallel work unit.
 const CHUNK: usize = 32 * 1024;
 
+/// A variable's first and second moments.
+pub type Moments = (Vec<f32>, Vec<f32>);
+
 pub struct AdamW {
     vars: Vec<Var>,
     /// First and second moments, one buffer each per variable.
-    moments: Vec<Mutex<(Vec<f32>, Vec<f32>)>>,
+    moments: Vec<Mutex<Moments>>,
     step: usize,
     pub lr: f64,
     pub beta1: f64,
@@ -57,6 +60,31 @@ impl AdamW {
 
     pub fn vars(&self) -> &[Var] {
         &self.vars
+    }
+
+    /// The steps taken and each variable's first and second moments (a checkpoint saves them).
+    pub fn state(&self) -> (usize, Vec<Moments>) {
+        let moments = self
+            .moments
+            .iter()
+            .map(|m| m.lock().unwrap().clone())
+            .collect();
+        (self.step, moments)
+    }
+
+    /// Continues from a saved [`AdamW::state`].
+    pub fn set_state(&mut self, step: usize, moments: Vec<Moments>) -> Result<()> {
+        if moments.len() != self.vars.len()
+            || moments
+                .iter()
+                .zip(&self.vars)
+                .any(|((m, v), var)| m.len() != var.elem_count() || v.len() != var.elem_count())
+        {
+            bail!("the saved optimiser state does not match this method's variables");
+        }
+        self.step = step;
+        self.moments = moments.into_iter().map(Mutex::new).collect();
+        Ok(())
     }
 
     /// One update from `grads`, one per variable in order.

@@ -7,13 +7,13 @@ use super::init::{sample_vocab_ids, token_embeddings, uniform};
 use super::optim::AdamW;
 use super::step::gradient_step;
 use super::tensor_names::{PROMPT_EMBEDDINGS, P_TUNING_LSTM, P_TUNING_MLP};
+use super::RunRng;
 use super::{Batch, Encoder, Method, Prompt, StepContext};
 use crate::model::Llm;
 use anyhow::{bail, Result};
 use candle_core::{DType, Module, Tensor, Var, D};
 use candle_nn::rnn::{Direction, LSTMConfig, LSTM, RNN};
 use candle_nn::{VarBuilder, VarMap};
-use rand::rngs::StdRng;
 
 /// The encoder's layers; cloning shares the variables.
 #[derive(Clone)]
@@ -61,7 +61,7 @@ impl PTuning {
         k: usize,
         kind: Encoder,
         hidden: usize,
-        rng: &mut StdRng,
+        rng: &mut RunRng,
     ) -> Result<Self> {
         if k == 0 {
             bail!("P-Tuning needs at least one soft slot ([P]) in the template");

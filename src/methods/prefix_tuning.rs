@@ -13,11 +13,11 @@ use super::init::{sample_vocab_ids, token_embeddings, uniform};
 use super::optim::AdamW;
 use super::step::gradient_step;
 use super::tensor_names::PROMPT_EMBEDDINGS;
+use super::RunRng;
 use super::{Batch, Method, Prompt, StepContext};
 use crate::model::{KvPrefix, Llm};
 use anyhow::{bail, Result};
 use candle_core::{Tensor, Var};
-use rand::rngs::StdRng;
 
 /// The reparameterising MLP and its input embedding (cloning shares the variables).
 #[derive(Clone)]
@@ -42,7 +42,7 @@ impl PrefixTuning {
         n: usize,
         hidden: usize,
         init_text: &[u32],
-        rng: &mut StdRng,
+        rng: &mut RunRng,
     ) -> Result<Self> {
         if n == 0 {
             bail!("prefix tuning needs a prefix length of at least 1");

@@ -6,11 +6,11 @@ use super::init::{sample_vocab_ids, token_embeddings, uniform};
 use super::optim::AdamW;
 use super::step::gradient_step;
 use super::tensor_names::PROMPT_EMBEDDINGS;
+use super::RunRng;
 use super::{Batch, Method, Prompt, SoftInit, StepContext};
 use crate::model::Llm;
 use anyhow::{bail, Result};
 use candle_core::{Tensor, Var};
-use rand::rngs::StdRng;
 
 pub struct PromptTuning {
     soft: Var,
@@ -24,7 +24,7 @@ pub fn init_vectors(
     init: &SoftInit,
     labels: &[String],
     tok: &tokenizers::Tokenizer,
-    rng: &mut StdRng,
+    rng: &mut RunRng,
 ) -> Result<Tensor> {
     let d = llm.cfg.hidden_size;
     let emb = llm.embedding_matrix();
@@ -71,7 +71,7 @@ impl PromptTuning {
         init: &SoftInit,
         labels: &[String],
         tok: &tokenizers::Tokenizer,
-        rng: &mut StdRng,
+        rng: &mut RunRng,
     ) -> Result<Self> {
         if n == 0 {
             bail!("prompt tuning needs at least one soft slot ([P]) at the start of the template");

@@ -32,6 +32,28 @@ impl<S> BestCheckpoint<S> {
         }
     }
 
+    /// The tracker as a checkpoint left it (`evals_without_gain` counts towards patience).
+    pub fn resumed(
+        score: f64,
+        step: usize,
+        snapshot: S,
+        patience: usize,
+        evals_without_gain: usize,
+    ) -> Self {
+        BestCheckpoint {
+            score,
+            step,
+            snapshot,
+            patience,
+            evals_without_gain,
+        }
+    }
+
+    /// Evaluations since the last improvement (a checkpoint saves it).
+    pub fn evals_without_gain(&self) -> usize {
+        self.evals_without_gain
+    }
+
     /// Records the score of an evaluation after `step`; `snapshot` is only taken when the score
     /// is a new best (snapshots of fine-tuning copy the whole model).
     pub fn record<E>(

@@ -4,7 +4,7 @@
 /// How many of the last steps `last_mean` averages.
 pub const LAST_STEPS: usize = 10;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LossLog {
     losses: Vec<f32>,
 }

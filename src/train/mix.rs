@@ -7,8 +7,8 @@
 //! as a large one. Both draw from the run's seeded random stream.
 
 use super::sampler::EpochSampler;
+use crate::methods::RunRng;
 use crate::run::Mix;
-use rand::rngs::StdRng;
 use rand::Rng;
 
 pub struct MixSampler {
@@ -32,7 +32,7 @@ impl MixSampler {
     }
 
     /// The next `n` rows as (task, example index within the task's train split).
-    pub fn next(&mut self, n: usize, rng: &mut StdRng) -> Vec<(usize, usize)> {
+    pub fn next(&mut self, n: usize, rng: &mut RunRng) -> Vec<(usize, usize)> {
         match self.mix {
             Mix::Proportional => self
                 .all
@@ -75,7 +75,7 @@ mod tests {
     use rand::SeedableRng;
 
     fn counts(mix: Mix, sizes: &[usize], rows: usize) -> Vec<usize> {
-        let mut rng = StdRng::seed_from_u64(1);
+        let mut rng = RunRng::seed_from_u64(1);
         let mut s = MixSampler::new(mix, sizes);
         let mut c = vec![0; sizes.len()];
         for (k, i) in s.next(rows, &mut rng) {
@@ -108,7 +108,7 @@ mod tests {
     #[test]
     fn the_same_seed_mixes_the_same_batches() {
         let draw = || {
-            let mut rng = StdRng::seed_from_u64(9);
+            let mut rng = RunRng::seed_from_u64(9);
             let mut s = MixSampler::new(Mix::Uniform, &[7, 3, 5]);
             (0..4).map(|_| s.next(6, &mut rng)).collect::<Vec<_>>()
         };

@@ -3,7 +3,8 @@
 //!
 //! `train` reads as its parts, one file each: `prepare` (validation, template, method, encoded
 //! splits), `sampler` (batches by epoch), `commands` (pause, resume, stop between steps),
-//! `schedule` (the learning rate), `best` (best checkpoint and patience), `loss_log`, and the
+//! `schedule` (the learning rate), `best` (best checkpoint and patience), `loss_log`,
+//! `checkpoint` (the whole state, saved as it goes, to resume a killed run), and the
 //! final evaluation below, which keeps the best checkpoint as an artifact. `multi_task` is the
 //! loop of a run that trains several tasks' prompts in mixed batches (`mix`), from the same parts.
 //!
@@ -11,6 +12,7 @@
 //! writes; never on `runs` or a front end.
 
 pub mod best;
+pub mod checkpoint;
 pub mod commands;
 pub mod eval;
 pub mod loss_log;
@@ -24,16 +26,17 @@ pub mod worker;
 pub use prepare::{encode_split, prepare, resolve_template, Prepared};
 
 use crate::artifact::Artifact;
+use crate::methods::RunRng;
 use crate::methods::{Batch, Method, Row, StepContext};
 use crate::model::Model;
 use crate::run::{Command, Event, RunResult, RunSpec, TrainConfig};
 use crate::task::{Encoded, Task, Template};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use best::BestCheckpoint;
+use checkpoint::Progress;
 use commands::Flow;
 use crossbeam_channel::{Receiver, Sender};
 use loss_log::LossLog;
-use rand::rngs::StdRng;
 use sampler::EpochSampler;
 use std::time::Instant;
 
@@ -43,6 +46,37 @@ pub fn train(
     model: &Model,
     task: &Task,
     spec: &RunSpec,
+    events: &Sender<Event>,
+    commands: &Receiver<Command>,
+) -> Result<RunResult> {
+    run(model, task, spec, None, events, commands)
+}
+
+/// Continues a run from its checkpoint (`checkpoint::load`): the same steps, batches and
+/// updates an uninterrupted run would have taken from there.
+pub fn resume(
+    model: &Model,
+    task: &Task,
+    saved: &checkpoint::Saved,
+    events: &Sender<Event>,
+    commands: &Receiver<Command>,
+) -> Result<RunResult> {
+    saved.check_model(model)?;
+    run(
+        model,
+        task,
+        &saved.state.spec,
+        Some(saved),
+        events,
+        commands,
+    )
+}
+
+fn run(
+    model: &Model,
+    task: &Task,
+    spec: &RunSpec,
+    saved: Option<&checkpoint::Saved>,
     events: &Sender<Event>,
     commands: &Receiver<Command>,
 ) -> Result<RunResult> {
@@ -56,7 +90,7 @@ pub fn train(
         test_set,
         steps,
         peak_lr,
-        mut rng,
+        rng,
     } = prepare(model, task, spec)?;
     let trainable = method.trainable_params();
     let _ = events.send(Event::Started {
@@ -67,30 +101,49 @@ pub fn train(
     });
     let dev_score = |m: &dyn Method| evaluate(model, task, m, &dev_set);
 
-    let mut best = BestCheckpoint::new(
-        dev_score(method.as_ref())?,
-        method.snapshot()?,
-        cfg.patience,
-    );
-    let _ = events.send(Event::Eval {
-        step: 0,
-        dev_metric: best.score,
-        best: true,
-    });
-    let mut sampler = EpochSampler::new(train_set.len());
+    let mut p = match saved {
+        Some(saved) => saved.restore(method.as_mut())?,
+        None => {
+            let score = dev_score(method.as_ref())?;
+            let _ = events.send(Event::Eval {
+                step: 0,
+                dev_metric: score,
+                best: true,
+            });
+            Progress {
+                steps_done: 0,
+                rng,
+                sampler: EpochSampler::new(train_set.len()),
+                losses: LossLog::default(),
+                best: BestCheckpoint::new(score, method.snapshot()?, cfg.patience),
+                evals: vec![(0, score)],
+            }
+        }
+    };
+    let save_every = cfg.save_every.unwrap_or(cfg.eval_every).max(1);
+    let save = |p: &Progress, method: &mut dyn Method| -> Result<()> {
+        match &spec.out {
+            Some(out) => checkpoint::save(out, spec, &task.dir, model, p, method)
+                .context("saving the checkpoint"),
+            None => Ok(()),
+        }
+    };
     let mut end = LoopEnd::default();
-    for step in 0..steps {
+    for step in p.steps_done..steps {
         if commands::poll(commands, events) == Flow::Stop {
             end.stopped_early = true;
+            end.interrupted = true;
+            // The state right now, so a resumed run repeats no step.
+            end.failure = save(&p, method.as_mut()).err();
             break;
         }
         let t0 = Instant::now();
-        let batch = draw_batch(&mut sampler, &train_set, cfg, &mut rng);
+        let batch = draw_batch(&mut p.sampler, &train_set, cfg, &mut p.rng);
         let lr = schedule::lr_at(step, steps, peak_lr, cfg.warmup);
         let mut ctx = StepContext {
             llm: &model.llm,
             lr,
-            rng: &mut rng,
+            rng: &mut p.rng,
         };
         let loss = match method.train_step(&mut ctx, &batch) {
             Ok(l) => l,
@@ -99,19 +152,20 @@ pub fn train(
                 break;
             }
         };
-        end.steps_done = step + 1;
-        end.losses.push(loss);
+        p.steps_done = step + 1;
+        p.losses.push(loss);
         let _ = events.send(Event::Step {
-            step: end.steps_done,
+            step: p.steps_done,
             loss,
             lr,
             examples_per_s: batch.rows.len() as f64 / t0.elapsed().as_secs_f64(),
         });
-        if is_eval_step(end.steps_done, steps, cfg.eval_every) {
+        if is_eval_step(p.steps_done, steps, cfg.eval_every) {
             let score = dev_score(method.as_ref())?;
-            let verdict = best.record(end.steps_done, score, || method.snapshot())?;
+            p.evals.push((p.steps_done, score));
+            let verdict = p.best.record(p.steps_done, score, || method.snapshot())?;
             let _ = events.send(Event::Eval {
-                step: end.steps_done,
+                step: p.steps_done,
                 dev_metric: score,
                 best: verdict.improved,
             });
@@ -120,9 +174,16 @@ pub fn train(
                 break;
             }
         }
+        // A completed run has nothing to resume: no checkpoint after the last step.
+        if p.steps_done.is_multiple_of(save_every) && p.steps_done < steps {
+            if let Err(e) = save(&p, method.as_mut()) {
+                end.failure = Some(e);
+                break;
+            }
+        }
     }
     // Whatever ended the loop, the best dev checkpoint is what is evaluated and kept.
-    method.restore(&best.snapshot)?;
+    method.restore(&p.best.snapshot)?;
     finish(
         model,
         task,
@@ -130,7 +191,7 @@ pub fn train(
         &template,
         method.as_ref(),
         &test_set,
-        (best.score, best.step),
+        &p,
         end,
         started,
     )
@@ -139,9 +200,9 @@ pub fn train(
 /// How the step loop ended.
 #[derive(Default)]
 struct LoopEnd {
-    steps_done: usize,
     stopped_early: bool,
-    losses: LossLog,
+    /// Stopped by a command (Ctrl-C, the workbench's Stop): the checkpoint stays, to resume.
+    interrupted: bool,
     /// A failed step: the best checkpoint is still evaluated and saved, then this is returned.
     failure: Option<anyhow::Error>,
 }
@@ -151,7 +212,7 @@ fn draw_batch(
     sampler: &mut EpochSampler,
     train_set: &[Encoded],
     cfg: &TrainConfig,
-    rng: &mut StdRng,
+    rng: &mut RunRng,
 ) -> Batch {
     let n = cfg.batch_size * cfg.grad_accum.max(1);
     Batch {
@@ -186,7 +247,7 @@ fn finish(
     template: &Template,
     method: &dyn Method,
     test_set: &[Encoded],
-    (best_score, best_step): (f64, usize),
+    p: &Progress,
     end: LoopEnd,
     started: Instant,
 ) -> Result<RunResult> {
@@ -196,13 +257,13 @@ fn finish(
         task: task.spec.name.clone(),
         model: model.spec.clone(),
         template: template.to_string(),
-        steps: end.steps_done,
-        train_loss_first: end.losses.first(),
-        train_loss_last: end.losses.last_mean(),
+        steps: p.steps_done,
+        train_loss_first: p.losses.first(),
+        train_loss_last: p.losses.last_mean(),
         metric: task.spec.metric,
-        dev_metric: best_score,
+        dev_metric: p.best.score,
         test_metric,
-        best_step,
+        best_step: p.best.step,
         trainable_params: method.trainable_params(),
         model_params: model.llm.parameter_count(),
         artifact_bytes: 0,
@@ -219,11 +280,15 @@ fn finish(
     art.manifest.result = result.clone();
     if let Some(dir) = &spec.out {
         art.save(dir)?;
+        if end.failure.is_none() && !end.interrupted {
+            checkpoint::remove(dir)?;
+        }
     }
     if let Some(e) = end.failure {
         let saved = match &spec.out {
             Some(d) => format!(
-                "; the best checkpoint (step {best_step}) was saved to {}",
+                "; the best checkpoint (step {}) was saved to {}",
+                p.best.step,
                 d.display()
             ),
             None => String::new(),

@@ -19,6 +19,7 @@ use super::prepare::{prepare_task, PreparedTask};
 use super::schedule;
 use crate::artifact::Artifact;
 use crate::methods::task_prompts::TaskPrompts;
+use crate::methods::RunRng;
 use crate::methods::{self, Batch, MethodKind, Row, StepContext};
 use crate::model::Model;
 use crate::run::{
@@ -27,7 +28,6 @@ use crate::run::{
 use crate::task::{Segment, Task, Template};
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::{Receiver, Sender};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -49,7 +49,7 @@ pub fn train_tasks(
     check_names(tasks)?;
     let run = &spec.run;
     let cfg = &run.config;
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut rng = RunRng::seed_from_u64(cfg.seed);
     let mut prepared = Vec::with_capacity(tasks.len());
     for task in tasks {
         let p = prepare_task(model, task, run, spec.shared_tokens, &mut rng)
@@ -294,7 +294,7 @@ fn check_names(tasks: &[Task]) -> Result<()> {
 fn build_shared(
     model: &Model,
     spec: &MultiTaskSpec,
-    rng: &mut StdRng,
+    rng: &mut RunRng,
 ) -> Result<Option<Box<dyn methods::Method>>> {
     let n = spec.shared_tokens;
     if n == 0 {

@@ -1,12 +1,12 @@
 //! Preparation: everything a run needs before its first step, checked before any training
 //! starts, so bad input fails at once with the field or example it comes from.
 
+use crate::methods::RunRng;
 use crate::methods::{self, Method};
 use crate::model::Model;
 use crate::run::{default_lr, RunSpec};
 use crate::task::{encode, Encoded, Split, Task, Template};
 use anyhow::{bail, Context, Result};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 /// A run ready to train: its template, its freshly built method and its encoded splits.
@@ -21,13 +21,13 @@ pub struct Prepared {
     pub peak_lr: f64,
     /// The run's one random stream (method initialisation, batch order, method steps), seeded
     /// from the config, so a seed fixes the whole run.
-    pub rng: StdRng,
+    pub rng: RunRng,
 }
 
 pub fn prepare(model: &Model, task: &Task, spec: &RunSpec) -> Result<Prepared> {
     let cfg = &spec.config;
     spec.check()?;
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut rng = RunRng::seed_from_u64(cfg.seed);
     let PreparedTask {
         template,
         method,
@@ -70,7 +70,7 @@ pub fn prepare_task(
     task: &Task,
     spec: &RunSpec,
     shared: usize,
-    rng: &mut StdRng,
+    rng: &mut RunRng,
 ) -> Result<PreparedTask> {
     let template = resolve_template(task, spec)?;
     let labels: Vec<String> = task

@@ -1,10 +1,11 @@
 //! Batch sampling: training examples are drawn in epochs, each a fresh shuffle of the whole
 //! training split, so every example is seen once per epoch and a batch may span two epochs.
 
-use rand::rngs::StdRng;
+use crate::methods::RunRng;
 use rand::seq::SliceRandom;
 
-/// Hands out training-example indices epoch by epoch.
+/// Hands out training-example indices epoch by epoch. Its state is saved whole in a checkpoint.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EpochSampler {
     len: usize,
     /// What is left of the current epoch, taken from the end.
@@ -21,7 +22,7 @@ impl EpochSampler {
 
     /// The next `n` indices. The rng is the run's own (shared with the method), so a seed fixes
     /// the whole run; it is only drawn from when an epoch starts.
-    pub fn next(&mut self, n: usize, rng: &mut StdRng) -> Vec<usize> {
+    pub fn next(&mut self, n: usize, rng: &mut RunRng) -> Vec<usize> {
         let mut out = Vec::with_capacity(n);
         if self.len == 0 {
             return out;
@@ -40,12 +41,12 @@ impl EpochSampler {
 #[cfg(test)]
 mod tests {
     use super::EpochSampler;
-    use rand::rngs::StdRng;
+    use crate::methods::RunRng;
     use rand::SeedableRng;
 
     #[test]
     fn every_example_is_drawn_once_per_epoch() {
-        let mut rng = StdRng::seed_from_u64(3);
+        let mut rng = RunRng::seed_from_u64(3);
         let mut s = EpochSampler::new(10);
         let mut drawn = s.next(4, &mut rng);
         drawn.extend(s.next(6, &mut rng));
@@ -55,7 +56,7 @@ mod tests {
 
     #[test]
     fn a_batch_larger_than_the_split_spans_epochs() {
-        let mut rng = StdRng::seed_from_u64(3);
+        let mut rng = RunRng::seed_from_u64(3);
         let mut s = EpochSampler::new(3);
         let drawn = s.next(7, &mut rng);
         assert_eq!(drawn.len(), 7);
@@ -67,7 +68,7 @@ mod tests {
     #[test]
     fn the_same_seed_draws_the_same_batches() {
         let draw = || {
-            let mut rng = StdRng::seed_from_u64(7);
+            let mut rng = RunRng::seed_from_u64(7);
             let mut s = EpochSampler::new(20);
             (0..5).map(|_| s.next(8, &mut rng)).collect::<Vec<_>>()
         };
@@ -76,7 +77,7 @@ mod tests {
 
     #[test]
     fn an_empty_split_gives_empty_batches_instead_of_looping() {
-        let mut rng = StdRng::seed_from_u64(0);
+        let mut rng = RunRng::seed_from_u64(0);
         assert!(EpochSampler::new(0).next(8, &mut rng).is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! (steps, evaluations, the result or the failure) come out over crossbeam channels, so neither
 //! the command line nor the GUI ever blocks on training work.
 
+use super::checkpoint;
 use super::multi_task::train_tasks;
 use super::train;
 use crate::model::Model;
@@ -22,6 +23,14 @@ impl Worker {
     pub fn spawn(model: Arc<Model>, task: Arc<Task>, spec: RunSpec) -> Worker {
         Worker::start(move |events, commands| {
             let r = train(&model, &task, &spec, events, commands)?;
+            Ok(Event::Finished(Box::new(r)))
+        })
+    }
+
+    /// Continues a run from its checkpoint on a new thread (`train::resume`).
+    pub fn resume(model: Arc<Model>, task: Arc<Task>, saved: checkpoint::Saved) -> Worker {
+        Worker::start(move |events, commands| {
+            let r = super::resume(&model, &task, &saved, events, commands)?;
             Ok(Event::Finished(Box::new(r)))
         })
     }
