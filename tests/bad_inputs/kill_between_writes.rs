@@ -149,3 +149,47 @@ fn a_run_killed_while_overwriting_a_prompt_leaves_the_previous_prompt_byte_ident
     assert_eq!(snapshot(dir.path()), before);
     assert!(eval(dir.path()).status.success());
 }
+
+/// The same for a single file (`atomic::write_file`, as a run record is saved): a temporary
+/// file a kill left beside it is neither read nor in the way of the next save.
+#[test]
+fn a_leftover_temporary_file_is_not_read_and_the_next_save_replaces_the_file_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("run.json");
+    gradprompt::atomic::write_file(&target, b"{\"version\": 1}").unwrap();
+    write(dir.path(), ".run.json.writing-Ab12Cd", "{\"vers");
+    assert_eq!(std::fs::read(&target).unwrap(), b"{\"version\": 1}");
+    gradprompt::atomic::write_file(&target, b"{\"version\": 2}").unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), b"{\"version\": 2}");
+    assert_eq!(
+        std::fs::read(dir.path().join(".run.json.writing-Ab12Cd")).unwrap(),
+        b"{\"vers"
+    );
+}
+
+/// A leftover beside an output folder is not in it: `--out` is still free to write.
+#[test]
+fn a_leftover_beside_an_empty_out_does_not_count_as_its_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    torn(dir.path(), ".p.writing-Ab12Cd");
+    std::fs::create_dir(dir.path().join("p")).unwrap();
+    let task = sample_task("country-continent");
+    let output = gradprompt(
+        dir.path(),
+        &[
+            "train",
+            "--method",
+            "zero-shot",
+            "--task",
+            task.to_str().unwrap(),
+            "--out",
+            "p",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    gradprompt::artifact::Artifact::load(&dir.path().join("p")).unwrap();
+}
