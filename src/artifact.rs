@@ -156,11 +156,18 @@ impl Artifact {
 
     pub fn load(dir: &Path) -> Result<Artifact> {
         let mf = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&mf).with_context(|| {
-            format!(
+        let text = std::fs::read_to_string(&mf).with_context(|| match crate::atomic::left_aside(dir) {
+            Some(old) => format!(
+                "{}: cannot read: a save into {} was cut short; its previous version is in {}, rename it back to {}",
+                mf.display(),
+                dir.display(),
+                old.display(),
+                dir.display()
+            ),
+            None => format!(
                 "{}: cannot read (is this a gradprompt prompt folder?)",
                 mf.display()
-            )
+            ),
         })?;
         let manifest: Manifest = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a gradprompt manifest", mf.display()))?;

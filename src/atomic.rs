@@ -98,6 +98,25 @@ pub fn write_folder(dir: &Path, files: &[(&str, &[u8])]) -> Result<()> {
     Ok(())
 }
 
+/// The previous version of the folder `dir` that a [`write_folder`] killed between its two
+/// renames left aside (`.NAME.old-XXXXXX` beside it), when `dir` itself is gone. Nothing reads
+/// it on its own: an error about the missing folder names it, so the user can rename it back.
+pub fn left_aside(dir: &Path) -> Option<std::path::PathBuf> {
+    if dir.exists() {
+        return None;
+    }
+    let prefix = format!(".{}.old-", file_name(dir));
+    let mut found: Vec<_> = std::fs::read_dir(parent_of(dir))
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
 /// A temporary file or folder with the permissions a plain `File::create` or `create_dir` would
 /// give (less the umask): tempfile's default is owner-only, which would make a saved prompt
 /// unreadable to the user's colleagues.
@@ -324,6 +343,25 @@ mod tests {
         assert!(e.contains("another gradprompt process"), "{e}");
         drop(first);
         claim_output(&dir, false).unwrap();
+    }
+
+    #[test]
+    fn a_folder_left_aside_by_a_killed_swap_is_found_only_while_the_folder_is_gone() {
+        use super::left_aside;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("prompt");
+        fs::create_dir(root.path().join(".prompt.writing-abc")).unwrap();
+        assert_eq!(
+            left_aside(&dir),
+            None,
+            "a folder being written is no old version"
+        );
+        let old = root.path().join(".prompt.old-x1Y2z3");
+        fs::create_dir(&old).unwrap();
+        assert_eq!(left_aside(&dir), Some(old.clone()));
+        fs::create_dir(&dir).unwrap();
+        assert_eq!(left_aside(&dir), None);
+        assert_eq!(left_aside(&root.path().join("other")), None);
     }
 
     #[test]

@@ -57,6 +57,13 @@ pub struct BenchOptions<'a> {
     pub only: Vec<String>,
 }
 
+/// The sample task the peer also uses, found from the crate root as the built-in model is: a
+/// path relative to the working folder made `bench` run elsewhere time every row for minutes,
+/// then fail on the missing task.
+static SAMPLE_TASK: std::sync::LazyLock<std::path::PathBuf> = std::sync::LazyLock::new(|| {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_tasks/country-continent")
+});
+
 /// The peer's sizes (a batch of 8 rows of 64 tokens, the median of 5 runs) on the sample task
 /// it also uses; `gradprompt bench` takes its defaults from here.
 impl Default for BenchOptions<'static> {
@@ -65,7 +72,7 @@ impl Default for BenchOptions<'static> {
             batch: 8,
             seq_len: 64,
             repeats: 5,
-            task: Path::new("sample_tasks/country-continent"),
+            task: SAMPLE_TASK.as_path(),
             only: Vec::new(),
         }
     }
@@ -222,9 +229,12 @@ fn rows(lead: &[Piece], text: &[Vec<u32>]) -> Vec<Row> {
 }
 
 pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
-    let (batch, seq_len, repeats) = (opts.batch, opts.seq_len, opts.repeats.max(1));
+    let (batch, seq_len, repeats) = (opts.batch, opts.seq_len, opts.repeats);
     if batch == 0 {
         bail!("--batch-size must be at least 1");
+    }
+    if repeats == 0 {
+        bail!("--repeats must be at least 1 (a row is the median of its timed runs)");
     }
     if seq_len < VIRTUAL + ANSWER + 1 {
         bail!(
@@ -244,6 +254,20 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         }
     }
     let wanted = |row: &str| opts.only.is_empty() || opts.only.iter().any(|r| r == row);
+    // Loaded before any row is timed, so a bad --task fails in a second, not after the rows.
+    let task = if wanted("eval") || wanted("run") {
+        let task =
+            Task::load(opts.task).with_context(|| format!("--task {}", opts.task.display()))?;
+        if task.spec.kind != crate::task::TaskKind::Classification {
+            bail!(
+                "--task {}: the bench scores a classification task",
+                opts.task.display()
+            );
+        }
+        Some(task)
+    } else {
+        None
+    };
     let dev = Device::Cpu;
     let llm = &model.llm;
     let vocab = model.config().vocab_size;
@@ -330,14 +354,7 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         )?);
     }
 
-    if wanted("eval") || wanted("run") {
-        let task = Task::load(opts.task)?;
-        if task.spec.kind != crate::task::TaskKind::Classification {
-            bail!(
-                "{}: the bench scores a classification task",
-                opts.task.display()
-            );
-        }
+    if let Some(task) = &task {
         let spec = RunSpec {
             method: MethodKind::PromptTuning,
             settings: settings.clone(),
@@ -351,8 +368,8 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
             out: None,
         };
         if wanted("eval") {
-            let template = train::resolve_template(&task, &spec)?;
-            let dev_set = train::encode_split(&task, &template, crate::task::Split::Dev, model)?;
+            let template = train::resolve_template(task, &spec)?;
+            let dev_set = train::encode_split(task, &template, crate::task::Split::Dev, model)?;
             let labels: Vec<String> = task
                 .labels()
                 .iter()
@@ -386,7 +403,7 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
             let (_keep, commands) = crossbeam_channel::unbounded();
             let mut out = None;
             res.run_s = Some(timer.measure("run", &mut || {
-                out = Some(train::train(model, &task, &spec, &events, &commands)?);
+                out = Some(train::train(model, task, &spec, &events, &commands)?);
                 Ok(())
             })?);
             if let Some(r) = out {

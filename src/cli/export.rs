@@ -1,8 +1,12 @@
 //! `gradprompt export`: a saved prompt written in another format.
+//!
+//! Like `train`, it never replaces a folder that already holds files unless `--overwrite` is
+//! given, and with `--task` it refuses a prompt trained for another task as `eval` does.
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use gradprompt::artifact::Artifact;
+use gradprompt::task::Task;
 use std::path::PathBuf;
 
 /// What `export` can write.
@@ -25,11 +29,28 @@ pub struct ExportArgs {
     format: Format,
     #[arg(long)]
     out: PathBuf,
+    /// Replace what is already in --out (refused otherwise).
+    #[arg(long)]
+    overwrite: bool,
+    /// The task the prompt is exported for: its name, kind and verbalizer must be the ones the
+    /// prompt was trained with.
+    #[arg(long)]
+    task: Option<PathBuf>,
+    /// Export a prompt trained for another task than --task.
+    #[arg(long, requires = "task")]
+    allow_other_task: bool,
 }
 
 impl ExportArgs {
     pub fn run(self) -> Result<()> {
         let art = Artifact::load(&self.prompt)?;
+        if let Some(dir) = &self.task {
+            let task = Task::load(dir)?;
+            art.manifest
+                .check_task(&task, &self.prompt, self.allow_other_task)?;
+        }
+        // Held until the write is done: another process cannot write the same folder meanwhile.
+        let _lock = gradprompt::atomic::claim_output(&self.out, self.overwrite)?;
         match self.format {
             Format::Peft => gradprompt::peft::export(&art, &self.out)?,
             Format::Native => art.save(&self.out)?,

@@ -1,6 +1,6 @@
 //! `gradprompt inspect`: what a saved prompt reads as (`playground::inspect`).
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args;
 use gradprompt::artifact::Artifact;
 use gradprompt::model::{self, Model};
@@ -21,8 +21,12 @@ pub struct InspectArgs {
 
 impl InspectArgs {
     pub fn run(self) -> Result<()> {
-        let m = Model::load(&self.model)?;
+        // Checked before the model loads: `--k 0` printed empty rows with exit 0.
+        if self.k == 0 {
+            bail!("--k must be at least 1 (the nearest tokens shown per vector)");
+        }
         let art = Artifact::load(&self.prompt)?;
+        let m = Model::load(&self.model)?;
         match playground::inspect(&m, &art, self.k)? {
             Learned::Soft(rows) => {
                 for (i, row) in rows.iter().enumerate() {

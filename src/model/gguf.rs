@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
+use std::io::{Read, Seek};
 use std::path::Path;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
@@ -29,8 +30,15 @@ pub struct GgufModel {
 pub fn load(path: &Path, device: &Device) -> Result<GgufModel> {
     let name = path.display();
     let mut file = std::fs::File::open(path).with_context(|| format!("{name}: cannot open"))?;
-    let content =
-        Content::read(&mut file).map_err(|e| anyhow!("{name}: not a readable GGUF file: {e}"))?;
+    // Checked here because candle's own words for it are "unknown magic 0x22e7628f".
+    let mut magic = [0u8; 4];
+    if file.read_exact(&mut magic).is_err() || &magic != b"GGUF" {
+        bail!("{name}: not a GGUF file (it does not start with \"GGUF\"); give a .gguf model, a Hugging Face folder or a .whl");
+    }
+    file.rewind()
+        .with_context(|| format!("{name}: cannot read"))?;
+    let content = Content::read(&mut file)
+        .map_err(|e| anyhow!("{name}: not a readable GGUF file: {}", plain(e)))?;
     let meta = Meta {
         content: &content,
         file: path,
@@ -52,7 +60,7 @@ pub fn load(path: &Path, device: &Device) -> Result<GgufModel> {
         let t = content
             .tensor(&mut file, gguf_name, device)
             .and_then(|q| q.dequantize(device))
-            .map_err(|e| anyhow!("{name}: tensor \"{gguf_name}\": {e}"))?;
+            .map_err(|e| anyhow!("{name}: tensor \"{gguf_name}\": {}", plain(e)))?;
         // llama.cpp permutes Q and K rows so that interleaved RoPE works; undo it so the model
         // sees the Hugging Face half-split layout (and exported prefixes match Hugging Face keys).
         let t = if gguf_name.ends_with("attn_q.weight") {
@@ -69,6 +77,15 @@ pub fn load(path: &Path, device: &Device) -> Result<GgufModel> {
         tensors,
         tokenizer,
     })
+}
+
+/// A candle error without the backtrace candle appends to its message when RUST_BACKTRACE is
+/// set: a user's error line should not become fifty lines of candle's internals.
+fn plain(e: candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => plain(*inner),
+        e => e.to_string(),
+    }
 }
 
 fn unpermute(w: &Tensor, heads: usize) -> Result<Tensor> {
@@ -163,7 +180,7 @@ impl Meta<'_> {
     }
 
     fn bad(&self, key: &str, e: candle_core::Error) -> anyhow::Error {
-        anyhow!("{}: metadata \"{key}\": {e}", self.file.display())
+        anyhow!("{}: metadata \"{key}\": {}", self.file.display(), plain(e))
     }
 
     fn strings(&self, key: &str) -> Result<Vec<String>> {

@@ -1,9 +1,8 @@
-//! Bad input is refused before training, with an error that names the file, line or setting,
-//! and nothing already saved is touched. Runs on a tiny random model (fast).
+//! Cases cheaper through the library than the command line: the engine refuses them before a
+//! training step, on a tiny random model, and a saved prompt's manifest must agree with its
+//! tensors.
 
-mod common;
-
-use common::{tiny_model, write_synthetic_task};
+use crate::common::{tiny_model, write_synthetic_task};
 use gradprompt::methods::{MethodKind, MethodSettings};
 use gradprompt::run::{Event, RunSpec, TrainConfig};
 use gradprompt::task::Task;

@@ -1,0 +1,199 @@
+//! Numbers out of range on the command line: refused before the model loads or a step runs,
+//! naming the flag, instead of an abort on a huge allocation, a panic, or a silent rewrite to
+//! a value the user did not give.
+
+use crate::{run_cases, with_prompt, Case};
+use std::path::Path;
+
+fn nothing(_: &Path) {}
+
+macro_rules! train_with {
+    ($method:literal, $($arg:literal),+) => {
+        &[
+            "train", "--method", $method, "--task", concat!(env!("CARGO_MANIFEST_DIR"),
+            "/sample_tasks/country-continent"), "--out", "out", $($arg),+
+        ]
+    };
+}
+
+#[test]
+fn numbers_out_of_range_are_refused_naming_the_flag() {
+    run_cases(&[
+        Case {
+            name: "a negative learning rate",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--lr=-1"),
+            expect: &["--lr", "positive"],
+        },
+        Case {
+            name: "a learning rate of zero",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--lr", "0"),
+            expect: &["--lr"],
+        },
+        Case {
+            name: "a learning rate that is not a number",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--lr", "NaN"),
+            expect: &["--lr"],
+        },
+        Case {
+            name: "an infinite learning rate",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--lr", "inf"),
+            expect: &["--lr"],
+        },
+        Case {
+            name: "zero steps",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--steps", "0"),
+            expect: &["--steps", "zero-shot"],
+        },
+        Case {
+            name: "negative steps",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--steps=-1"),
+            expect: &["--steps"],
+        },
+        Case {
+            name: "steps that are not a number",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--steps", "ten"),
+            expect: &["--steps", "ten"],
+        },
+        Case {
+            name: "a batch size of zero",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--batch-size", "0"),
+            expect: &["--batch-size"],
+        },
+        Case {
+            name: "a batch size of a million (was an abort on a 13.8 GB allocation)",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--batch-size", "1000000"),
+            expect: &["--batch-size", "4096"],
+        },
+        Case {
+            name: "the largest batch size (was a capacity-overflow panic)",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--batch-size", "18446744073709551615"),
+            expect: &["--batch-size"],
+        },
+        Case {
+            name: "gradient accumulation of zero",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--grad-accum", "0"),
+            expect: &["--grad-accum"],
+        },
+        Case {
+            name: "gradient accumulation of 2^63 (was a panic)",
+            setup: nothing,
+            args: train_with!(
+                "prompt-tuning",
+                "--batch-size",
+                "2",
+                "--grad-accum",
+                "9223372036854775808"
+            ),
+            expect: &["--grad-accum"],
+        },
+        Case {
+            name: "evaluating every 0 steps",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--eval-every", "0"),
+            expect: &["--eval-every"],
+        },
+        Case {
+            name: "no soft vectors for prompt tuning",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--num-virtual-tokens", "0"),
+            expect: &["prompt tuning needs at least 1 soft vector"],
+        },
+        Case {
+            name: "more soft vectors than the context holds",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--num-virtual-tokens", "100000"),
+            expect: &["train.jsonl:1", "context of 256"],
+        },
+        Case {
+            name: "a prefix of length zero",
+            setup: nothing,
+            args: train_with!("prefix-tuning", "--prefix-len", "0"),
+            expect: &["prefix length of at least 1"],
+        },
+        Case {
+            name: "a prefix longer than the context",
+            setup: nothing,
+            args: train_with!("prefix-tuning", "--prefix-len", "100000"),
+            expect: &["100000", "context of 256"],
+        },
+        Case {
+            name: "AutoPrompt with no trigger tokens",
+            setup: nothing,
+            args: train_with!("autoprompt", "--triggers", "0"),
+            expect: &["[T*0]", "at least 1"],
+        },
+        Case {
+            name: "bench --seq-len 0 (was a panic inside candle)",
+            setup: nothing,
+            args: &["bench", "--seq-len", "0"],
+            expect: &["--seq-len"],
+        },
+        Case {
+            name: "bench --seq-len beyond the context",
+            setup: nothing,
+            args: &["bench", "--seq-len", "100000"],
+            expect: &["--seq-len 100000", "context of 256"],
+        },
+        Case {
+            name: "bench --batch-size 0",
+            setup: nothing,
+            args: &["bench", "--batch-size", "0"],
+            expect: &["--batch-size"],
+        },
+        Case {
+            name: "bench --repeats 0 (was silently 1)",
+            setup: nothing,
+            args: &["bench", "--repeats", "0"],
+            expect: &["--repeats"],
+        },
+        Case {
+            name: "bench --only naming no row",
+            setup: nothing,
+            args: &["bench", "--only", "speed"],
+            expect: &["--only speed", "matmul"],
+        },
+        Case {
+            name: "bench --task that is not there (was found only after timing every row)",
+            setup: nothing,
+            args: &["bench", "--task", "no-such-task", "--only", "matmul,eval"],
+            expect: &["--task no-such-task", "task.json"],
+        },
+        Case {
+            name: "inspect --k 0 (printed empty rows with exit 0)",
+            setup: with_prompt,
+            args: &["inspect", "--prompt", "p", "--k", "0"],
+            expect: &["--k"],
+        },
+        Case {
+            name: "generate --max-new-tokens that is not a number",
+            setup: nothing,
+            args: &["generate", "--prompt", "x", "--max-new-tokens=-5"],
+            expect: &["--max-new-tokens"],
+        },
+    ]);
+}
+
+/// A number the engine still accepts though issue 12 asks for it to be refused ("counts at
+/// least 1"): AutoPrompt's `--top-k 0` silently becomes 1. The check belongs in
+/// `RunSpec::check` (src/run.rs, not this corpus's to change); un-ignore this when it is there.
+#[test]
+#[ignore = "issue 12: RunSpec::check (src/run.rs) does not refuse --top-k 0 yet"]
+fn top_k_zero_is_refused() {
+    run_cases(&[Case {
+        name: "AutoPrompt --top-k 0 (silently 1)",
+        setup: nothing,
+        args: train_with!("autoprompt", "--top-k", "0", "--steps", "1"),
+        expect: &["--top-k"],
+    }]);
+}
