@@ -51,6 +51,9 @@ impl Default for TrainConfig {
 /// fit this machine class's memory with any model we run (`--batch-size 1000000` asked for
 /// 13.8 GB at once and aborted); the bound turns that into an error before training.
 pub const MAX_BATCH: usize = 4096;
+/// The largest learning rate: with AdamW each step moves a value by about the rate, and the
+/// largest default is 0.03 (`--lr 1e9` ran to the end and returned the untrained prompt).
+pub const MAX_LR: f64 = 10.0;
 pub const MAX_GRAD_ACCUM: usize = 4096;
 
 impl TrainConfig {
@@ -79,6 +82,11 @@ impl TrainConfig {
         if let Some(lr) = self.lr {
             if !(lr.is_finite() && lr > 0.0) {
                 bail!("--lr must be a positive number, got {lr}");
+            }
+            if lr > MAX_LR {
+                bail!(
+                    "--lr must be at most {MAX_LR}, got {lr}: AdamW moves every value by about the learning rate per step, so the prompt is noise after one step"
+                );
             }
         }
         if !(0.0..=1.0).contains(&self.warmup) {
@@ -122,11 +130,28 @@ impl RunSpec {
     /// Refuses a run that cannot train as asked: the config's ranges, and at least one step
     /// for every method that trains.
     pub fn check(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
         self.config.check()?;
         if self.config.steps == 0 && self.method != MethodKind::ZeroShot {
-            anyhow::bail!(
-                "--steps must be at least 1 (zero-shot is the method that trains nothing)"
-            );
+            bail!("--steps must be at least 1 (zero-shot is the method that trains nothing)");
+        }
+        let s = &self.settings;
+        match self.method {
+            MethodKind::Autoprompt if s.top_k == 0 => {
+                bail!("--top-k must be at least 1 (the candidates AutoPrompt scores per step)")
+            }
+            MethodKind::Autoprompt if s.num_triggers == 0 && self.template.is_none() => {
+                bail!("--triggers must be at least 1 (the trigger slots added to the task's template)")
+            }
+            MethodKind::PrefixTuning if s.prefix_len == 0 => {
+                bail!("--prefix-len must be at least 1")
+            }
+            MethodKind::PromptTuning | MethodKind::PTuning
+                if s.num_virtual_tokens == 0 && self.template.is_none() =>
+            {
+                bail!("--num-virtual-tokens must be at least 1 (the soft slots added to the task's template)")
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -52,7 +52,10 @@ fn tensors(dir: &Path) -> Vec<(String, Vec<f32>)> {
             .unwrap();
     let mut out: Vec<(String, Vec<f32>)> = t
         .into_iter()
-        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .map(|(n, t)| {
+            let t = t.to_dtype(candle_core::DType::F32).unwrap();
+            (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+        })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out

@@ -73,6 +73,15 @@ pub fn prepare_task(
     rng: &mut RunRng,
 ) -> Result<PreparedTask> {
     let template = resolve_template(task, spec)?;
+    let context = model.llm.cfg.max_position_embeddings;
+    if spec.method == methods::MethodKind::PrefixTuning
+        && spec.settings.prefix_len + shared >= context
+    {
+        bail!(
+            "--prefix-len {} leaves no room for text in the model's context of {context} positions",
+            spec.settings.prefix_len + shared
+        );
+    }
     let labels: Vec<String> = task
         .labels()
         .iter()
@@ -97,7 +106,6 @@ pub fn prepare_task(
     let train_set = encode_split(task, &template, Split::Train, model)?;
     let dev_set = encode_split(task, &template, Split::Dev, model)?;
     let test_set = encode_split(task, &template, Split::Test, model)?;
-    let context = model.llm.cfg.max_position_embeddings;
     for (split, set) in [
         (Split::Train, &train_set),
         (Split::Dev, &dev_set),
