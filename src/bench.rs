@@ -34,7 +34,7 @@ const MATMUL_N: usize = 2048;
 
 /// The rows `--only` may pick, in the order they run (fine-tuning and the optimiser comparison
 /// last: they allocate the most, and an allocator keeps freed memory for a while).
-pub const ROWS: [&str; 10] = [
+pub const ROWS: [&str; 11] = [
     "matmul",
     "forward",
     "prompt-tuning",
@@ -43,6 +43,7 @@ pub const ROWS: [&str; 10] = [
     "autoprompt",
     "eval",
     "run",
+    "serve",
     "fine-tuning",
     "adamw",
 ];
@@ -98,6 +99,16 @@ pub struct BenchResult {
     pub run_dev_accuracy: Option<f64>,
     pub run_test_accuracy: Option<f64>,
     pub matmul_gflops: Option<f64>,
+    /// Serving the dev rows of the four classification sample tasks, arriving interleaved, each
+    /// task with its own (untrained) 20-token prompt over one frozen model: rows per second
+    /// when a batch mixes tasks, and when each batch is split by task (one forward per task);
+    /// the bytes of the frozen model (f32) and of all the prompts.
+    pub serve_tasks: Option<usize>,
+    pub serve_rows: Option<usize>,
+    pub serve_mixed_rows_per_s: Option<f64>,
+    pub serve_one_task_at_a_time_rows_per_s: Option<f64>,
+    pub serve_model_bytes: Option<u64>,
+    pub serve_prompt_bytes: Option<u64>,
     /// One AdamW update of every weight of the model (the fine-tuning baseline's optimiser):
     /// the fused update and candle's own, on the same parameters and gradients.
     pub adamw_fused_s: Option<f64>,
@@ -108,6 +119,89 @@ pub struct BenchResult {
     pub peak_rss_bytes_by_row: BTreeMap<String, u64>,
     /// (max - min) / median of each row's repeats: how steady the timings are.
     pub spread: BTreeMap<String, f64>,
+}
+
+/// The tasks the serving row mixes: every classification sample task.
+const SERVE_TASKS: [&str; 4] = [
+    "country-continent",
+    "animal-class",
+    "headline-topic",
+    "review-sentiment",
+];
+
+/// The `serve` row: the same interleaved rows served in mixed batches and one task at a time.
+fn serve_row(
+    timer: &mut Timer,
+    res: &mut BenchResult,
+    model: &Model,
+    settings: &MethodSettings,
+    batch: usize,
+) -> Result<()> {
+    use crate::serve::{self, Input, Served};
+    let llm = &model.llm;
+    let root = SAMPLE_TASK.parent().context("the sample tasks folder")?;
+    let mut served = Vec::new();
+    let mut per_task: Vec<Vec<Input>> = Vec::new();
+    for (k, name) in SERVE_TASKS.iter().enumerate() {
+        let task = crate::task::Task::load(&root.join(name))?;
+        let template = methods::template_for(MethodKind::PromptTuning, settings, &task.template()?);
+        let labels: Vec<String> = task
+            .labels()
+            .iter()
+            .map(|l| format!(" {}", task.answer_text(l)))
+            .collect();
+        let mut rng = RunRng::seed_from_u64(k as u64);
+        let method = methods::build(
+            MethodKind::PromptTuning,
+            settings,
+            llm,
+            &template,
+            &labels,
+            &model.tokenizer,
+            &mut rng,
+        )?;
+        per_task.push(
+            task.dev
+                .iter()
+                .map(|e| Input {
+                    task: k,
+                    fields: e.fields.clone(),
+                })
+                .collect(),
+        );
+        served.push(Served {
+            prompt: method.prompt(llm)?.detached(),
+            task,
+            template,
+            dir: root.join(name),
+        });
+    }
+    // Requests arrive interleaved, as a server shared by the tasks would see them.
+    let longest = per_task.iter().map(Vec::len).max().unwrap_or(0);
+    let inputs: Vec<Input> = (0..longest)
+        .flat_map(|i| per_task.iter().filter_map(move |t| t.get(i).cloned()))
+        .collect();
+    let n = inputs.len() as f64;
+    let mixed = timer.measure("serve-mixed", &mut || {
+        serve::predict(model, &served, &inputs, batch)?;
+        Ok(())
+    })?;
+    let split = timer.measure("serve-one-task-at-a-time", &mut || {
+        serve::predict_one_task_at_a_time(model, &served, &inputs, batch)?;
+        Ok(())
+    })?;
+    let prompt_bytes: usize = served
+        .iter()
+        .filter_map(|s| s.prompt.soft.as_ref())
+        .map(|t| t.elem_count() * 4)
+        .sum();
+    res.serve_tasks = Some(served.len());
+    res.serve_rows = Some(inputs.len());
+    res.serve_mixed_rows_per_s = Some(n / mixed);
+    res.serve_one_task_at_a_time_rows_per_s = Some(n / split);
+    res.serve_model_bytes = Some(llm.parameter_count() as u64 * 4);
+    res.serve_prompt_bytes = Some(prompt_bytes as u64);
+    Ok(())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -411,6 +505,10 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
                 res.run_test_accuracy = Some(r.test_metric);
             }
         }
+    }
+
+    if wanted("serve") {
+        serve_row(&mut timer, &mut res, model, &settings, batch)?;
     }
 
     if wanted("fine-tuning") {

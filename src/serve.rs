@@ -257,6 +257,40 @@ pub fn predict(
         .collect())
 }
 
+/// The same rows served the way a server that cannot mix prompts in a batch must: each batch of
+/// `batch_size` arriving rows split by task, one forward per task. Used to measure what mixing
+/// buys (`gradprompt bench --only serve`); the predictions are the same.
+pub fn predict_one_task_at_a_time(
+    model: &Model,
+    served: &[Served],
+    inputs: &[Input],
+    batch_size: usize,
+) -> Result<Vec<Prediction>> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(batch_size.max(1)) {
+        let mut answered: Vec<Option<Prediction>> = vec![None; chunk.len()];
+        for t in 0..served.len() {
+            let own: Vec<usize> = (0..chunk.len()).filter(|&i| chunk[i].task == t).collect();
+            if own.is_empty() {
+                continue;
+            }
+            let rows: Vec<Input> = own.iter().map(|&i| chunk[i].clone()).collect();
+            for (i, p) in own
+                .into_iter()
+                .zip(predict(model, served, &rows, batch_size)?)
+            {
+                answered[i] = Some(p);
+            }
+        }
+        out.extend(
+            answered
+                .into_iter()
+                .map(|p| p.expect("every row has a task")),
+        );
+    }
+    Ok(out)
+}
+
 /// The row's prompt encoded with its task's template; `answer` stands in for the unknown gold.
 fn encode_input(
     s: &Served,
