@@ -194,6 +194,16 @@ pub fn focus_picker(ui: &mut egui::Ui, session: &mut Session) {
                         pick = Some(f);
                     }
                 }
+                // A multi-task run's prompts: each task's folder works alone.
+                let tasks = r.multi.iter().flat_map(|m| &m.tasks);
+                for (t, dir) in tasks.filter_map(|t| Some((t, r.task_artifact_dir(&t.name)?))) {
+                    let f = Focus::Imported(dir);
+                    let on = session.focus.as_ref() == Some(&f);
+                    let text = format!("{} on {} (multi-task)", run_label(r), t.name);
+                    if ui.selectable_label(on, text).clicked() {
+                        pick = Some(f);
+                    }
+                }
             }
         });
     if let Some(f) = pick {
