@@ -1074,14 +1074,10 @@ fn a_multi_task_run_plots_each_tasks_dev_line_and_compares_per_task_with_its_sto
     );
     assert_eq!(rows[2].bytes, 5000);
     let label = gradprompt::gui::run_label(h.state().session.store.get(&id).unwrap());
-    h.get_by_label(&format!("{label} [other]"));
+    assert_eq!(h.get_all_by_label(&label).count(), 2);
     h.get_by_label("0.900 accuracy");
     h.get_by_label("single-task");
-    assert_eq!(
-        h.get_all_by_label("multi-task (2 tasks; params of all)")
-            .count(),
-        2
-    );
+    assert_eq!(h.get_all_by_label("multi-task, 2 tasks").count(), 2);
     h.get_by_label(&format!("Storage for 2 tasks ({label})"));
     h.get_by_label("1 frozen model (4.0 MB) + 2 prompts (8.0 kB)");
     h.get_by_label("2 fine-tuned copies (2 × 4.0 MB)");
@@ -1242,4 +1238,18 @@ fn ticking_two_tasks_trains_one_run_on_the_built_in_model_with_a_prompt_folder_p
     assert!(s.prompt_bytes > 0 && s.prompts_total() < s.copies_total());
     h.get_by_label(&s.prompts_line());
     h.get_by_label(&s.copies_line());
+
+    // Each task's prompt folder is offered to the inspector, and works there alone.
+    let folder = r.task_artifact_dir("animal-class").unwrap();
+    h.state_mut().session.focus = Some(Focus::Imported(folder));
+    h.state_mut().tab = Tab::Inspect;
+    h.step();
+    step_until(&mut h, Duration::from_secs(60), "nearest tokens", |a| {
+        a.inspect.learned().is_some_and(|l| l.1.is_ok())
+    });
+    h.get_by_value(&format!(
+        "{} on animal-class (multi-task)",
+        gradprompt::gui::run_label(&r)
+    ));
+    h.get_by_label("[P] 1");
 }

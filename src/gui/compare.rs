@@ -16,6 +16,9 @@ use std::collections::BTreeSet;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub id: String,
+    /// The run's label, as the table shows it.
+    pub run: String,
+    /// The run's label, with the task for a multi-task run's row (the bar chart's names).
     pub label: String,
     pub method: MethodKind,
     pub task: String,
@@ -38,7 +41,7 @@ impl Row {
     /// What the last column says about where the row comes from.
     pub fn note(&self) -> String {
         match self.multi_task {
-            Some(n) => format!("multi-task ({n} tasks; params of all)"),
+            Some(n) => format!("multi-task, {n} tasks"),
             None if self.baseline => "baseline".into(),
             None if self.single_task_peer => "single-task".into(),
             None => String::new(),
@@ -50,6 +53,7 @@ fn row(r: &RunRecord, baseline: bool) -> Option<Row> {
     let res = r.result.as_ref()?;
     Some(Row {
         id: r.id.clone(),
+        run: run_label(r),
         label: run_label(r),
         method: r.method(),
         task: r.task.clone(),
@@ -74,6 +78,7 @@ fn task_rows(r: &RunRecord) -> Vec<Row> {
         .iter()
         .map(|t| Row {
             id: r.id.clone(),
+            run: run_label(r),
             label: format!("{} [{}]", run_label(r), t.task),
             method: r.method(),
             task: t.task.clone(),
@@ -287,7 +292,7 @@ impl Compare {
                 }
                 ui.end_row();
                 for r in &rows {
-                    ui.label(&r.label);
+                    ui.label(&r.run);
                     ui.label(&r.task);
                     ui.label(format!("{:.3} {}", r.test, r.metric));
                     ui.label(r.trainable.to_string());
@@ -298,7 +303,13 @@ impl Compare {
                     });
                     ui.label(human_bytes(r.bytes));
                     ui.label(super::training::fmt_secs(r.wall_seconds));
-                    ui.weak(r.note());
+                    let note = ui.weak(r.note());
+                    if r.multi_task.is_some() {
+                        note.on_hover_text(
+                            "one run trained every task's prompt: its trainable parameters and \
+                             wall time are the whole run's; bytes are this task's prompt folder",
+                        );
+                    }
                     ui.end_row();
                 }
             });

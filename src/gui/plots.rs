@@ -54,12 +54,23 @@ pub fn smooth(points: &[(usize, Option<f32>)], weight: f32) -> Vec<[f64; 2]> {
     out
 }
 
-/// A run keeps its colour as other runs come and go (and a task its colour across runs).
+/// A run keeps its colour as other runs come and go.
 fn run_color(id: &str) -> egui::Color32 {
+    color(color_index(id))
+}
+
+fn color_index(id: &str) -> usize {
     let h = id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100000001b3)
     });
-    color(h as usize)
+    h as usize
+}
+
+/// Task `k` of a multi-task run: the palette's next colours after the run's own, so its tasks'
+/// lines differ from each other and from the run's mean (hashing task names made two of two
+/// sample tasks the same blue).
+fn task_color(run_id: &str, k: usize) -> egui::Color32 {
+    color(color_index(run_id) % 8 + 1 + k)
 }
 
 /// The legend name of a multi-task run's dev line for one task: the task first, so the legend
@@ -184,9 +195,10 @@ impl Plots {
             }
         });
         ui.label("Dev metric per evaluation");
+        // Dev metrics climb towards 1 on the right, where a top-right legend would cover them.
         Plot::new("dev")
             .height(h * 0.4)
-            .legend(Legend::default())
+            .legend(Legend::default().position(egui_plot::Corner::RightBottom))
             .link_axis(steps_axis, [true, false])
             .x_axis_label("step")
             .include_y(0.0)
@@ -202,13 +214,13 @@ impl Plots {
                     p.line(Line::new(name.clone(), PlotPoints::new(pts.clone())).color(c));
                     p.points(Points::new(name, PlotPoints::new(pts)).color(c).radius(3.0));
                     let Some(m) = &r.multi else { continue };
-                    for (t, evals) in m.tasks.iter().zip(&m.task_evals) {
+                    for (k, (t, evals)) in m.tasks.iter().zip(&m.task_evals).enumerate() {
                         if evals.is_empty() {
                             continue;
                         }
                         let pts: Vec<[f64; 2]> =
                             evals.iter().map(|&(s, m)| [s as f64, m]).collect();
-                        let c = run_color(&t.name);
+                        let c = task_color(&r.id, k);
                         let name = task_line_name(r, &t.name);
                         p.line(
                             Line::new(name.clone(), PlotPoints::new(pts.clone()))
