@@ -20,6 +20,11 @@
 //! and saved, then closes; "Keep training" carries on. When another workbench owns the runs
 //! folder the app runs read-only under a banner saying so (see [`crate::runs::ReadOnly`]).
 //!
+//! A run may train several tasks' prompts at once (the setup's "several tasks in one run", for
+//! the methods in [`crate::methods::task_prompts::MULTI_TASK_METHODS`]): the session queues it
+//! like any run, the plots draw each task's dev line, and the comparison puts each task's row
+//! next to the single-task runs and shows what N tasks cost to store.
+//!
 //! One file per view: [`setup`] (model, task, method, settings), [`template_editor`] (the chip
 //! row), [`training`] (controls and progress), [`plots`], [`runs_view`], [`compare`],
 //! [`inspect`] (nearest tokens, triggers, playground) and [`export`] (native / PEFT, import).
