@@ -1,6 +1,10 @@
 //! The on-disk record of every run: one folder per run under the runs folder, holding
 //! `run.json` (spec, task, model, status, loss curve, evaluations, result) and, for methods
-//! whose prompt is small, the trained prompt in `prompt/`. The record is rewritten as events
+//! whose prompt is small, the trained prompt in `prompt/`. A multi-task run (one prompt per task
+//! over one frozen model, [`MultiTaskRecord`]) keeps one prompt folder per task in
+//! `prompt/<task>/` and the run's result in `prompt/multi-task.json`, as `train --out` lays them
+//! out; its record adds the tasks, each task's dev curve and the per-task scores, all optional in
+//! `run.json` so records written before multi-task runs existed still load. The record is rewritten as events
 //! arrive, so closing or crashing the app loses at most the last second of a curve; a run that
 //! was in progress when the app went away loads as interrupted.
 //!
@@ -14,7 +18,7 @@
 
 use crate::atomic::OutputLock;
 use crate::methods::MethodKind;
-use crate::run::{Event, RunResult, RunSpec};
+use crate::run::{Event, Mix, MultiTaskResult, MultiTaskSpec, RunResult, RunSpec};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::ffi::{OsStr, OsString};
@@ -93,6 +97,54 @@ pub struct RunRecord {
     pub examples_per_s: Option<f64>,
     #[serde(default)]
     pub result: Option<RunResult>,
+    /// Set for a run that trains several tasks' prompts at once; then `task` names them all
+    /// (joined with " + "), `task_dir` is the first one's folder, `evals` holds the mean dev
+    /// metric over tasks and `result` stays empty (the scores are in here).
+    #[serde(default)]
+    pub multi: Option<MultiTaskRecord>,
+}
+
+/// One task of a multi-task run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRef {
+    /// The task's name (its folder's name until the task is read, then the name in its
+    /// task.json, which is what its prompt folder and the worker's events are named after).
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+/// What a multi-task run adds to its record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MultiTaskRecord {
+    pub tasks: Vec<TaskRef>,
+    pub mix: Mix,
+    pub shared_tokens: usize,
+    /// Each task's dev metric per evaluation, in task order (step 0 is before training).
+    #[serde(default)]
+    pub task_evals: Vec<Vec<(usize, f64)>>,
+    #[serde(default)]
+    pub result: Option<MultiTaskResult>,
+}
+
+impl MultiTaskRecord {
+    pub fn new(tasks: Vec<TaskRef>, mix: Mix, shared_tokens: usize) -> MultiTaskRecord {
+        MultiTaskRecord {
+            task_evals: vec![Vec::new(); tasks.len()],
+            tasks,
+            mix,
+            shared_tokens,
+            result: None,
+        }
+    }
+
+    /// The tasks' names joined as a record's `task` shows them.
+    pub fn joined_names(&self) -> String {
+        self.tasks
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
 }
 
 impl RunRecord {
@@ -114,6 +166,48 @@ impl RunRecord {
             evals: Vec::new(),
             examples_per_s: None,
             result: None,
+            multi: None,
+        }
+    }
+
+    /// A multi-task run's record: `spec.out` is the folder that gets one prompt folder per task.
+    pub fn new_multi(id: String, model: &str, tasks: Vec<TaskRef>, spec: MultiTaskSpec) -> Self {
+        let multi = MultiTaskRecord::new(tasks, spec.mix, spec.shared_tokens);
+        let first = multi
+            .tasks
+            .first()
+            .map(|t| t.dir.clone())
+            .unwrap_or_default();
+        let mut r = RunRecord::new(id, model, &multi.joined_names(), &first, spec.run);
+        r.multi = Some(multi);
+        r
+    }
+
+    /// The multi-task description the worker runs, for a multi-task record.
+    pub fn multi_task_spec(&self) -> Option<MultiTaskSpec> {
+        self.multi.as_ref().map(|m| MultiTaskSpec {
+            run: self.spec.clone(),
+            mix: m.mix,
+            shared_tokens: m.shared_tokens,
+        })
+    }
+
+    /// Whether the run trained `task` (alone, or as one of a multi-task run's tasks).
+    pub fn covers_task(&self, task: &str) -> bool {
+        match &self.multi {
+            Some(m) => m.tasks.iter().any(|t| t.name == task),
+            None => self.task == task,
+        }
+    }
+
+    /// Renames a multi-task run's tasks to the names in their task.json (known once they are
+    /// read), in task order.
+    pub fn set_task_names(&mut self, names: &[String]) {
+        if let Some(m) = &mut self.multi {
+            for (t, n) in m.tasks.iter_mut().zip(names) {
+                t.name = n.clone();
+            }
+            self.task = m.joined_names();
         }
     }
 
@@ -126,12 +220,21 @@ impl RunRecord {
         self.losses.last().map(|l| l.0).unwrap_or(0)
     }
 
-    /// Where the trained prompt was written, if it was.
+    /// Where the trained prompt was written, if it was. A multi-task run has no single
+    /// prompt: see [`RunRecord::task_artifact_dir`].
     pub fn artifact_dir(&self) -> Option<&Path> {
         match self.status {
-            RunStatus::Finished => self.spec.out.as_deref(),
+            RunStatus::Finished if self.multi.is_none() => self.spec.out.as_deref(),
             _ => None,
         }
+    }
+
+    /// Where a finished multi-task run wrote `task`'s prompt folder.
+    pub fn task_artifact_dir(&self, task: &str) -> Option<PathBuf> {
+        let m = self.multi.as_ref()?;
+        let out = self.spec.out.as_ref()?;
+        (self.status == RunStatus::Finished && m.tasks.iter().any(|t| t.name == task))
+            .then(|| out.join(task))
     }
 
     /// Folds one worker event into the record.
@@ -171,8 +274,24 @@ impl RunRecord {
                 self.status = RunStatus::Failed;
                 self.error = Some(e.clone());
             }
-            // The workbench does not start multi-task runs (yet): these never reach a record.
-            Event::TaskEval { .. } | Event::FinishedTasks(_) => {}
+            Event::TaskEval {
+                step,
+                task,
+                dev_metric,
+            } => {
+                if let Some(m) = &mut self.multi {
+                    if let Some(k) = m.tasks.iter().position(|t| &t.name == task) {
+                        m.task_evals.resize(m.tasks.len(), Vec::new());
+                        m.task_evals[k].push((*step, *dev_metric));
+                    }
+                }
+            }
+            Event::FinishedTasks(r) => {
+                self.status = RunStatus::Finished;
+                if let Some(m) = &mut self.multi {
+                    m.result = Some((**r).clone());
+                }
+            }
         }
     }
 }
@@ -512,7 +631,7 @@ impl RunStore {
         self.unreadable.len() != before
     }
 
-    /// The latest finished run of `method` on `task` with `model`.
+    /// The latest finished single-task run of `method` on `task` with `model`.
     pub fn latest_finished(
         &self,
         task: &str,
@@ -520,9 +639,20 @@ impl RunStore {
         method: MethodKind,
     ) -> Option<&RunRecord> {
         self.runs.iter().rev().find(|r| {
-            r.task == task
+            r.multi.is_none()
+                && r.task == task
                 && r.model == model
                 && r.spec.method == method
+                && r.status == RunStatus::Finished
+        })
+    }
+
+    /// The latest finished multi-task run with `model` that trained `task` among others.
+    pub fn latest_finished_multi(&self, task: &str, model: &str) -> Option<&RunRecord> {
+        self.runs.iter().rev().find(|r| {
+            r.multi.is_some()
+                && r.covers_task(task)
+                && r.model == model
                 && r.status == RunStatus::Finished
         })
     }
@@ -543,6 +673,61 @@ mod tests {
         let mut r = RunRecord::new(id.into(), "m", "t", Path::new("t"), spec);
         r.status = RunStatus::Running;
         r
+    }
+
+    #[test]
+    fn a_record_written_before_multi_task_runs_still_loads_as_a_single_task_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = live_record("1-001-prompt-tuning");
+        r.status = RunStatus::Finished;
+        let mut json = serde_json::to_value(&r).unwrap();
+        json.as_object_mut().unwrap().remove("multi").unwrap();
+        let folder = dir.path().join(&r.id);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(RECORD_FILE), json.to_string()).unwrap();
+        let store = RunStore::open(dir.path()).unwrap();
+        assert!(store.unreadable.is_empty(), "{:?}", store.unreadable);
+        assert!(store.runs[0].multi.is_none());
+        assert!(store.runs[0].covers_task("t"));
+    }
+
+    #[test]
+    fn a_multi_task_record_keeps_each_tasks_dev_curve_and_its_scores() {
+        let spec = MultiTaskSpec {
+            run: live_record("x").spec,
+            mix: Mix::Uniform,
+            shared_tokens: 2,
+        };
+        let tasks = ["a", "b"].map(|n| TaskRef {
+            name: n.into(),
+            dir: PathBuf::from(format!("tasks/{n}-folder")),
+        });
+        let mut r = RunRecord::new_multi("2-001-prompt-tuning".into(), "m", tasks.to_vec(), spec);
+        assert_eq!(r.task, "a + b");
+        r.set_task_names(&["alpha".into(), "b".into()]);
+        assert_eq!(r.task, "alpha + b");
+        assert!(r.covers_task("alpha") && r.covers_task("b") && !r.covers_task("a"));
+        for (task, d) in [("alpha", 0.25), ("b", 0.5), ("nobody", 1.0)] {
+            r.apply(&Event::TaskEval {
+                step: 4,
+                task: task.into(),
+                dev_metric: d,
+            });
+        }
+        let m = r.multi.as_ref().unwrap();
+        assert_eq!(m.task_evals, vec![vec![(4, 0.25)], vec![(4, 0.5)]]);
+        assert_eq!(r.multi_task_spec().unwrap().shared_tokens, 2);
+        // A multi-task run has no single prompt folder, only one per task.
+        r.spec.out = Some(PathBuf::from("runs/2-001-prompt-tuning/prompt"));
+        r.status = RunStatus::Finished;
+        assert_eq!(r.artifact_dir(), None);
+        assert_eq!(
+            r.task_artifact_dir("b"),
+            Some(PathBuf::from("runs/2-001-prompt-tuning/prompt/b"))
+        );
+        assert_eq!(r.task_artifact_dir("nobody"), None);
+        let back: RunRecord = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back.multi.unwrap().task_evals[1], vec![(4, 0.5)]);
     }
 
     #[test]

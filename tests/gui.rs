@@ -1,16 +1,23 @@
 //! The desktop workbench driven headless with egui_kittest, by labels: the template chips,
 //! training with live plots (injected events, and a real worker on a tiny model), the run
 //! store, the comparison with baselines, inspection and export; closing during training, a
-//! second workbench on one runs folder, and removing a run folder that cannot be read.
+//! second workbench on one runs folder, and removing a run folder that cannot be read; several
+//! tasks ticked for one run, with per-task dev lines, per-task rows next to single-task runs
+//! and the storage picture (one frozen model + N prompts against N fine-tuned copies).
 
 mod common;
 
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
+use gradprompt::gui::compare::Storage;
+use gradprompt::gui::plots::task_line_name;
+use gradprompt::gui::setup::SEVERAL_TASKS;
 use gradprompt::gui::{App, Closing, Focus, ModelState, Options, Tab, QUIT_QUESTION};
 use gradprompt::methods::MethodKind;
-use gradprompt::run::{Event, RunResult, RunSpec, TrainConfig};
-use gradprompt::runs::{RunRecord, RunStatus, RunStore};
+use gradprompt::run::{
+    Event, Mix, MultiTaskResult, MultiTaskSpec, RunResult, RunSpec, TaskScore, TrainConfig,
+};
+use gradprompt::runs::{RunRecord, RunStatus, RunStore, TaskRef};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -892,4 +899,357 @@ fn a_run_folder_that_cannot_be_read_is_listed_and_removed_into_dot_removed() {
     drop(h);
     let store = RunStore::open(&runs).unwrap();
     assert!(store.unreadable.is_empty(), "{:?}", store.unreadable);
+}
+
+/// A finished multi-task result over `tasks` (test metric and stored bytes per task).
+fn tasks_result(tasks: &[(&str, f64, usize)]) -> MultiTaskResult {
+    MultiTaskResult {
+        method: "prompt-tuning".into(),
+        model: "m".into(),
+        mix: Mix::Proportional,
+        shared_tokens: 0,
+        steps: 10,
+        train_loss_first: Some(2.0),
+        train_loss_last: Some(1.0),
+        dev_metric: 0.6,
+        test_metric: 0.6,
+        best_step: 10,
+        trainable_params: 1024,
+        model_params: 1_000_000,
+        artifact_bytes: tasks.iter().map(|t| t.2).sum(),
+        wall_seconds: 4.0,
+        stopped_early: false,
+        tasks: tasks
+            .iter()
+            .map(|&(task, test, bytes)| TaskScore {
+                task: task.into(),
+                metric: gradprompt::task::Metric::Accuracy,
+                dev_metric: test,
+                test_metric: test,
+                best_dev_metric: test,
+                best_dev_step: 10,
+                template: "[P*8]{x} w5 w6 [ANSWER]".into(),
+                artifact_bytes: bytes,
+                artifact: None,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn a_multi_task_run_plots_each_tasks_dev_line_and_compares_per_task_with_its_storage() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_at(dir.path(), "/nonexistent/model");
+    let mut h = harness(app);
+    let (cmd_tx, _cmd_rx) = crossbeam_channel::unbounded();
+    let (ev_tx, ev_rx) = crossbeam_channel::unbounded();
+    let (id, single) = {
+        let app = h.state_mut();
+        let task = app.session.task.clone().unwrap();
+        // A single-task run of one of the tasks, with the same method and model.
+        let single = app.session.store.new_id(MethodKind::PromptTuning);
+        let i = app.session.store.add(record(app, &single)).unwrap();
+        app.session.store.runs[i].apply(&Event::Finished(Box::new(result(
+            "prompt-tuning",
+            0.7,
+            512,
+            2048,
+        ))));
+        let tasks = vec![
+            TaskRef {
+                name: "synthetic".into(),
+                dir: task.dir.clone(),
+            },
+            TaskRef {
+                name: "other".into(),
+                dir: dir.path().join("other"),
+            },
+        ];
+        let spec = MultiTaskSpec {
+            run: RunSpec {
+                method: MethodKind::PromptTuning,
+                settings: Default::default(),
+                template: None,
+                config: TrainConfig {
+                    steps: 10,
+                    ..Default::default()
+                },
+                out: None,
+            },
+            mix: Mix::Proportional,
+            shared_tokens: 0,
+        };
+        let id = app.session.store.new_id(MethodKind::PromptTuning);
+        let rec = RunRecord::new_multi(id.clone(), "m", tasks, spec);
+        app.session.store.add(rec).unwrap();
+        app.plots.shown.insert(id.clone());
+        app.session.active = Some(gradprompt::gui::Active {
+            id: id.clone(),
+            commands: cmd_tx,
+            events: ev_rx,
+            worker: None,
+        });
+        (id, single)
+    };
+    ev_tx
+        .send(Event::Started {
+            total_steps: 10,
+            template: "synthetic: [P*8]{x} w5 w6 [ANSWER]  |  other: [P*8]{x} [ANSWER]".into(),
+            trainable_params: 1024,
+            model_params: 1_000_000,
+        })
+        .unwrap();
+    for (step, a, b) in [(0, 0.5, 0.25), (5, 0.75, 0.5)] {
+        if step > 0 {
+            ev_tx
+                .send(Event::Step {
+                    step,
+                    loss: 1.0,
+                    lr: 0.01,
+                    examples_per_s: 40.0,
+                })
+                .unwrap();
+        }
+        for (task, d) in [("synthetic", a), ("other", b)] {
+            ev_tx
+                .send(Event::TaskEval {
+                    step,
+                    task: task.into(),
+                    dev_metric: d,
+                })
+                .unwrap();
+        }
+        ev_tx
+            .send(Event::Eval {
+                step,
+                dev_metric: (a + b) / 2.0,
+                best: true,
+            })
+            .unwrap();
+    }
+    h.step();
+    h.step();
+    // The mean over tasks and one dev line per task, named after the task.
+    let r = h.state().session.store.get(&id).unwrap().clone();
+    assert_eq!(r.evals, vec![(0, 0.375), (5, 0.625)]);
+    assert_eq!(h.state().plots.drawn_eval_points, 2);
+    assert_eq!(
+        h.state().plots.drawn_task_lines,
+        vec![task_line_name(&r, "synthetic"), task_line_name(&r, "other")]
+    );
+    h.get_by_label_contains("Step 5 / 10");
+
+    ev_tx
+        .send(Event::FinishedTasks(Box::new(tasks_result(&[
+            ("synthetic", 0.8, 3000),
+            ("other", 0.9, 5000),
+        ]))))
+        .unwrap();
+    drop(ev_tx);
+    h.step();
+    h.step();
+    assert!(h.state().session.active.is_none());
+    assert_eq!(
+        h.state().session.store.get(&id).unwrap().status,
+        RunStatus::Finished
+    );
+
+    // Compare the multi-task run: a row per task, the single-task run of the same task and
+    // method next to its row, and the storage picture with the run's numbers.
+    h.state_mut().runs.selected.insert(id.clone());
+    h.state_mut().tab = Tab::Compare;
+    h.step();
+    let rows = gradprompt::gui::compare::rows(&h.state().session, &h.state().runs.selected);
+    let shown: Vec<(&str, &str, bool)> = rows
+        .iter()
+        .map(|r| (r.id.as_str(), r.task.as_str(), r.single_task_peer))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (id.as_str(), "synthetic", false),
+            (single.as_str(), "synthetic", true),
+            (id.as_str(), "other", false),
+        ]
+    );
+    assert_eq!(rows[2].bytes, 5000);
+    let label = gradprompt::gui::run_label(h.state().session.store.get(&id).unwrap());
+    assert_eq!(h.get_all_by_label(&label).count(), 2);
+    h.get_by_label("0.900 accuracy");
+    h.get_by_label("single-task");
+    assert_eq!(h.get_all_by_label("multi-task, 2 tasks").count(), 2);
+    h.get_by_label(&format!("Storage for 2 tasks ({label})"));
+    h.get_by_label("1 frozen model (4.0 MB) + 2 prompts (8.0 kB)");
+    h.get_by_label("2 fine-tuned copies (2 × 4.0 MB)");
+    h.get_by_label("= 8.0 MB");
+
+    // The runs list shows the tasks and the mean scores; the record reloads as it was.
+    h.state_mut().tab = Tab::Runs;
+    h.step();
+    h.get_by_label("synthetic + other");
+    // Dev and test, each the mean over tasks.
+    assert_eq!(h.get_all_by_label("0.600").count(), 2);
+    h.get_by_label_contains("2 tasks, mix proportional, shared 0");
+    h.state().session.flush_records();
+    drop(h);
+    let reopened = RunStore::open(&dir.path().join("runs")).unwrap();
+    let m = reopened.get(&id).unwrap().multi.clone().unwrap();
+    assert_eq!(m.task_evals[1], vec![(0, 0.25), (5, 0.5)]);
+    assert_eq!(m.result.unwrap().tasks[1].test_metric, 0.9);
+}
+
+#[test]
+fn only_the_learned_prompt_methods_can_tick_several_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_at(dir.path(), "/nonexistent/model");
+    let mut h = harness(app);
+    h.step();
+    h.get_by_label(SEVERAL_TASKS).click();
+    h.step();
+    assert!(h.state().setup.multi_task());
+    // The current task comes ticked; one task is not a multi-task run.
+    let current = h.state().session.task.as_ref().unwrap().dir.clone();
+    assert!(h.state().setup.ticked.contains(&current));
+    h.get_by_label("tick at least two tasks to train them in one run");
+    h.get_by_label("shared tokens");
+    assert_eq!(h.state_mut().queue_current(), None);
+    h.step();
+    h.get_by_label_contains("tick at least two tasks for a multi-task run");
+    assert!(h.state().session.store.runs.is_empty());
+
+    // AutoPrompt's discrete search cannot share a batch: the switch is disabled, says why, and
+    // Train queues a run of the current task alone.
+    h.state_mut().setup.method = MethodKind::Autoprompt;
+    h.state_mut().reset_template();
+    h.step();
+    assert!(h.get_by_label(SEVERAL_TASKS).accesskit_node().is_disabled());
+    h.get_by_label_contains("autoprompt cannot train several tasks in one run");
+    assert!(h.query_by_label("shared tokens").is_none());
+    assert!(!h.state().setup.multi_task());
+    let id = h.state_mut().queue_current().unwrap();
+    let r = h.state().session.store.get(&id).unwrap();
+    assert!(r.multi.is_none());
+    assert_eq!(r.task, "synthetic");
+}
+
+#[test]
+fn ticking_two_tasks_trains_one_run_on_the_built_in_model_with_a_prompt_folder_per_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::new(Options::new(dir.path().join("runs")));
+    let mut h = harness(app);
+    step_until(&mut h, Duration::from_secs(60), "the model", |a| {
+        a.session.model.ready().is_some()
+    });
+    assert_eq!(
+        h.state().session.task.as_ref().unwrap().spec.name,
+        "country-continent"
+    );
+    h.state_mut().setup.config.steps = 6;
+    h.state_mut().setup.config.eval_every = 3;
+
+    // First a single-task run of the current task, to compare against.
+    h.get_by_label("Train").click();
+    h.step();
+    step_until(
+        &mut h,
+        Duration::from_secs(300),
+        "the single-task run",
+        |a| a.session.active.is_none() && a.session.queue.is_empty(),
+    );
+    let single = h.state().session.store.runs.last().unwrap().clone();
+    assert_eq!(single.status, RunStatus::Finished, "{:?}", single.error);
+
+    h.get_by_label(SEVERAL_TASKS).click();
+    h.step();
+    h.get_by_role_and_label(egui::Role::CheckBox, "animal-class")
+        .click();
+    h.step();
+    h.state_mut().setup.shared_tokens = 1;
+    h.get_by_label("Train").click();
+    h.step();
+    step_until(
+        &mut h,
+        Duration::from_secs(300),
+        "per-task dev lines",
+        |a| a.plots.drawn_task_lines.len() == 2,
+    );
+    step_until(
+        &mut h,
+        Duration::from_secs(300),
+        "the multi-task run",
+        |a| a.session.active.is_none() && a.session.queue.is_empty(),
+    );
+    let r = h.state().session.store.runs.last().unwrap().clone();
+    assert_eq!(r.status, RunStatus::Finished, "{:?}", r.error);
+    let m = r.multi.clone().unwrap();
+    let names: Vec<&str> = m.tasks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["animal-class", "country-continent"]);
+    assert_eq!(m.shared_tokens, 1);
+    assert_eq!(r.losses.len(), 6);
+    assert_eq!(r.evals.len(), 3);
+    for evals in &m.task_evals {
+        assert_eq!(evals.iter().map(|e| e.0).collect::<Vec<_>>(), [0, 3, 6]);
+    }
+    let res = m.result.clone().unwrap();
+    // Each task's prompt folder in the run's folder, as `train --out` writes them.
+    for t in &res.tasks {
+        let folder = r.task_artifact_dir(&t.task).unwrap();
+        assert!(folder.join("prompt.safetensors").is_file(), "{folder:?}");
+        assert_eq!(t.artifact.as_deref(), folder.to_str());
+    }
+    assert!(r
+        .spec
+        .out
+        .as_ref()
+        .unwrap()
+        .join("multi-task.json")
+        .is_file());
+
+    // Plots: the loss, the mean and one dev line per task.
+    h.state_mut().tab = Tab::Plots;
+    h.step();
+    for t in ["animal-class", "country-continent"] {
+        assert!(
+            h.state()
+                .plots
+                .drawn_task_lines
+                .contains(&task_line_name(&r, t)),
+            "{:?}",
+            h.state().plots.drawn_task_lines
+        );
+    }
+
+    // Compare (nothing selected: the current task's latest runs): the multi-task run's rows
+    // and the single-task run, with the storage picture of the run's own numbers.
+    h.state_mut().tab = Tab::Compare;
+    h.step();
+    let rows = gradprompt::gui::compare::rows(&h.state().session, &h.state().runs.selected);
+    let multi_rows: Vec<&str> = rows
+        .iter()
+        .filter(|x| x.id == r.id)
+        .map(|x| x.task.as_str())
+        .collect();
+    assert_eq!(multi_rows, ["animal-class", "country-continent"]);
+    assert!(rows.iter().any(|x| x.id == single.id));
+    let s = Storage::of(&res);
+    assert_eq!(s.tasks, 2);
+    assert_eq!(s.model_bytes, res.model_params * 4);
+    assert_eq!(s.prompt_bytes, res.artifact_bytes);
+    assert!(s.prompt_bytes > 0 && s.prompts_total() < s.copies_total());
+    h.get_by_label(&s.prompts_line());
+    h.get_by_label(&s.copies_line());
+
+    // Each task's prompt folder is offered to the inspector, and works there alone.
+    let folder = r.task_artifact_dir("animal-class").unwrap();
+    h.state_mut().session.focus = Some(Focus::Imported(folder));
+    h.state_mut().tab = Tab::Inspect;
+    h.step();
+    step_until(&mut h, Duration::from_secs(60), "nearest tokens", |a| {
+        a.inspect.learned().is_some_and(|l| l.1.is_ok())
+    });
+    h.get_by_value(&format!(
+        "{} on animal-class (multi-task)",
+        gradprompt::gui::run_label(&r)
+    ));
+    h.get_by_label("[P] 1");
 }

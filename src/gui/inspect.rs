@@ -176,7 +176,8 @@ pub fn focus_picker(ui: &mut egui::Ui, session: &mut Session) {
             .get(id)
             .map(|r| format!("{} on {}", run_label(r), r.task))
             .unwrap_or_else(|| "(deleted run)".into()),
-        Some(Focus::Imported(p)) => format!("imported {}", p.display()),
+        Some(Focus::Imported(p)) => multi_task_prompt_name(session, p)
+            .unwrap_or_else(|| format!("imported {}", p.display())),
         None => "(choose a run)".into(),
     };
     let mut pick = None;
@@ -194,11 +195,42 @@ pub fn focus_picker(ui: &mut egui::Ui, session: &mut Session) {
                         pick = Some(f);
                     }
                 }
+                // A multi-task run's prompts: each task's folder works alone.
+                let tasks = r.multi.iter().flat_map(|m| &m.tasks);
+                for (t, dir) in tasks.filter_map(|t| Some((t, r.task_artifact_dir(&t.name)?))) {
+                    let f = Focus::Imported(dir);
+                    let on = session.focus.as_ref() == Some(&f);
+                    let text = format!("{} on {} (multi-task)", run_label(r), t.name);
+                    if ui.selectable_label(on, text).clicked() {
+                        pick = Some(f);
+                    }
+                }
             }
         });
     if let Some(f) = pick {
         session.set_focus(f);
     }
+}
+
+/// A vocabulary token, quoted. A byte-level token that is part of a multi-byte character
+/// decodes to U+FFFD, which the bundled fonts cannot draw (nearest tokens of the built-in
+/// model's soft vectors include such pieces): it is written as the escape `\u{fffd}`.
+fn quoted(token: &str) -> String {
+    format!("{token:?}").replace('\u{fffd}', "\\u{fffd}")
+}
+
+/// "prompt-tuning #12345.1 on animal-class (multi-task)" when `dir` is one task's prompt folder
+/// of a multi-task run in the store.
+fn multi_task_prompt_name(session: &Session, dir: &std::path::Path) -> Option<String> {
+    session.store.runs.iter().find_map(|r| {
+        let t = r
+            .multi
+            .as_ref()?
+            .tasks
+            .iter()
+            .find(|t| r.task_artifact_dir(&t.name).as_deref() == Some(dir))?;
+        Some(format!("{} on {} (multi-task)", run_label(r), t.name))
+    })
 }
 
 fn learned_ui(ui: &mut egui::Ui, learned: &Learned) {
@@ -208,8 +240,10 @@ fn learned_ui(ui: &mut egui::Ui, learned: &Learned) {
             egui::Grid::new("nearest").striped(true).show(ui, |ui| {
                 for (i, near) in rows.iter().enumerate() {
                     ui.label(format!("[P] {}", i + 1));
-                    let s: Vec<String> =
-                        near.iter().map(|(t, c)| format!("{t:?} {c:.2}")).collect();
+                    let s: Vec<String> = near
+                        .iter()
+                        .map(|(t, c)| format!("{} {c:.2}", quoted(t)))
+                        .collect();
                     ui.monospace(s.join("   "));
                     ui.end_row();
                 }
@@ -259,5 +293,14 @@ fn comparison_ui(ui: &mut egui::Ui, c: &Comparison) {
             ui.label(format!("without the prompt: {}", text(without)));
             ui.label(format!("with the learned prompt: {}", text(with)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_token_that_is_part_of_a_character_is_shown_as_an_escape_not_a_glyph() {
+        assert_eq!(super::quoted("\u{fffd}ab"), "\"\\u{fffd}ab\"");
+        assert_eq!(super::quoted(" Peru"), "\" Peru\"");
     }
 }

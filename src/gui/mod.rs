@@ -20,6 +20,11 @@
 //! and saved, then closes; "Keep training" carries on. When another workbench owns the runs
 //! folder the app runs read-only under a banner saying so (see [`crate::runs::ReadOnly`]).
 //!
+//! A run may train several tasks' prompts at once (the setup's "several tasks in one run", for
+//! the methods in [`crate::methods::task_prompts::MULTI_TASK_METHODS`]): the session queues it
+//! like any run, the plots draw each task's dev line, and the comparison puts each task's row
+//! next to the single-task runs and shows what N tasks cost to store.
+//!
 //! One file per view: [`setup`] (model, task, method, settings), [`template_editor`] (the chip
 //! row), [`training`] (controls and progress), [`plots`], [`runs_view`], [`compare`],
 //! [`inspect`] (nearest tokens, triggers, playground) and [`export`] (native / PEFT, import).
@@ -40,7 +45,7 @@ pub use job::Job;
 pub use session::{Active, Focus, ModelState, Session};
 
 use crate::methods::{MethodKind, MethodSettings};
-use crate::run::{Command, RunSpec};
+use crate::run::{Command, MultiTaskSpec, RunSpec};
 use crate::runs::RunRecord;
 use crossbeam_channel::Receiver;
 use std::path::{Path, PathBuf};
@@ -193,7 +198,7 @@ impl App {
                 .runs
                 .iter()
                 .rev()
-                .filter(|r| r.task == task.spec.name && !r.losses.is_empty())
+                .filter(|r| r.covers_task(&task.spec.name) && !r.losses.is_empty())
                 .take(3)
                 .map(|r| r.id.clone());
             app.plots.shown.extend(recent);
@@ -224,9 +229,28 @@ impl App {
         );
     }
 
-    /// Queues a run of what the setup shows.
+    /// Queues a run of what the setup shows: a multi-task run of the ticked tasks when
+    /// "several tasks in one run" is on, else a run of the current task with the template.
     pub fn queue_current(&mut self) -> Option<String> {
         let method = self.setup.method;
+        if self.setup.multi_task() {
+            let dirs = self.setup.ticked_tasks(&self.session);
+            // Each task uses its own template with the method's slots (the engine's default).
+            let spec = MultiTaskSpec {
+                run: RunSpec {
+                    method,
+                    settings: self.setup.settings.clone(),
+                    template: None,
+                    config: self.setup.config.clone(),
+                    out: None,
+                },
+                mix: self.setup.mix,
+                shared_tokens: self.setup.shared_tokens,
+            };
+            let id = self.session.queue_tasks(spec, &dirs)?;
+            self.plots.shown.insert(id.clone());
+            return Some(id);
+        }
         if let Err(e) = self.editor.check(method, self.session.task.as_deref()) {
             self.session.notice = Some(format!("the template is not valid: {e}"));
             return None;

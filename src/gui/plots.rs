@@ -1,9 +1,11 @@
 //! Live plots: train loss per step (smoothed, optionally on a log scale) and the dev metric per
-//! evaluation, with several runs overlaid and each toggleable.
+//! evaluation, with several runs overlaid and each toggleable. A multi-task run draws its mean
+//! dev metric over tasks (the score that picks its checkpoint) and, dashed, one dev line per
+//! task named after the task.
 
 use super::{run_label, Session};
 use crate::runs::RunRecord;
-use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints, Points};
 use std::collections::BTreeSet;
 
 /// The plots view: which runs are drawn and how.
@@ -18,6 +20,8 @@ pub struct Plots {
     /// Loss points drawn in the last frame, over all runs (what a test can observe).
     pub drawn_loss_points: usize,
     pub drawn_eval_points: usize,
+    /// The legend names of the per-task dev lines drawn in the last frame.
+    pub drawn_task_lines: Vec<String>,
 }
 
 impl Default for Plots {
@@ -29,6 +33,7 @@ impl Default for Plots {
             current_task_only: true,
             drawn_loss_points: 0,
             drawn_eval_points: 0,
+            drawn_task_lines: Vec::new(),
         }
     }
 }
@@ -51,10 +56,27 @@ pub fn smooth(points: &[(usize, Option<f32>)], weight: f32) -> Vec<[f64; 2]> {
 
 /// A run keeps its colour as other runs come and go.
 fn run_color(id: &str) -> egui::Color32 {
+    color(color_index(id))
+}
+
+fn color_index(id: &str) -> usize {
     let h = id.bytes().fold(0xcbf29ce484222325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100000001b3)
     });
-    color(h as usize)
+    h as usize
+}
+
+/// Task `k` of a multi-task run: the palette's next colours after the run's own, so its tasks'
+/// lines differ from each other and from the run's mean (hashing task names made two of two
+/// sample tasks the same blue).
+fn task_color(run_id: &str, k: usize) -> egui::Color32 {
+    color(color_index(run_id) % 8 + 1 + k)
+}
+
+/// The legend name of a multi-task run's dev line for one task: the task first, so the legend
+/// reads as a list of tasks; the run after it, so two runs' lines for one task stay apart.
+pub fn task_line_name(run: &RunRecord, task: &str) -> String {
+    format!("{task} ({})", run_label(run))
 }
 
 fn color(i: usize) -> egui::Color32 {
@@ -90,7 +112,7 @@ impl Plots {
             .iter()
             .rev()
             .filter(|r| !r.losses.is_empty() || !r.evals.is_empty() || r.status.is_live())
-            .filter(|r| !st.current_task_only || Some(&r.task) == task.as_ref())
+            .filter(|r| !st.current_task_only || task.as_ref().is_some_and(|t| r.covers_task(t)))
             .collect();
         let matching = candidates.len();
         candidates.truncate(MAX_LISTED);
@@ -121,6 +143,18 @@ impl Plots {
             .map(|r| r.losses.iter().filter(|l| l.1.is_some()).count())
             .sum();
         st.drawn_eval_points = drawn.iter().map(|r| r.evals.len()).sum();
+        st.drawn_task_lines = drawn
+            .iter()
+            .flat_map(|r| {
+                r.multi.iter().flat_map(move |m| {
+                    m.tasks
+                        .iter()
+                        .zip(&m.task_evals)
+                        .filter(|(_, e)| !e.is_empty())
+                        .map(move |(t, _)| task_line_name(r, &t.name))
+                })
+            })
+            .collect();
         // Both plots share the step axis, so an evaluation lines up with the loss at that step.
         let steps_axis = ui.scope_id().with("steps-axis");
 
@@ -161,9 +195,10 @@ impl Plots {
             }
         });
         ui.label("Dev metric per evaluation");
+        // Dev metrics climb towards 1 on the right, where a top-right legend would cover them.
         Plot::new("dev")
             .height(h * 0.4)
-            .legend(Legend::default())
+            .legend(Legend::default().position(egui_plot::Corner::RightBottom))
             .link_axis(steps_axis, [true, false])
             .x_axis_label("step")
             .include_y(0.0)
@@ -172,9 +207,28 @@ impl Plots {
                 for r in &drawn {
                     let pts: Vec<[f64; 2]> = r.evals.iter().map(|&(s, m)| [s as f64, m]).collect();
                     let c = run_color(&r.id);
-                    let name = run_label(r);
+                    let name = match r.multi {
+                        Some(_) => format!("{} mean over tasks", run_label(r)),
+                        None => run_label(r),
+                    };
                     p.line(Line::new(name.clone(), PlotPoints::new(pts.clone())).color(c));
                     p.points(Points::new(name, PlotPoints::new(pts)).color(c).radius(3.0));
+                    let Some(m) = &r.multi else { continue };
+                    for (k, (t, evals)) in m.tasks.iter().zip(&m.task_evals).enumerate() {
+                        if evals.is_empty() {
+                            continue;
+                        }
+                        let pts: Vec<[f64; 2]> =
+                            evals.iter().map(|&(s, m)| [s as f64, m]).collect();
+                        let c = task_color(&r.id, k);
+                        let name = task_line_name(r, &t.name);
+                        p.line(
+                            Line::new(name.clone(), PlotPoints::new(pts.clone()))
+                                .color(c)
+                                .style(LineStyle::dashed_loose()),
+                        );
+                        p.points(Points::new(name, PlotPoints::new(pts)).color(c).radius(2.0));
+                    }
                 }
             });
     }

@@ -1,4 +1,6 @@
 //! Every stored run with its method, task, settings and status; select runs for the comparison.
+//! A multi-task run lists its tasks and shows the mean dev and test metric over them (each
+//! task's own on hover).
 //! Run folders whose record could not be read are listed above them, each with a Remove that
 //! (after asking) moves the folder into the runs folder's `.removed/`. A read-only session
 //! (another workbench owns the runs folder) shows no Delete or Remove.
@@ -51,7 +53,19 @@ pub fn settings_summary(r: &RunRecord) -> String {
         MethodKind::Autoprompt => format!("{} steps, batch {}", c.steps, c.batch_size),
         _ => format!("{} steps, lr {lr}, batch {}", c.steps, c.batch_size),
     };
-    [own, train, format!("seed {}", c.seed)]
+    let tasks = match &r.multi {
+        Some(m) => format!(
+            "{} tasks, mix {}, shared {}",
+            m.tasks.len(),
+            match m.mix {
+                crate::run::Mix::Proportional => "proportional",
+                crate::run::Mix::Uniform => "uniform",
+            },
+            m.shared_tokens
+        ),
+        None => String::new(),
+    };
+    [tasks, own, train, format!("seed {}", c.seed)]
         .into_iter()
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
@@ -128,8 +142,34 @@ impl RunsView {
                         }
                         ui.label(&r.task);
                         ui.label(short_model(&r.model)).on_hover_text(&r.model);
-                        match &r.result {
-                            Some(res) => {
+                        let multi = r.multi.as_ref().and_then(|m| m.result.as_ref());
+                        match (&r.result, multi) {
+                            (_, Some(res)) => {
+                                let each: Vec<String> = res
+                                    .tasks
+                                    .iter()
+                                    .map(|t| {
+                                        format!(
+                                            "{}: dev {:.3}, test {:.3} {}, {} stored",
+                                            t.task,
+                                            t.dev_metric,
+                                            t.test_metric,
+                                            t.metric,
+                                            human_bytes(t.artifact_bytes)
+                                        )
+                                    })
+                                    .collect();
+                                let each = format!(
+                                    "mean over tasks\n{}\n{:.1} s",
+                                    each.join("\n"),
+                                    res.wall_seconds
+                                );
+                                ui.label(format!("{:.3}", res.dev_metric))
+                                    .on_hover_text(&each);
+                                ui.label(format!("{:.3}", res.test_metric))
+                                    .on_hover_text(&each);
+                            }
+                            (Some(res), None) => {
                                 ui.label(format!("{:.3}", res.dev_metric));
                                 ui.label(format!("{:.3}", res.test_metric))
                                     .on_hover_text(format!(
@@ -139,7 +179,7 @@ impl RunsView {
                                         res.wall_seconds
                                     ));
                             }
-                            None => {
+                            (None, None) => {
                                 ui.label(
                                     r.evals
                                         .last()

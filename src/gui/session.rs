@@ -5,6 +5,9 @@
 //! background thread; [`Session::pump`] picks up what has arrived, once per frame. Knows nothing
 //! about the views.
 //!
+//! A multi-task run ([`Session::queue_tasks`]) is queued like any other; when its turn comes
+//! every one of its task folders is read in the background, then one worker trains them all.
+//!
 //! When another workbench owns the runs folder the store is read-only
 //! ([`crate::runs::ReadOnly`]): the session then queues, writes, deletes and removes nothing,
 //! and [`Session::recheck_runs_folder`] re-reads the folder (taking it over if the other one
@@ -16,8 +19,8 @@ use super::Options;
 use crate::artifact::Artifact;
 use crate::methods::MethodKind;
 use crate::model::Model;
-use crate::run::{Command, Event, RunSpec};
-use crate::runs::{RunRecord, RunStatus, RunStore};
+use crate::run::{Command, Event, MultiTaskSpec, RunSpec};
+use crate::runs::{RunRecord, RunStatus, RunStore, TaskRef};
 use crate::task::Task;
 use crate::train::worker::Worker;
 use crossbeam_channel::{Receiver, Sender};
@@ -122,11 +125,17 @@ pub struct Arrived {
     pub model: bool,
 }
 
-/// A queued run whose task is being read before its worker starts.
+/// A queued run whose task (or tasks) is being read before its worker starts.
 struct Starting {
     id: String,
     model: Arc<Model>,
-    task: Job<Arc<Task>>,
+    tasks: Job<RunTasks>,
+}
+
+/// What a run trains on: one task, or a multi-task run's tasks in order.
+enum RunTasks {
+    One(Arc<Task>),
+    Many(Arc<Vec<Task>>),
 }
 
 pub struct Session {
@@ -298,6 +307,56 @@ impl Session {
         let out = (spec.method != MethodKind::FineTuning).then(|| self.store.prompt_dir(&id));
         let spec = RunSpec { out, ..spec };
         let record = RunRecord::new(id.clone(), &model, &task.spec.name, &task.dir, spec);
+        let i = self.store.push(record);
+        self.write(i);
+        self.queue.push_back(id.clone());
+        Some(id)
+    }
+
+    /// Records a multi-task run of the task folders `dirs` (in order) with the current model and
+    /// queues it; each task's prompt goes to `prompt/<task>/` in the run's folder. Refused with
+    /// a notice when the spec cannot train (fewer than two tasks, a method whose prompts cannot
+    /// share a batch, a number out of range). Returns the run id.
+    pub fn queue_tasks(&mut self, spec: MultiTaskSpec, dirs: &[PathBuf]) -> Option<String> {
+        if let Err(e) = self.store.check_writable() {
+            self.notice = Some(format!("cannot train here: {e:#}"));
+            return None;
+        }
+        if dirs.len() < 2 {
+            self.notice = Some(
+                "tick at least two tasks for a multi-task run (or untick \"several tasks in one \
+                 run\" to train the current task alone)"
+                    .into(),
+            );
+            return None;
+        }
+        if let Err(e) = spec.check(dirs.len()) {
+            self.notice = Some(format!("cannot train these tasks together: {e:#}"));
+            return None;
+        }
+        let Some(model) = self.model_spec().map(str::to_string) else {
+            self.notice = Some("choose a model first".into());
+            return None;
+        };
+        let tasks = dirs
+            .iter()
+            .map(|d| TaskRef {
+                // The current task is known by its real name; the others are renamed from
+                // their task.json when the run starts.
+                name: match &self.task {
+                    Some(t) if t.dir == *d => t.spec.name.clone(),
+                    _ => d
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| d.display().to_string()),
+                },
+                dir: d.clone(),
+            })
+            .collect();
+        let id = self.store.new_id(spec.run.method);
+        let mut spec = spec;
+        spec.run.out = Some(self.store.prompt_dir(&id));
+        let record = RunRecord::new_multi(id.clone(), &model, tasks, spec);
         let i = self.store.push(record);
         self.write(i);
         self.queue.push_back(id.clone());
@@ -576,7 +635,10 @@ impl Session {
             match active.events.try_recv() {
                 Ok(ev) => {
                     received = true;
-                    ended |= matches!(ev, Event::Finished(_) | Event::Failed(_));
+                    ended |= matches!(
+                        ev,
+                        Event::Finished(_) | Event::FinishedTasks(_) | Event::Failed(_)
+                    );
                     if matches!(ev, Event::Started { .. }) {
                         self.run_clock = Some(RunClock::new(active.id.clone()));
                     }
@@ -623,11 +685,11 @@ impl Session {
             return;
         }
         if let Some(s) = &mut self.starting {
-            if !s.task.poll() {
+            if !s.tasks.poll() {
                 return;
             }
             let s = self.starting.take().expect("starting");
-            match s.task.into_result().expect("polled") {
+            match s.tasks.into_result().expect("polled") {
                 Ok(task) => self.start(s.id, s.model, task),
                 Err(e) => {
                     self.queue.retain(|q| *q != s.id);
@@ -662,11 +724,30 @@ impl Session {
             return;
         }
         let model = self.model.ready().expect("ready").clone();
+        if let Some(m) = &self.store.runs[i].multi {
+            // Every task of the run is read first (the run stays queued meanwhile).
+            let dirs: Vec<PathBuf> = m.tasks.iter().map(|t| t.dir.clone()).collect();
+            self.starting = Some(Starting {
+                id,
+                model,
+                tasks: Job::spawn(
+                    format!("reading {} task folders...", dirs.len()),
+                    move || {
+                        let tasks = dirs
+                            .iter()
+                            .map(|d| Task::load(d))
+                            .collect::<Result<_, _>>()?;
+                        Ok(RunTasks::Many(Arc::new(tasks)))
+                    },
+                ),
+            });
+            return;
+        }
         let dir = self.store.runs[i].task_dir.clone();
         match &self.task {
             Some(t) if t.dir == dir => {
                 let task = t.clone();
-                self.start(id, model, task);
+                self.start(id, model, RunTasks::One(task));
             }
             _ => {
                 // Another task than the current one: read it first (the run stays queued).
@@ -674,20 +755,37 @@ impl Session {
                 self.starting = Some(Starting {
                     id,
                     model,
-                    task: Job::spawn(format!("reading {}...", dir.display()), move || {
-                        Task::load(&d).map(Arc::new)
+                    tasks: Job::spawn(format!("reading {}...", dir.display()), move || {
+                        Task::load(&d).map(|t| RunTasks::One(Arc::new(t)))
                     }),
                 });
             }
         }
     }
 
-    fn start(&mut self, id: String, model: Arc<Model>, task: Arc<Task>) {
+    fn start(&mut self, id: String, model: Arc<Model>, tasks: RunTasks) {
         self.queue.retain(|q| *q != id);
         let Some(i) = self.store.index_of(&id) else {
             return;
         };
-        let worker = Worker::spawn(model, task, self.store.runs[i].spec.clone());
+        let r = &mut self.store.runs[i];
+        let worker = match (tasks, r.multi_task_spec()) {
+            (RunTasks::Many(tasks), Some(spec)) => {
+                // The worker names each task's events and prompt folder by its task.json name.
+                let names: Vec<String> = tasks.iter().map(|t| t.spec.name.clone()).collect();
+                r.set_task_names(&names);
+                Worker::spawn_tasks(model, tasks, spec)
+            }
+            (RunTasks::One(task), None) => Worker::spawn(model, task, r.spec.clone()),
+            _ => {
+                self.set_status(
+                    &id,
+                    RunStatus::Failed,
+                    Some("internal error: the run's tasks do not match its record".into()),
+                );
+                return;
+            }
+        };
         self.set_status(&id, RunStatus::Running, None);
         self.active = Some(Active {
             id,

@@ -1,10 +1,20 @@
-//! Setup: the model, the task, the method and its settings (defaults from the papers), with the
-//! method's "when to use it" note.
+//! Setup: the model, the task (or, for the learned-prompt methods, several tasks ticked for one
+//! run, with how batches mix them and the shared part), the method and its settings (defaults
+//! from the papers), with the method's "when to use it" note.
 
 use super::{Action, DialogTarget, ModelState, Options, Session};
+use crate::methods::task_prompts::{check_multi_task, MULTI_TASK_METHODS};
 use crate::methods::{Encoder, MethodKind, MethodSettings, SoftInit};
-use crate::run::{default_lr, TrainConfig};
-use std::path::PathBuf;
+use crate::run::{default_lr, Mix, TrainConfig};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The checkbox that turns a run into a multi-task run.
+pub const SEVERAL_TASKS: &str = "several tasks in one run";
+
+/// The largest shared part the setup offers (the engine allows more; a few vectors is what
+/// helps, and a drag past this is more likely a slip).
+const MAX_SHARED_IN_SETUP: usize = 64;
 
 /// The setup view. Its method, settings and training configuration start from the engine's
 /// own defaults (`MethodSettings::default()`, `TrainConfig::default()`, `default_lr`), so the
@@ -18,6 +28,12 @@ pub struct Setup {
     pub config: TrainConfig,
     /// Text for `SoftInit::Text`, kept while another init is chosen.
     pub init_text: String,
+    /// "several tasks in one run" is ticked (it applies only to [`MULTI_TASK_METHODS`]).
+    pub several_tasks: bool,
+    /// The task folders ticked for a multi-task run.
+    pub ticked: BTreeSet<PathBuf>,
+    pub mix: Mix,
+    pub shared_tokens: usize,
 }
 
 impl Setup {
@@ -29,7 +45,25 @@ impl Setup {
             settings: MethodSettings::default(),
             config: TrainConfig::default(),
             init_text: String::new(),
+            several_tasks: false,
+            ticked: BTreeSet::new(),
+            mix: Mix::Proportional,
+            shared_tokens: 0,
         }
+    }
+
+    /// Whether Train queues a multi-task run: several tasks ticked on, with a method whose
+    /// prompts a batch can mix.
+    pub fn multi_task(&self) -> bool {
+        self.several_tasks && MULTI_TASK_METHODS.contains(&self.method)
+    }
+
+    /// The task folders a multi-task run trains, in the order the setup lists them.
+    pub fn ticked_tasks(&self, session: &Session) -> Vec<PathBuf> {
+        task_choices(session)
+            .into_iter()
+            .filter(|d| self.ticked.contains(d))
+            .collect()
     }
 
     fn load_model(&mut self, session: &mut Session, spec: &str) {
@@ -153,6 +187,7 @@ impl Setup {
                 t.test.len()
             ));
         }
+        self.several_tasks_ui(ui, session);
 
         ui.separator();
         ui.heading("Method");
@@ -168,6 +203,84 @@ impl Setup {
         ui.label(egui::RichText::new(self.method.when_to_use()).italics());
         self.settings_ui(ui);
         action
+    }
+
+    /// The multi-task part of the setup: the switch (disabled, with the reason, for methods
+    /// whose prompts cannot share a batch), the tasks to tick, the mix and the shared part.
+    fn several_tasks_ui(&mut self, ui: &mut egui::Ui, session: &Session) {
+        let refusal = check_multi_task(self.method)
+            .err()
+            .map(|e| format!("{e:#}"));
+        let mut on = self.multi_task();
+        let changed = ui
+            .add_enabled(
+                refusal.is_none(),
+                egui::Checkbox::new(&mut on, SEVERAL_TASKS),
+            )
+            .on_hover_text(
+                "one prompt per task over one frozen model, trained in batches that mix the tasks",
+            )
+            .on_disabled_hover_text(refusal.clone().unwrap_or_default())
+            .changed();
+        if changed {
+            self.several_tasks = on;
+            if on && self.ticked.is_empty() {
+                // The current task is the natural first tick.
+                self.ticked
+                    .extend(session.task.as_ref().map(|t| t.dir.clone()));
+            }
+        }
+        if let Some(why) = refusal {
+            if self.several_tasks {
+                ui.weak(format!("{why}: this run trains the current task alone."));
+            }
+            return;
+        }
+        if !self.several_tasks {
+            return;
+        }
+        ui.horizontal_wrapped(|ui| {
+            ui.label("tasks:");
+            for dir in task_choices(session) {
+                let mut t = self.ticked.contains(&dir);
+                if ui.checkbox(&mut t, task_folder_name(&dir)).changed() {
+                    if t {
+                        self.ticked.insert(dir);
+                    } else {
+                        self.ticked.remove(&dir);
+                    }
+                }
+            }
+        });
+        let n = self.ticked_tasks(session).len();
+        if n < 2 {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                "tick at least two tasks to train them in one run",
+            );
+        }
+        egui::Grid::new("multi-task").num_columns(2).show(ui, |ui| {
+            ui.label("mix");
+            ui.horizontal(|ui| {
+                ui.selectable_value(&mut self.mix, Mix::Proportional, "proportional")
+                    .on_hover_text("each task in proportion to its train split");
+                ui.selectable_value(&mut self.mix, Mix::Uniform, "uniform")
+                    .on_hover_text("each row's task drawn uniformly, whatever the split sizes");
+            });
+            ui.end_row();
+            let l = ui.label("shared tokens");
+            ui.add(egui::DragValue::new(&mut self.shared_tokens).range(0..=MAX_SHARED_IN_SETUP))
+                .labelled_by(l.id)
+                .on_hover_text(
+                    "vectors (or prefix positions) every task uses in front of its own, trained \
+                     jointly; 0: none",
+                );
+            ui.end_row();
+        });
+        ui.weak(
+            "Each task keeps its own template with the method's slots; the template below is \
+             for single-task runs.",
+        );
     }
 
     fn settings_ui(&mut self, ui: &mut egui::Ui) {
@@ -290,6 +403,24 @@ impl Setup {
             }
         });
     }
+}
+
+/// The task folders that can be ticked: the sample tasks, and the current task when it is not
+/// one of them.
+pub fn task_choices(session: &Session) -> Vec<PathBuf> {
+    let mut out = session.sample_tasks.clone();
+    if let Some(t) = &session.task {
+        if !out.contains(&t.dir) {
+            out.push(t.dir.clone());
+        }
+    }
+    out
+}
+
+fn task_folder_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
 }
 
 #[cfg(test)]
