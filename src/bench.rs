@@ -145,11 +145,7 @@ fn serve_row(
     for (k, name) in SERVE_TASKS.iter().enumerate() {
         let task = crate::task::Task::load(&root.join(name))?;
         let template = methods::template_for(MethodKind::PromptTuning, settings, &task.template()?);
-        let labels: Vec<String> = task
-            .labels()
-            .iter()
-            .map(|l| format!(" {}", task.answer_text(l)))
-            .collect();
+        let labels = task.label_answers();
         let mut rng = RunRng::seed_from_u64(k as u64);
         let method = methods::build(
             MethodKind::PromptTuning,
@@ -464,11 +460,7 @@ pub fn run(model: &Model, opts: &BenchOptions) -> Result<BenchResult> {
         if wanted("eval") {
             let template = train::resolve_template(task, &spec)?;
             let dev_set = train::encode_split(task, &template, crate::task::Split::Dev, model)?;
-            let labels: Vec<String> = task
-                .labels()
-                .iter()
-                .map(|l| format!(" {}", task.answer_text(l)))
-                .collect();
+            let labels = task.label_answers();
             let mut rng = RunRng::seed_from_u64(0);
             let method = methods::build(
                 MethodKind::PromptTuning,

@@ -521,3 +521,25 @@ fn a_classification_and_a_generation_task_train_together_with_a_shared_prefix() 
         assert_eq!(prefix.dim(0).unwrap(), 5);
     }
 }
+
+#[test]
+fn predict_refuses_a_prompt_trained_on_another_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = saved_prompt(
+        "country-continent",
+        MethodKind::PromptTuning,
+        Default::default(),
+        None,
+        dir.path(),
+    );
+    let other = common::tiny_model(&dir.path().join("tiny"), 5);
+    let e = serve::load_prompts(&other, &[prompt.clone()])
+        .err()
+        .map(|e| format!("{e:#}"))
+        .expect("a prompt for another model is refused");
+    assert!(
+        e.contains(prompt.to_str().unwrap())
+            && e.contains("only works with the model it was trained on"),
+        "{e}"
+    );
+}

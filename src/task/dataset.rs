@@ -221,6 +221,15 @@ impl Task {
         }
     }
 
+    /// Each label's answer as a method's initialisation sees it after the template: a space,
+    /// then the verbalizer's word (empty for generation tasks).
+    pub fn label_answers(&self) -> Vec<String> {
+        self.labels()
+            .iter()
+            .map(|l| format!(" {}", self.answer_text(l)))
+            .collect()
+    }
+
     /// The text the model should produce for `label`: the verbalizer's word for a
     /// classification label, the label itself otherwise (generation targets are already text).
     pub fn answer_text<'a>(&'a self, label: &'a str) -> &'a str {

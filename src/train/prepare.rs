@@ -82,11 +82,7 @@ pub fn prepare_task(
             spec.settings.prefix_len + shared
         );
     }
-    let labels: Vec<String> = task
-        .labels()
-        .iter()
-        .map(|l| format!(" {}", task.answer_text(l)))
-        .collect();
+    let labels = task.label_answers();
     template
         .check(&spec.method.slot_rules(), &task.spec.fields)
         .map_err(|e| anyhow::anyhow!("template {template}: {e}"))?;
