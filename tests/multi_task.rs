@@ -533,7 +533,7 @@ fn predict_refuses_a_prompt_trained_on_another_model() {
         dir.path(),
     );
     let other = common::tiny_model(&dir.path().join("tiny"), 5);
-    let e = serve::load_prompts(&other, &[prompt.clone()])
+    let e = serve::load_prompts(&other, std::slice::from_ref(&prompt))
         .err()
         .map(|e| format!("{e:#}"))
         .expect("a prompt for another model is refused");
