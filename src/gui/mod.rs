@@ -462,7 +462,8 @@ impl App {
                         ui.heading(QUIT_QUESTION);
                         ui.label(
                             "Stop and quit: the run stops now, its best checkpoint so far is \
-                         evaluated and saved, then the window closes.",
+                         evaluated and saved, then the window closes. Resume (Runs tab) \
+                         continues it next time.",
                         );
                         ui.horizontal(|ui| {
                             if ui.button("Stop and quit").clicked() {
@@ -491,7 +492,8 @@ impl App {
                     if ui
                         .button("Quit without waiting")
                         .on_hover_text(
-                            "the run is saved as interrupted, with its curve but no prompt",
+                            "the run is saved as interrupted, with its curve but no prompt; Resume \
+                             (Runs tab) continues it from its last checkpoint",
                         )
                         .clicked()
                     {

@@ -1042,3 +1042,19 @@ impl TaskSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::RunClock;
+    use std::time::Duration;
+
+    #[test]
+    fn a_resumed_runs_eta_counts_only_the_steps_done_since_it_started() {
+        let clock = RunClock::new("r".into(), 50);
+        assert_eq!(clock.eta_secs(50, 100), None);
+        std::thread::sleep(Duration::from_millis(50));
+        // 10 steps done here, 40 to go: four times the time so far (not 40/60 of it).
+        let ratio = clock.eta_secs(60, 100).unwrap() / clock.elapsed().as_secs_f64();
+        assert!((ratio - 4.0).abs() < 0.4, "{ratio}");
+    }
+}
