@@ -6,7 +6,10 @@
 //! out; its record adds the tasks, each task's dev curve and the per-task scores, all optional in
 //! `run.json` so records written before multi-task runs existed still load. The record is rewritten as events
 //! arrive, so closing or crashing the app loses at most the last second of a curve; a run that
-//! was in progress when the app went away loads as interrupted.
+//! was in progress when the app went away loads as interrupted. Records are written through
+//! [`crate::atomic::write_file`] (flushed, then renamed into place). An interrupted run whose
+//! output folder holds the engine's checkpoint is listed in [`RunStore::checkpoints`]: the
+//! workbench offers to resume it.
 //!
 //! One process at a time owns a runs folder: the store takes an OS lock on [`LOCK_FILE`] in it
 //! (through [`crate::atomic::try_lock`]; the OS frees it when the process ends, however it
@@ -19,6 +22,7 @@
 use crate::atomic::OutputLock;
 use crate::methods::MethodKind;
 use crate::run::{Event, Mix, MultiTaskResult, MultiTaskSpec, RunResult, RunSpec};
+use crate::train::checkpoint;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::ffi::{OsStr, OsString};
@@ -31,6 +35,9 @@ pub const PROMPT_DIR: &str = "prompt";
 pub const LOCK_FILE: &str = ".workbench.lock";
 /// Where unreadable run folders are moved to by [`set_aside`], inside the runs folder.
 pub const REMOVED_DIR: &str = ".removed";
+/// The file in `<out>/checkpoint/` that says a checkpoint is there (the engine's name for it;
+/// `train::checkpoint` keeps its own copy private).
+const CHECKPOINT_STATE: &str = "state.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -220,13 +227,41 @@ impl RunRecord {
         self.losses.last().map(|l| l.0).unwrap_or(0)
     }
 
-    /// Where the trained prompt was written, if it was. A multi-task run has no single
-    /// prompt: see [`RunRecord::task_artifact_dir`].
+    /// Where the trained prompt was written, if it was: a finished run's, or the best
+    /// checkpoint of a run stopped mid-way (interrupted, with a result). A multi-task run has
+    /// no single prompt: see [`RunRecord::task_artifact_dir`].
     pub fn artifact_dir(&self) -> Option<&Path> {
         match self.status {
-            RunStatus::Finished if self.multi.is_none() => self.spec.out.as_deref(),
+            _ if self.multi.is_some() => None,
+            RunStatus::Finished => self.spec.out.as_deref(),
+            RunStatus::Interrupted if self.result.is_some() => self.spec.out.as_deref(),
             _ => None,
         }
+    }
+
+    /// Why this run could never be resumed, whatever is on disk; `None` when it can be once
+    /// its checkpoint is there.
+    pub fn resume_refusal(&self) -> Option<&'static str> {
+        if self.multi.is_some() {
+            Some("multi-task runs keep no checkpoint (yet): queue the run again")
+        } else if self.spec.out.is_none() {
+            Some(
+                "this run wrote no output folder (the workbench keeps no fine-tuned model copy), \
+                 so it has no checkpoint: queue it again",
+            )
+        } else {
+            None
+        }
+    }
+
+    /// Goes back to a checkpoint taken after `step` steps, before its run continues: loss
+    /// points after it are dropped (those steps are trained again) and the evaluations become
+    /// the checkpoint's own (`evals`), which the engine kept even where the record lagged.
+    pub fn rewind_to(&mut self, step: usize, evals: &[(usize, f64)]) {
+        self.losses.retain(|l| l.0 <= step);
+        self.evals = evals.to_vec();
+        self.result = None;
+        self.error = None;
     }
 
     /// Where a finished multi-task run wrote `task`'s prompt folder.
@@ -350,6 +385,9 @@ pub struct RunStore {
     /// Other problems met while opening (a live record that could not be re-saved as
     /// interrupted), for the user.
     pub warnings: Vec<String>,
+    /// The interrupted runs that have a checkpoint to resume from ([`checkpoint_saved`]), as
+    /// found when the store was opened; the workbench keeps it up to date after that.
+    pub checkpoints: std::collections::HashSet<String>,
     /// Held while this store owns the folder; dropping the store frees it.
     _lock: Option<OutputLock>,
     /// Set when another process owns the folder (or it cannot be locked): nothing is written.
@@ -367,18 +405,23 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes one record into its folder under the runs folder `dir` (to a temporary file first,
-/// so a crash mid-write keeps the old one).
+/// Writes one record into its folder under the runs folder `dir` through
+/// [`crate::atomic::write_file`]: flushed to disk before it replaces the old one, so neither a
+/// crash nor a power cut mid-write leaves a torn `run.json`.
 pub fn write_record(dir: &Path, r: &RunRecord) -> Result<()> {
-    let folder = dir.join(&r.id);
-    std::fs::create_dir_all(&folder)
-        .with_context(|| format!("{}: cannot create", folder.display()))?;
-    let tmp = folder.join(format!("{RECORD_FILE}.tmp"));
-    let path = folder.join(RECORD_FILE);
-    std::fs::write(&tmp, serde_json::to_string_pretty(r)?)
-        .with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("{}: cannot write", path.display()))?;
-    Ok(())
+    let path = dir.join(&r.id).join(RECORD_FILE);
+    crate::atomic::write_file(&path, serde_json::to_string_pretty(r)?.as_bytes())
+}
+
+/// Whether run `r` left a checkpoint to resume from (`<out>/checkpoint/state.json`, as
+/// `train::checkpoint::save` writes it). Reads the disk: not for a frame.
+pub fn checkpoint_saved(r: &RunRecord) -> bool {
+    // The state file is written last into the checkpoint folder, which replaces the previous
+    // one atomically: if it is there, the folder is whole.
+    r.spec
+        .out
+        .as_deref()
+        .is_some_and(|out| checkpoint::dir_of(out).join(CHECKPOINT_STATE).is_file())
 }
 
 /// Removes run `id`'s folder under the runs folder `dir`, if it is there.
@@ -504,13 +547,15 @@ impl RunStore {
             runs,
             unreadable,
             warnings: Vec::new(),
+            checkpoints: Default::default(),
             _lock: lock,
             read_only,
             taken,
             counter: 0,
         };
         if store.read_only.is_some() {
-            // Live records may be another workbench's runs in progress: leave them be.
+            // Live records may be another workbench's runs in progress: leave them be (and
+            // nothing is resumed from a read-only store, so their checkpoints do not matter).
             return Ok(store);
         }
         for i in 0..store.runs.len() {
@@ -526,6 +571,13 @@ impl RunStore {
                 }
             }
         }
+        store.checkpoints = store
+            .runs
+            .iter()
+            .filter(|r| r.status == RunStatus::Interrupted && r.resume_refusal().is_none())
+            .filter(|r| checkpoint_saved(r))
+            .map(|r| r.id.clone())
+            .collect();
         Ok(store)
     }
 
@@ -587,7 +639,7 @@ impl RunStore {
         self.runs.iter().find(|r| r.id == id)
     }
 
-    /// Writes one record (to a temporary file first, so a crash mid-write keeps the old one).
+    /// Writes one record ([`write_record`]: a crash mid-write keeps the old one).
     pub fn save(&mut self, i: usize) -> Result<()> {
         self.check_writable()?;
         write_record(&self.dir, &self.runs[i])?;
@@ -673,6 +725,123 @@ mod tests {
         let mut r = RunRecord::new(id.into(), "m", "t", Path::new("t"), spec);
         r.status = RunStatus::Running;
         r
+    }
+
+    #[test]
+    fn a_record_is_replaced_whole_and_leaves_no_temporary_file_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = live_record("1-001-prompt-tuning");
+        write_record(dir.path(), &r).unwrap();
+        r.status = RunStatus::Finished;
+        write_record(dir.path(), &r).unwrap();
+        let folder = dir.path().join(&r.id);
+        let names: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [RECORD_FILE]);
+        let back: RunRecord =
+            serde_json::from_str(&std::fs::read_to_string(folder.join(RECORD_FILE)).unwrap())
+                .unwrap();
+        assert_eq!(back.status, RunStatus::Finished);
+    }
+
+    /// Linux refuses paths of 4096 bytes or more: a record folder whose `run.json` is just
+    /// short enough to read, but whose temporary file beside it (`.run.json.writing-XXXXXX`,
+    /// 24 bytes) is not, can be read but never written, even by root.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_live_record_that_cannot_be_saved_again_loads_as_interrupted_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut runs = dir.path().to_path_buf();
+        let id = "1-001-prompt-tuning";
+        // The runs folder's depth that puts run.json at 4090 bytes.
+        let want = 4090 - (id.len() + 1 + RECORD_FILE.len() + 1);
+        while runs.as_os_str().len() < want {
+            let room = want - runs.as_os_str().len() - 1;
+            runs.push("d".repeat(room.min(200)));
+        }
+        assert_eq!(runs.as_os_str().len(), want);
+        let r = live_record(id);
+        std::fs::create_dir_all(runs.join(id)).unwrap();
+        let path = runs.join(id).join(RECORD_FILE);
+        std::fs::write(&path, serde_json::to_string(&r).unwrap()).unwrap();
+        assert!(write_record(&runs, &r).is_err());
+
+        let store = RunStore::open(&runs).unwrap();
+        assert_eq!(
+            store.get(id).map(|r| r.status),
+            Some(RunStatus::Interrupted)
+        );
+        assert!(
+            store.warnings.iter().any(|w| w.contains("interrupted")),
+            "{:?}",
+            store.warnings
+        );
+        // On disk it is still the live record it was.
+        let on_disk: RunRecord =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(on_disk.status, RunStatus::Running);
+    }
+
+    #[test]
+    fn only_an_interrupted_single_task_run_with_a_checkpoint_is_resumable() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("runs");
+        let mut store = RunStore::open(&runs).unwrap();
+        let mut ids = Vec::new();
+        for (n, (status, out, saved)) in [
+            (RunStatus::Running, true, true),
+            (RunStatus::Finished, true, true),
+            (RunStatus::Interrupted, true, false),
+            (RunStatus::Interrupted, false, false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = format!("{n}-001-prompt-tuning");
+            let mut r = live_record(&id);
+            r.status = status;
+            if out {
+                let out = store.prompt_dir(&id);
+                if saved {
+                    let cp = checkpoint::dir_of(&out);
+                    std::fs::create_dir_all(&cp).unwrap();
+                    std::fs::write(cp.join(CHECKPOINT_STATE), "{}").unwrap();
+                }
+                r.spec.out = Some(out);
+            }
+            store.add(r).unwrap();
+            ids.push(id);
+        }
+        assert!(store.get(&ids[3]).unwrap().resume_refusal().is_some());
+        assert!(store.get(&ids[2]).unwrap().resume_refusal().is_none());
+        drop(store);
+        // The running one was interrupted by the app going away, and has its checkpoint.
+        let store = RunStore::open(&runs).unwrap();
+        assert_eq!(store.checkpoints, [ids[0].clone()].into_iter().collect());
+    }
+
+    #[test]
+    fn rewinding_to_a_checkpoint_drops_the_steps_after_it_and_takes_its_evaluations() {
+        let mut r = live_record("1-001-prompt-tuning");
+        for step in 1..=7 {
+            r.apply(&Event::Step {
+                step,
+                loss: 1.0,
+                lr: 0.1,
+                examples_per_s: 1.0,
+            });
+        }
+        r.evals = vec![(0, 0.1), (4, 0.2)];
+        r.error = Some("the workbench was closed".into());
+        r.rewind_to(5, &[(0, 0.1), (4, 0.2), (5, 0.3)]);
+        assert_eq!(
+            r.losses.iter().map(|l| l.0).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(r.evals, [(0, 0.1), (4, 0.2), (5, 0.3)]);
+        assert_eq!(r.error, None);
     }
 
     #[test]

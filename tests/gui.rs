@@ -3,7 +3,8 @@
 //! store, the comparison with baselines, inspection and export; closing during training, a
 //! second workbench on one runs folder, and removing a run folder that cannot be read; several
 //! tasks ticked for one run, with per-task dev lines, per-task rows next to single-task runs
-//! and the storage picture (one frozen model + N prompts against N fine-tuned copies).
+//! and the storage picture (one frozen model + N prompts against N fine-tuned copies); Resume
+//! on a stopped run (it ends as an uninterrupted run would) and where it is not offered.
 
 mod common;
 
@@ -535,9 +536,10 @@ fn the_run_store_skips_records_it_cannot_trust() {
         serde_json::to_string(&r).unwrap(),
     )
     .unwrap();
-    // A live record that cannot be re-saved as interrupted (its temporary file is a folder).
+    // A live record left by a workbench that went away (one that cannot be saved again is
+    // warned about: see runs.rs, a_live_record_that_cannot_be_saved_again_...).
     let live = record(&app, "123-001-prompt-tuning");
-    std::fs::create_dir_all(runs.join(&live.id).join("run.json.tmp")).unwrap();
+    std::fs::create_dir_all(runs.join(&live.id)).unwrap();
     std::fs::write(
         runs.join(&live.id).join("run.json"),
         serde_json::to_string(&live).unwrap(),
@@ -560,17 +562,25 @@ fn the_run_store_skips_records_it_cannot_trust() {
         "{:?}",
         store.unreadable
     );
-    assert!(
-        store.warnings.iter().any(|u| u.contains("interrupted")),
-        "{:?}",
-        store.warnings
-    );
+    assert!(store.warnings.is_empty(), "{:?}", store.warnings);
     assert_eq!(
         store.get(&live.id).map(|r| r.status),
         Some(RunStatus::Interrupted)
     );
     assert!(store.delete("../victim").is_err());
     assert!(dir.path().join("victim").is_dir());
+    drop(store);
+    // Marked on disk too, and the record was replaced whole (nothing left beside it).
+    let again = RunStore::open(&runs).unwrap();
+    assert_eq!(
+        again.get(&live.id).map(|r| r.status),
+        Some(RunStatus::Interrupted)
+    );
+    let names: Vec<_> = std::fs::read_dir(runs.join(&live.id))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["run.json"]);
 }
 
 #[test]
@@ -1252,4 +1262,247 @@ fn ticking_two_tasks_trains_one_run_on_the_built_in_model_with_a_prompt_folder_p
         gradprompt::gui::run_label(&r)
     ));
     h.get_by_label("[P] 1");
+}
+
+/// The Resume buttons of the runs list, as (enabled) flags, in the list's order.
+fn resume_buttons(h: &Harness<'static, App>) -> Vec<bool> {
+    h.query_all_by_label("Resume")
+        .map(|n| !n.accesskit_node().is_disabled())
+        .collect()
+}
+
+#[test]
+fn a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let mut h = harness(App::new(Options::new(runs.clone())));
+    step_until(&mut h, Duration::from_secs(60), "the model", |a| {
+        a.session.model.ready().is_some()
+    });
+    h.state_mut().setup.config.steps = 12;
+    h.state_mut().setup.config.eval_every = 3;
+    h.step();
+
+    // The run as it goes when nothing stops it.
+    h.get_by_label("Train").click();
+    h.step();
+    step_until(&mut h, Duration::from_secs(300), "the whole run", |a| {
+        a.session.active.is_none() && a.session.queue.is_empty()
+    });
+    let whole = h.state().session.store.runs.last().unwrap().clone();
+    assert_eq!(whole.status, RunStatus::Finished, "{:?}", whole.error);
+    let whole_result = whole.result.clone().unwrap();
+    assert_eq!(whole_result.steps, 12);
+
+    // The same run, trained by the engine over a channel that holds each event until the app
+    // takes it: the engine cannot run more than a step ahead of what the app has seen, so the
+    // Stop below lands mid-way, however fast the machine.
+    let (id, engine) = {
+        let app = h.state_mut();
+        let id = app.session.store.new_id(MethodKind::PromptTuning);
+        let spec = RunSpec {
+            method: MethodKind::PromptTuning,
+            settings: app.setup.settings.clone(),
+            template: Some(app.editor.text.clone()),
+            config: app.setup.config.clone(),
+            out: Some(app.session.store.prompt_dir(&id)),
+        };
+        assert_eq!(whole.spec.template, spec.template);
+        let model = app.session.model.ready().unwrap().clone();
+        let task = app.session.task.clone().unwrap();
+        let rec = RunRecord::new(
+            id.clone(),
+            &model.spec,
+            &task.spec.name,
+            &task.dir,
+            spec.clone(),
+        );
+        app.session.store.add(rec).unwrap();
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::bounded(0);
+        let engine = std::thread::spawn(move || {
+            let last = match gradprompt::train::train(&model, &task, &spec, &ev_tx, &cmd_rx) {
+                Ok(r) => Event::Finished(Box::new(r)),
+                Err(e) => Event::Failed(format!("{e:#}")),
+            };
+            let _ = ev_tx.send(last);
+        });
+        app.session.active = Some(gradprompt::gui::Active {
+            id: id.clone(),
+            commands: cmd_tx,
+            events: ev_rx,
+            worker: None,
+        });
+        (id, engine)
+    };
+    step_until(&mut h, Duration::from_secs(300), "four steps", |a| {
+        a.session.store.get(&id).is_some_and(|r| r.step() >= 4)
+    });
+    h.state_mut().session.send(gradprompt::run::Command::Stop);
+    step_until(&mut h, Duration::from_secs(300), "the stop", |a| {
+        a.session.active.is_none()
+    });
+    engine.join().unwrap();
+    let stopped = h.state().session.store.get(&id).unwrap().clone();
+    assert_eq!(
+        stopped.status,
+        RunStatus::Interrupted,
+        "{:?}",
+        stopped.error
+    );
+    let at = stopped.result.as_ref().unwrap().steps;
+    assert!((4..12).contains(&at), "stopped at step {at}");
+    let out = stopped.spec.out.clone().unwrap();
+    let saved = gradprompt::train::checkpoint::load(&out).unwrap();
+    assert_eq!(saved.state.step, at);
+    // The stopped run's best prompt so far is there to inspect meanwhile.
+    assert_eq!(stopped.artifact_dir(), Some(out.as_path()));
+    h.state_mut().tab = Tab::Runs;
+    step_until(
+        &mut h,
+        Duration::from_secs(30),
+        "the checkpoint check",
+        |a| a.session.resume_offer(&id) == gradprompt::gui::session::ResumeOffer::Ready,
+    );
+    assert_eq!(resume_buttons(&h), [true]);
+
+    // Then the workbench crashes after it recorded two more steps and an evaluation than the
+    // checkpoint holds: they are trained again on Resume, so their points must go.
+    drop(h);
+    let mut crashed = stopped.clone();
+    crashed.status = RunStatus::Running;
+    crashed.result = None;
+    for step in at + 1..=at + 2 {
+        crashed.losses.push((step, Some(9.0)));
+    }
+    crashed.evals.push((at + 2, 0.0));
+    gradprompt::runs::write_record(&runs, &crashed).unwrap();
+
+    let mut h = harness(App::new(Options::new(runs.clone())));
+    h.state_mut().tab = Tab::Runs;
+    h.step();
+    assert_eq!(
+        h.state().session.store.get(&id).unwrap().status,
+        RunStatus::Interrupted
+    );
+    // One button: the uninterrupted run finished, and has none.
+    assert_eq!(resume_buttons(&h), [true]);
+    h.get_by_label("Resume").click();
+    h.step();
+    assert_eq!(h.state().session.queue.front(), Some(&id));
+    step_until(&mut h, Duration::from_secs(300), "the resumed run", |a| {
+        a.session.active.is_none()
+            && a.session.queue.is_empty()
+            && a.session.store.get(&id).unwrap().status != RunStatus::Queued
+    });
+    assert!(resume_buttons(&h).is_empty());
+    let r = h.state().session.store.get(&id).unwrap().clone();
+    assert_eq!(r.status, RunStatus::Finished, "{:?}", r.error);
+    // Same id, same folder, the whole curve once: the points before the checkpoint kept, the
+    // crashed ones replaced, and every value as the uninterrupted run's.
+    assert_eq!(h.state().session.store.runs.len(), 2);
+    assert_eq!(r.spec.out.as_deref(), Some(out.as_path()));
+    let steps: Vec<usize> = r.losses.iter().map(|l| l.0).collect();
+    assert_eq!(steps, (1..=12).collect::<Vec<_>>());
+    assert_eq!(r.losses, whole.losses);
+    assert_eq!(r.evals, whole.evals);
+    let res = r.result.clone().unwrap();
+    assert_eq!(res.steps, 12);
+    assert_eq!(res.dev_metric, whole_result.dev_metric);
+    assert_eq!(res.test_metric, whole_result.test_metric);
+    assert_eq!(res.best_step, whole_result.best_step);
+    assert_eq!(res.train_loss_first, whole_result.train_loss_first);
+    assert_eq!(res.train_loss_last, whole_result.train_loss_last);
+    let prompt = |d: &Path| std::fs::read(d.join("prompt.safetensors")).unwrap();
+    assert_eq!(
+        prompt(&out),
+        prompt(whole.artifact_dir().unwrap()),
+        "the resumed prompt differs from the uninterrupted one"
+    );
+    // A completed run has nothing to resume: its checkpoint is gone.
+    assert!(!gradprompt::train::checkpoint::dir_of(&out).exists());
+    drop(h);
+    let on_disk = RunStore::open(&runs).unwrap();
+    let d = on_disk.get(&id).unwrap();
+    assert_eq!(d.status, RunStatus::Finished);
+    assert_eq!(d.losses, whole.losses);
+}
+
+#[test]
+fn resume_is_offered_only_where_a_checkpoint_is_and_never_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_at(dir.path(), "/nonexistent/model");
+    let runs = dir.path().join("runs");
+    // Two runs the workbench was closed on: one stopped after it saved a checkpoint, one
+    // before it had saved any; and a fine-tuning run, which writes no output folder.
+    let mut ids = Vec::new();
+    for (n, method) in [
+        MethodKind::PromptTuning,
+        MethodKind::PromptTuning,
+        MethodKind::FineTuning,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("{}-001-{}", 100 + n, method.id());
+        let mut r = record(&app, &id);
+        r.spec.method = method;
+        r.status = RunStatus::Running;
+        r.losses = vec![(1, Some(1.0))];
+        if method != MethodKind::FineTuning {
+            let out = runs.join(&id).join("prompt");
+            std::fs::create_dir_all(&out).unwrap();
+            r.spec.out = Some(out);
+        }
+        gradprompt::runs::write_record(&runs, &r).unwrap();
+        ids.push(id);
+    }
+    let saved = gradprompt::train::checkpoint::dir_of(&runs.join(&ids[0]).join("prompt"));
+    std::fs::create_dir_all(&saved).unwrap();
+    std::fs::write(saved.join("state.json"), "{}").unwrap();
+    drop(app);
+
+    let mut h = harness(app_at(dir.path(), "/nonexistent/model"));
+    h.state_mut().tab = Tab::Runs;
+    h.step();
+    // Newest first: the fine-tuning run, the one without a checkpoint, the one with.
+    assert_eq!(resume_buttons(&h), [false, false, true]);
+    use gradprompt::gui::session::ResumeOffer;
+    let offer = |h: &Harness<'static, App>, i: usize| h.state().session.resume_offer(&ids[i]);
+    assert_eq!(offer(&h, 0), ResumeOffer::Ready);
+    assert!(matches!(offer(&h, 1), ResumeOffer::Unavailable(w) if w.contains("no checkpoint")));
+    assert!(matches!(offer(&h, 2), ResumeOffer::Unavailable(w) if w.contains("no output folder")));
+    // A disabled Resume does nothing.
+    h.query_all_by_label("Resume").next().unwrap().click();
+    h.step();
+    assert!(h.state().session.queue.is_empty());
+
+    // A second workbench on the same folder only reads it: no Resume at all.
+    let mut other = harness(app_at(dir.path(), "/nonexistent/model"));
+    other.state_mut().tab = Tab::Runs;
+    other.step();
+    assert!(other.state().session.store.read_only().is_some());
+    assert_eq!(other.state().session.store.runs.len(), 3);
+    assert!(resume_buttons(&other).is_empty());
+    assert!(!other.state_mut().resume_run(&ids[0]));
+    drop(other);
+
+    // Resume needs the run's model ("m" here): it is loaded first, and when it cannot be, the
+    // run goes back to interrupted, still resumable, saying why.
+    h.query_all_by_label("Resume").last().unwrap().click();
+    h.step();
+    step_until(&mut h, Duration::from_secs(60), "the failed resume", |a| {
+        a.session.queue.is_empty() && !matches!(a.session.model, ModelState::Loading { .. })
+    });
+    assert_eq!(h.state().setup.model_path, "m");
+    let r = h.state().session.store.get(&ids[0]).unwrap().clone();
+    assert_eq!(r.status, RunStatus::Interrupted);
+    assert!(
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.contains("could not be loaded")),
+        "{:?}",
+        r.error
+    );
+    assert_eq!(resume_buttons(&h), [false, false, true]);
 }

@@ -5,7 +5,6 @@
 use super::job::{keyed_result, retain_key, Job, Keyed};
 use super::{run_label, Focus, Session};
 use crate::playground::{self, Answer, Comparison, Learned};
-use crate::runs::RunStatus;
 use std::collections::BTreeMap;
 
 /// The inspect view: what was learned and the playground, each computed for one prompt.
@@ -185,7 +184,7 @@ pub fn focus_picker(ui: &mut egui::Ui, session: &mut Session) {
         .selected_text(current)
         .show_ui(ui, |ui| {
             for r in session.store.runs.iter().rev() {
-                if r.status == RunStatus::Finished && r.artifact_dir().is_some() {
+                if r.artifact_dir().is_some() {
                     let f = Focus::Run(r.id.clone());
                     let on = session.focus.as_ref() == Some(&f);
                     if ui

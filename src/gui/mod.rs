@@ -20,6 +20,11 @@
 //! and saved, then closes; "Keep training" carries on. When another workbench owns the runs
 //! folder the app runs read-only under a banner saying so (see [`crate::runs::ReadOnly`]).
 //!
+//! A run that was interrupted (the window closed or the app crashed mid-run, or Stop) keeps the
+//! engine's checkpoint in its output folder; the runs view offers Resume on it
+//! ([`App::resume_run`]), which loads the run's model if another one is loaded, and queues the
+//! run to continue under its id, its curve kept up to the checkpoint's step.
+//!
 //! A run may train several tasks' prompts at once (the setup's "several tasks in one run", for
 //! the methods in [`crate::methods::task_prompts::MULTI_TASK_METHODS`]): the session queues it
 //! like any run, the plots draw each task's dev line, and the comparison puts each task's row
@@ -132,6 +137,8 @@ pub enum Action {
     OpenDialog(DialogTarget),
     /// Delete a stored run (and forget it in the views that list it).
     DeleteRun(String),
+    /// Continue an interrupted run from its checkpoint (loading its model first if need be).
+    ResumeRun(String),
 }
 
 /// Where closing the window stands: a close request while a run is training asks first.
@@ -364,7 +371,45 @@ impl App {
                 self.plots.shown.remove(&id);
                 self.session.delete_run(&id);
             }
+            Action::ResumeRun(id) => {
+                self.resume_run(&id);
+            }
         }
+    }
+
+    /// Queues an interrupted run to continue from its checkpoint, and plots it. Its model must
+    /// be the one it was trained with: when another is loaded and nothing else is queued or
+    /// training, the run's model is loaded (in the background, as the setup does; the run waits
+    /// in the queue). When other runs still need the loaded model, nothing changes under them:
+    /// the notice names the model to load once they are done. Returns whether it was queued.
+    pub fn resume_run(&mut self, id: &str) -> bool {
+        if self.session.resume_offer(id) != session::ResumeOffer::Ready {
+            // Says why in the notice, without loading a model for nothing.
+            return self.session.resume_run(id);
+        }
+        let Some(want) = self.session.store.get(id).map(|r| r.model.clone()) else {
+            return false;
+        };
+        let loaded = self.session.model_spec().map(str::to_string);
+        if loaded.as_deref() != Some(want.as_str())
+            || matches!(self.session.model, session::ModelState::Failed { .. })
+        {
+            if self.session.training() || !self.session.queue.is_empty() {
+                self.session.notice = Some(format!(
+                    "this run was trained with the model {want}, and {} is loaded for the runs \
+                     queued now: resume it when they are done (it loads {want})",
+                    loaded.as_deref().unwrap_or("no model")
+                ));
+                return false;
+            }
+            self.load_model(&want);
+            self.session.notice = Some(format!("loading {want} to resume the run on it"));
+        }
+        let queued = self.session.resume_run(id);
+        if queued {
+            self.plots.shown.insert(id.to_string());
+        }
+        queued
     }
 
     /// Follows close requests (the window's close button, Ctrl+Q, the platform's quit): while a
@@ -417,7 +462,8 @@ impl App {
                         ui.heading(QUIT_QUESTION);
                         ui.label(
                             "Stop and quit: the run stops now, its best checkpoint so far is \
-                         evaluated and saved, then the window closes.",
+                         evaluated and saved, then the window closes. Resume (Runs tab) \
+                         continues it next time.",
                         );
                         ui.horizontal(|ui| {
                             if ui.button("Stop and quit").clicked() {
@@ -446,7 +492,8 @@ impl App {
                     if ui
                         .button("Quit without waiting")
                         .on_hover_text(
-                            "the run is saved as interrupted, with its curve but no prompt",
+                            "the run is saved as interrupted, with its curve but no prompt; Resume \
+                             (Runs tab) continues it from its last checkpoint",
                         )
                         .clicked()
                     {

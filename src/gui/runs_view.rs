@@ -2,13 +2,16 @@
 //! A multi-task run lists its tasks and shows the mean dev and test metric over them (each
 //! task's own on hover).
 //! Run folders whose record could not be read are listed above them, each with a Remove that
-//! (after asking) moves the folder into the runs folder's `.removed/`. A read-only session
-//! (another workbench owns the runs folder) shows no Delete or Remove.
+//! (after asking) moves the folder into the runs folder's `.removed/`. An interrupted run shows
+//! Resume, enabled when its checkpoint is on disk and otherwise saying why on hover
+//! ([`Session::resume_offer`]). A read-only session (another workbench owns the runs folder)
+//! shows no Delete, Remove or Resume.
 
+use super::session::ResumeOffer;
 use super::{human_bytes, run_label, Action, Focus, Session, Tab};
 use crate::methods::{Encoder, MethodKind, SoftInit};
 use crate::run::default_lr;
-use crate::runs::{RunRecord, RunStatus};
+use crate::runs::RunRecord;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 
@@ -87,6 +90,7 @@ impl RunsView {
         });
         let mut delete = None;
         let mut inspect = None;
+        let mut resume = None;
         let active = session.active.as_ref().map(|a| a.id.clone());
         let writable = session.store.read_only().is_none();
         egui::ScrollArea::vertical().show(ui, |ui| {
@@ -190,11 +194,11 @@ impl RunsView {
                             }
                         }
                         ui.horizontal(|ui| {
-                            if r.status == RunStatus::Finished
-                                && r.artifact_dir().is_some()
-                                && ui.small_button("Inspect").clicked()
-                            {
+                            if r.artifact_dir().is_some() && ui.small_button("Inspect").clicked() {
                                 inspect = Some(r.id.clone());
+                            }
+                            if resume_button(ui, session.resume_offer(&r.id)) {
+                                resume = Some(r.id.clone());
                             }
                             let live =
                                 active.as_ref() == Some(&r.id) || session.queue.contains(&r.id);
@@ -248,7 +252,30 @@ impl RunsView {
         if let Some(id) = delete {
             action = Some(Action::DeleteRun(id));
         }
+        if let Some(id) = resume {
+            action = Some(Action::ResumeRun(id));
+        }
         action
+    }
+}
+
+/// A run's Resume button as its [`ResumeOffer`] says (none, disabled with the reason on hover,
+/// or enabled); returns whether it was clicked.
+pub fn resume_button(ui: &mut egui::Ui, offer: ResumeOffer) -> bool {
+    let why = match offer {
+        ResumeOffer::Hidden => return false,
+        ResumeOffer::Unavailable(why) => Some(why),
+        ResumeOffer::Ready => None,
+    };
+    let b = ui.add_enabled(why.is_none(), egui::Button::new("Resume").small());
+    match why {
+        Some(why) => b.on_disabled_hover_text(why).clicked(),
+        None => b
+            .on_hover_text(
+                "continue this run from its last checkpoint (same id and folder, its curve kept); \
+                 steps after the checkpoint are trained again",
+            )
+            .clicked(),
     }
 }
 

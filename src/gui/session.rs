@@ -8,6 +8,11 @@
 //! A multi-task run ([`Session::queue_tasks`]) is queued like any other; when its turn comes
 //! every one of its task folders is read in the background, then one worker trains them all.
 //!
+//! An interrupted run (the workbench closed or crashed mid-run, or the run was stopped) whose
+//! checkpoint is on disk can be resumed ([`Session::resume_run`]): it goes through the same
+//! queue, its task folder and checkpoint are read in the background, its record goes back to
+//! the checkpoint's step, and the worker continues it ([`Worker::resume`]) under the same id.
+//!
 //! When another workbench owns the runs folder the store is read-only
 //! ([`crate::runs::ReadOnly`]): the session then queues, writes, deletes and removes nothing,
 //! and [`Session::recheck_runs_folder`] re-reads the folder (taking it over if the other one
@@ -22,7 +27,9 @@ use crate::model::Model;
 use crate::run::{Command, Event, MultiTaskSpec, RunSpec};
 use crate::runs::{RunRecord, RunStatus, RunStore, TaskRef};
 use crate::task::Task;
+use crate::train::checkpoint;
 use crate::train::worker::Worker;
+use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsStr;
@@ -72,15 +79,19 @@ pub enum Focus {
 pub struct RunClock {
     /// The run this clock times.
     pub id: String,
+    /// The step the run started from (a resumed run's checkpoint step): the pace counts only
+    /// the steps done since.
+    from_step: usize,
     started: Instant,
     paused_at: Option<Instant>,
     paused: Duration,
 }
 
 impl RunClock {
-    pub fn new(id: String) -> RunClock {
+    pub fn new(id: String, from_step: usize) -> RunClock {
         RunClock {
             id,
+            from_step,
             started: Instant::now(),
             paused_at: None,
             paused: Duration::ZERO,
@@ -111,8 +122,9 @@ impl RunClock {
 
     /// Seconds left at the average pace so far, once a step has been done.
     pub fn eta_secs(&self, step: usize, total: usize) -> Option<f64> {
-        (step > 0)
-            .then(|| self.elapsed().as_secs_f64() / step as f64 * total.saturating_sub(step) as f64)
+        let done = step.saturating_sub(self.from_step);
+        (done > 0)
+            .then(|| self.elapsed().as_secs_f64() / done as f64 * total.saturating_sub(step) as f64)
     }
 }
 
@@ -132,10 +144,22 @@ struct Starting {
     tasks: Job<RunTasks>,
 }
 
-/// What a run trains on: one task, or a multi-task run's tasks in order.
+/// What a run trains on: one task, or a multi-task run's tasks in order, or (a resumed run)
+/// its task and the checkpoint it continues from.
 enum RunTasks {
     One(Arc<Task>),
     Many(Arc<Vec<Task>>),
+    Resume(Arc<Task>, Box<checkpoint::Saved>),
+}
+
+/// Whether a stored run offers Resume, as the runs view shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeOffer {
+    /// No Resume at all: the run is not interrupted, is queued, or the store is read-only.
+    Hidden,
+    /// Resume, disabled, and why.
+    Unavailable(String),
+    Ready,
 }
 
 pub struct Session {
@@ -171,6 +195,13 @@ pub struct Session {
     pub closing: bool,
     /// The runs folder being read again (see [`Session::recheck_runs_folder`]).
     store_job: Option<Job<RunStore>>,
+    /// The run that was told to stop (by Stop, or "Stop and quit"): when it ends before its
+    /// last step it is interrupted, not finished, and can be resumed.
+    stopping: Option<String>,
+    /// Queued runs that continue from their checkpoint rather than start afresh.
+    resuming: std::collections::HashSet<String>,
+    /// Runs just stopped whose checkpoint is being looked for on disk.
+    checkpoint_checks: Vec<(String, Job<bool>)>,
 }
 
 impl Session {
@@ -222,6 +253,9 @@ impl Session {
             notice,
             closing: false,
             store_job: None,
+            stopping: None,
+            resuming: Default::default(),
+            checkpoint_checks: Vec::new(),
         };
         session.load_model(&opts.model);
         if let Some(dir) = opts.task.clone().or_else(|| session.default_task()) {
@@ -368,12 +402,71 @@ impl Session {
         // A run whose task is being read is still at the front of the queue.
         self.starting = None;
         for id in std::mem::take(&mut self.queue) {
-            self.set_status(
-                &id,
-                RunStatus::Failed,
-                Some("removed from the queue".into()),
-            );
+            self.unqueue(&id, "removed from the queue".into());
         }
+    }
+
+    /// Takes a run off the queue with `why`: a new run has failed; a resumed one is
+    /// interrupted again (its checkpoint is untouched), so it can still be resumed.
+    fn unqueue(&mut self, id: &str, why: String) {
+        self.queue.retain(|q| q != id);
+        let status = if self.resuming.remove(id) {
+            RunStatus::Interrupted
+        } else {
+            RunStatus::Failed
+        };
+        self.set_status(id, status, Some(why));
+    }
+
+    /// Whether run `id` offers Resume, and if not, why (see [`ResumeOffer`]). Looks at nothing
+    /// but memory: the checkpoints were found when the store was opened or the run stopped.
+    pub fn resume_offer(&self, id: &str) -> ResumeOffer {
+        let Some(r) = self.store.get(id) else {
+            return ResumeOffer::Hidden;
+        };
+        if self.store.read_only().is_some()
+            || r.status != RunStatus::Interrupted
+            || self.queue.iter().any(|q| q == id)
+        {
+            return ResumeOffer::Hidden;
+        }
+        if let Some(why) = r.resume_refusal() {
+            return ResumeOffer::Unavailable(why.into());
+        }
+        if self.checkpoint_checks.iter().any(|(c, _)| c == id) {
+            return ResumeOffer::Unavailable("looking for its checkpoint...".into());
+        }
+        if self.store.checkpoints.contains(id) {
+            ResumeOffer::Ready
+        } else {
+            ResumeOffer::Unavailable(
+                "no checkpoint was saved: a run writes one at each evaluation (or every \
+                 save-every steps) and when stopped, and this one ended before its first"
+                    .into(),
+            )
+        }
+    }
+
+    /// Queues an interrupted run to continue from its checkpoint, under the same id, on its
+    /// own task and model (the run's model must be the one loaded by the time its turn comes;
+    /// the app loads it). Returns whether it was queued; if not, the notice says why.
+    pub fn resume_run(&mut self, id: &str) -> bool {
+        if let ResumeOffer::Unavailable(why) = self.resume_offer(id) {
+            self.notice = Some(format!("cannot resume this run: {why}"));
+            return false;
+        }
+        if self.resume_offer(id) != ResumeOffer::Ready {
+            return false;
+        }
+        let Some(i) = self.store.index_of(id) else {
+            return false;
+        };
+        self.resuming.insert(id.to_string());
+        self.store.runs[i].status = RunStatus::Queued;
+        self.store.runs[i].error = None;
+        self.write(i);
+        self.queue.push_back(id.to_string());
+        true
     }
 
     /// Deletes a stored run and its folder (not the active or a queued one).
@@ -437,8 +530,11 @@ impl Session {
         self.active.is_some()
     }
 
-    pub fn send(&self, cmd: Command) {
+    pub fn send(&mut self, cmd: Command) {
         if let Some(a) = &self.active {
+            if cmd == Command::Stop {
+                self.stopping = Some(a.id.clone());
+            }
             let _ = a.commands.send(cmd);
         }
     }
@@ -551,12 +647,33 @@ impl Session {
             }
         }
         self.drain_events();
+        self.poll_checkpoint_checks();
         self.start_next();
         self.load_focused();
         while let Some(e) = self.records.error() {
             self.notice = Some(e);
         }
         arrived
+    }
+
+    /// Picks up the checkpoint checks of runs just stopped.
+    fn poll_checkpoint_checks(&mut self) {
+        let mut i = 0;
+        while i < self.checkpoint_checks.len() {
+            if !self.checkpoint_checks[i].1.poll() {
+                i += 1;
+                continue;
+            }
+            let (id, job) = self.checkpoint_checks.remove(i);
+            match job.into_result() {
+                Some(Ok(true)) => {
+                    self.store.checkpoints.insert(id);
+                }
+                _ => {
+                    self.store.checkpoints.remove(&id);
+                }
+            }
+        }
     }
 
     /// Starts reading the focused prompt when the focus changes.
@@ -599,6 +716,7 @@ impl Session {
             || self.named_tasks.values().any(Job::is_running)
             || self.artifact.as_ref().is_some_and(|a| a.1.is_running())
             || self.store_job.is_some()
+            || !self.checkpoint_checks.is_empty()
     }
 
     /// Sends record `i` to the writer as it is now.
@@ -640,7 +758,9 @@ impl Session {
                         Event::Finished(_) | Event::FinishedTasks(_) | Event::Failed(_)
                     );
                     if matches!(ev, Event::Started { .. }) {
-                        self.run_clock = Some(RunClock::new(active.id.clone()));
+                        // A resumed run starts from its checkpoint's step.
+                        let from = self.store.runs[i].step();
+                        self.run_clock = Some(RunClock::new(active.id.clone(), from));
                     }
                     if let Some(c) = self.run_clock.as_mut().filter(|c| c.id == active.id) {
                         c.on_event(&ev);
@@ -666,6 +786,9 @@ impl Session {
                 .last_write
                 .get(id)
                 .is_none_or(|t| t.elapsed() >= STEP_WRITE_INTERVAL);
+        if ended && self.stopping.take().as_ref() == Some(&self.store.runs[i].id) {
+            self.stopped(i);
+        }
         if ended || due {
             self.write(i);
         }
@@ -680,6 +803,34 @@ impl Session {
         }
     }
 
+    /// Run `i` ended after a Stop. If it ended before its last step, the engine saved its
+    /// whole state as it stopped: the run is interrupted (its best checkpoint so far stays
+    /// its result and saved prompt) and its checkpoint is looked for, to offer Resume.
+    fn stopped(&mut self, i: usize) {
+        let r = &mut self.store.runs[i];
+        let Some(steps) = r.result.as_ref().map(|res| res.steps) else {
+            return;
+        };
+        if r.status != RunStatus::Finished || steps >= r.total_steps {
+            return;
+        }
+        r.status = RunStatus::Interrupted;
+        r.error = Some(format!(
+            "stopped at step {steps} of {}; the best checkpoint so far was evaluated and saved",
+            r.total_steps
+        ));
+        if r.resume_refusal().is_none() {
+            let record = r.clone();
+            let id = r.id.clone();
+            self.checkpoint_checks.push((
+                id,
+                Job::spawn("looking for the checkpoint...", move || {
+                    Ok(crate::runs::checkpoint_saved(&record))
+                }),
+            ));
+        }
+    }
+
     fn start_next(&mut self) {
         if self.active.is_some() || self.closing {
             return;
@@ -691,10 +842,7 @@ impl Session {
             let s = self.starting.take().expect("starting");
             match s.tasks.into_result().expect("polled") {
                 Ok(task) => self.start(s.id, s.model, task),
-                Err(e) => {
-                    self.queue.retain(|q| *q != s.id);
-                    self.set_status(&s.id, RunStatus::Failed, Some(e));
-                }
+                Err(e) => self.unqueue(&s.id, e),
             }
             return;
         }
@@ -719,11 +867,34 @@ impl Session {
             ModelState::Empty => Some("no model was loaded".into()),
         };
         if let Some(msg) = failed {
-            self.queue.pop_front();
-            self.set_status(&id, RunStatus::Failed, Some(msg));
+            self.unqueue(&id, msg);
             return;
         }
         let model = self.model.ready().expect("ready").clone();
+        if self.resuming.contains(&id) {
+            // The task folder and the checkpoint are read together; the run stays queued.
+            let r = &self.store.runs[i];
+            let (dir, out) = (r.task_dir.clone(), r.spec.out.clone());
+            let current = self.task.clone().filter(|t| t.dir == dir);
+            let m = model.clone();
+            self.starting = Some(Starting {
+                id,
+                model,
+                tasks: Job::spawn("reading the checkpoint...", move || {
+                    let out = out.context("the run has no output folder, so no checkpoint")?;
+                    let mut saved = checkpoint::load(&out)?;
+                    saved.check_model(&m)?;
+                    // Where the record says, should the runs folder have moved since.
+                    saved.state.spec.out = Some(out);
+                    let task = match current {
+                        Some(t) => t,
+                        None => Arc::new(Task::load(&dir)?),
+                    };
+                    Ok(RunTasks::Resume(task, Box::new(saved)))
+                }),
+            });
+            return;
+        }
         if let Some(m) = &self.store.runs[i].multi {
             // Every task of the run is read first (the run stays queued meanwhile).
             let dirs: Vec<PathBuf> = m.tasks.iter().map(|t| t.dir.clone()).collect();
@@ -777,6 +948,13 @@ impl Session {
                 Worker::spawn_tasks(model, tasks, spec)
             }
             (RunTasks::One(task), None) => Worker::spawn(model, task, r.spec.clone()),
+            (RunTasks::Resume(task, saved), None) => {
+                self.resuming.remove(&id);
+                self.store.checkpoints.remove(&id);
+                // The steps after the checkpoint are trained again: their points go.
+                r.rewind_to(saved.state.step, &saved.state.evals);
+                Worker::resume(model, task, *saved)
+            }
             _ => {
                 self.set_status(
                     &id,
@@ -802,6 +980,7 @@ impl Session {
     pub fn save_on_exit(&mut self) {
         self.closing = true;
         self.starting = None;
+        self.resuming.clear();
         for id in std::mem::take(&mut self.queue) {
             self.set_status(
                 &id,
@@ -861,5 +1040,21 @@ impl TaskSource {
             TaskSource::Ready(t) => Ok(t),
             TaskSource::Folder(d) => Task::load(&d).map(Arc::new),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunClock;
+    use std::time::Duration;
+
+    #[test]
+    fn a_resumed_runs_eta_counts_only_the_steps_done_since_it_started() {
+        let clock = RunClock::new("r".into(), 50);
+        assert_eq!(clock.eta_secs(50, 100), None);
+        std::thread::sleep(Duration::from_millis(50));
+        // 10 steps done here, 40 to go: four times the time so far (not 40/60 of it).
+        let ratio = clock.eta_secs(60, 100).unwrap() / clock.elapsed().as_secs_f64();
+        assert!((ratio - 4.0).abs() < 0.4, "{ratio}");
     }
 }

@@ -43,7 +43,10 @@ impl Training {
             }
             if ui
                 .add_enabled(status.is_some(), egui::Button::new("Stop"))
-                .on_hover_text("stop now; the best dev checkpoint so far is evaluated and kept")
+                .on_hover_text(
+                    "stop now; the best dev checkpoint so far is evaluated and kept, and Resume \
+                     (Runs tab) continues the run where it stopped",
+                )
                 .clicked()
             {
                 session.send(Command::Stop);
