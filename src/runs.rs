@@ -35,9 +35,6 @@ pub const PROMPT_DIR: &str = "prompt";
 pub const LOCK_FILE: &str = ".workbench.lock";
 /// Where unreadable run folders are moved to by [`set_aside`], inside the runs folder.
 pub const REMOVED_DIR: &str = ".removed";
-/// The file in `<out>/checkpoint/` that says a checkpoint is there (the engine's name for it;
-/// `train::checkpoint` keeps its own copy private).
-const CHECKPOINT_STATE: &str = "state.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -413,15 +410,10 @@ pub fn write_record(dir: &Path, r: &RunRecord) -> Result<()> {
     crate::atomic::write_file(&path, serde_json::to_string_pretty(r)?.as_bytes())
 }
 
-/// Whether run `r` left a checkpoint to resume from (`<out>/checkpoint/state.json`, as
-/// `train::checkpoint::save` writes it). Reads the disk: not for a frame.
+/// Whether run `r` left a checkpoint to resume from (`train::checkpoint`). Reads the disk: not
+/// for a frame.
 pub fn checkpoint_saved(r: &RunRecord) -> bool {
-    // The state file is written last into the checkpoint folder, which replaces the previous
-    // one atomically: if it is there, the folder is whole.
-    r.spec
-        .out
-        .as_deref()
-        .is_some_and(|out| checkpoint::dir_of(out).join(CHECKPOINT_STATE).is_file())
+    r.spec.out.as_deref().is_some_and(checkpoint::exists)
 }
 
 /// Removes run `id`'s folder under the runs folder `dir`, if it is there.
@@ -807,7 +799,7 @@ mod tests {
                 if saved {
                     let cp = checkpoint::dir_of(&out);
                     std::fs::create_dir_all(&cp).unwrap();
-                    std::fs::write(cp.join(CHECKPOINT_STATE), "{}").unwrap();
+                    std::fs::write(cp.join("state.json"), "{}").unwrap();
                 }
                 r.spec.out = Some(out);
             }

@@ -74,6 +74,11 @@ pub fn dir_of(out: &Path) -> PathBuf {
     out.join(DIR)
 }
 
+/// Whether the run writing to `out` left a checkpoint to resume from.
+pub fn exists(out: &Path) -> bool {
+    dir_of(out).join(STATE_FILE).is_file()
+}
+
 /// Writes the checkpoint of a run on `task_dir` writing to `out` (replacing the previous one
 /// atomically).
 pub fn save(
