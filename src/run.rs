@@ -51,9 +51,6 @@ impl Default for TrainConfig {
 /// fit this machine class's memory with any model we run (`--batch-size 1000000` asked for
 /// 13.8 GB at once and aborted); the bound turns that into an error before training.
 pub const MAX_BATCH: usize = 4096;
-/// The largest learning rate: with AdamW each step moves a value by about the rate, and the
-/// largest default is 0.03 (`--lr 1e9` ran to the end and returned the untrained prompt).
-pub const MAX_LR: f64 = 10.0;
 pub const MAX_GRAD_ACCUM: usize = 4096;
 
 impl TrainConfig {
@@ -82,11 +79,6 @@ impl TrainConfig {
         if let Some(lr) = self.lr {
             if !(lr.is_finite() && lr > 0.0) {
                 bail!("--lr must be a positive number, got {lr}");
-            }
-            if lr > MAX_LR {
-                bail!(
-                    "--lr must be at most {MAX_LR}, got {lr}: AdamW moves every value by about the learning rate per step, so the prompt is noise after one step"
-                );
             }
         }
         if !(0.0..=1.0).contains(&self.warmup) {

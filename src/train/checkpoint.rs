@@ -156,6 +156,12 @@ pub struct Saved {
 pub fn load(out: &Path) -> Result<Saved> {
     let dir = dir_of(out);
     let state_path = dir.join(STATE_FILE);
+    if !state_path.exists() && out.join(super::multi_task::RESULT_FILE).exists() {
+        bail!(
+            "{}: a multi-task run's folder; multi-task runs do not write checkpoints yet, so it cannot be resumed",
+            out.display()
+        );
+    }
     if !state_path.exists() {
         bail!(
             "{}: no checkpoint to resume from (a run writes one into <out>/{DIR}/ at each evaluation, or every --save-every steps)",
