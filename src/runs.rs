@@ -240,7 +240,7 @@ impl RunRecord {
     /// its checkpoint is there.
     pub fn resume_refusal(&self) -> Option<&'static str> {
         if self.multi.is_some() {
-            Some("multi-task runs keep no checkpoint (yet): queue the run again")
+            Some("the workbench cannot resume a multi-task run yet (`gradprompt train --resume` on its prompt folder can): queue the run again")
         } else if self.spec.out.is_none() {
             Some(
                 "this run wrote no output folder (the workbench keeps no fine-tuned model copy), \

@@ -3,14 +3,21 @@
 //! was never interrupted. Drives the real binary (a real SIGKILL of a child process) on the
 //! built-in model.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_gradprompt");
 
+fn sample(name: &str) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("sample_tasks")
+        .join(name);
+    dir.to_str().unwrap().to_string()
+}
+
 fn train_args(method: &str, out: &Path) -> Vec<String> {
-    let task = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_tasks/country-capital");
+    let task = sample("country-capital");
     [
         "train",
         "--method",
@@ -23,7 +30,7 @@ fn train_args(method: &str, out: &Path) -> Vec<String> {
         "3",
         "--json",
         "--task",
-        task.to_str().unwrap(),
+        &task,
         "--out",
         out.to_str().unwrap(),
     ]
@@ -63,20 +70,83 @@ fn tensors(dir: &Path) -> Vec<(String, Vec<f32>)> {
 
 fn killed_and_resumed_equals_uninterrupted(method: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let (whole, killed) = (dir.path().join("whole"), dir.path().join("killed"));
-    let uninterrupted = json_of(
-        &Command::new(BIN)
-            .args(train_args(method, &whole))
-            .output()
-            .unwrap(),
-    );
+    let args = |out: &Path| train_args(method, out);
+    let (uninterrupted, resumed, whole, killed) = kill_and_resume(dir.path(), &args);
+    for key in [
+        "steps",
+        "dev_metric",
+        "test_metric",
+        "best_step",
+        "train_loss_first",
+        "train_loss_last",
+        "template",
+        "trainable_params",
+        "artifact_bytes",
+    ] {
+        assert_eq!(resumed[key], uninterrupted[key], "{method}: {key} differs");
+    }
+    same_tensors(&whole, &killed, method);
+}
+
+/// Each task's prompt folder of the resumed run equals the uninterrupted run's.
+#[test]
+fn a_multi_task_run_killed_with_sigkill_and_resumed_ends_as_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |out: &Path| {
+        let mut a = train_args("prefix-tuning", out);
+        let more = [
+            "--task",
+            &sample("country-continent"),
+            "--shared-tokens",
+            "2",
+            "--mix",
+            "uniform",
+        ];
+        a.extend(more.map(String::from));
+        a
+    };
+    let (uninterrupted, resumed, whole, killed) = kill_and_resume(dir.path(), &args);
+    for key in [
+        "steps",
+        "dev_metric",
+        "test_metric",
+        "best_step",
+        "train_loss_last",
+    ] {
+        assert_eq!(
+            resumed[key], uninterrupted[key],
+            "multi-task: {key} differs"
+        );
+    }
+    // Each task's scores and its own best; only the folder it was written to differs.
+    let without_folder = |v: &serde_json::Value| {
+        let mut tasks = v["tasks"].as_array().unwrap().clone();
+        for t in &mut tasks {
+            t.as_object_mut().unwrap().remove("artifact");
+        }
+        tasks
+    };
+    assert_eq!(without_folder(&resumed), without_folder(&uninterrupted));
+    for task in ["country-capital", "country-continent"] {
+        same_tensors(&whole.join(task), &killed.join(task), task);
+    }
+}
+
+/// A run written to `whole` without interruption, and the same run written to `killed`,
+/// SIGKILLed after a checkpoint of step 10 or later and resumed: both results (JSON).
+fn kill_and_resume(
+    dir: &Path,
+    args: &dyn Fn(&Path) -> Vec<String>,
+) -> (serde_json::Value, serde_json::Value, PathBuf, PathBuf) {
+    let (whole, killed) = (dir.join("whole"), dir.join("killed"));
+    let uninterrupted = json_of(&Command::new(BIN).args(args(&whole)).output().unwrap());
     assert!(
         !whole.join("checkpoint").exists(),
         "a completed run keeps no checkpoint"
     );
 
     let mut child = Command::new(BIN)
-        .args(train_args(method, &killed))
+        .args(args(&killed))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -114,20 +184,15 @@ fn killed_and_resumed_equals_uninterrupted(method: &str) {
             .output()
             .unwrap(),
     );
-    for key in [
-        "steps",
-        "dev_metric",
-        "test_metric",
-        "best_step",
-        "train_loss_first",
-        "train_loss_last",
-        "template",
-        "trainable_params",
-        "artifact_bytes",
-    ] {
-        assert_eq!(resumed[key], uninterrupted[key], "{method}: {key} differs");
-    }
-    let (a, b) = (tensors(&whole), tensors(&killed));
+    assert!(
+        !killed.join("checkpoint").exists(),
+        "a resumed run that completes removes its checkpoint"
+    );
+    (uninterrupted, resumed, whole, killed)
+}
+
+fn same_tensors(whole: &Path, killed: &Path, what: &str) {
+    let (a, b) = (tensors(whole), tensors(killed));
     assert_eq!(a.len(), b.len());
     for ((na, va), (nb, vb)) in a.iter().zip(&b) {
         assert_eq!(na, nb);
@@ -136,12 +201,8 @@ fn killed_and_resumed_equals_uninterrupted(method: &str) {
             .zip(vb)
             .map(|(x, y)| (x - y).abs())
             .fold(0f32, f32::max);
-        assert!(d <= 1e-6, "{method}: tensor {na} differs by {d}");
+        assert!(d <= 1e-6, "{what}: tensor {na} differs by {d}");
     }
-    assert!(
-        !killed.join("checkpoint").exists(),
-        "a resumed run that completes removes its checkpoint"
-    );
 }
 
 #[test]

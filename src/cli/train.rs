@@ -232,21 +232,36 @@ impl TrainArgs {
                 dir.display()
             );
         }
-        let task = Task::load(&state.task_dir).with_context(|| {
-            format!("the checkpoint's task folder {}", state.task_dir.display())
-        })?;
+        let dirs = match &state.multi {
+            Some(m) => m.task_dirs.clone(),
+            None => vec![state.task_dir.clone()],
+        };
+        let mut tasks = dirs
+            .iter()
+            .map(|d| {
+                Task::load(d)
+                    .with_context(|| format!("the checkpoint's task folder {}", d.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let model = Model::load(self.model.as_deref().unwrap_or(&state.model))?;
         saved.check_model(&model)?;
+        let names: Vec<&str> = tasks.iter().map(|t| t.spec.name.as_str()).collect();
         eprintln!(
             "resuming {} on {} after step {} of {}",
             state.spec.method.id(),
-            task.spec.name,
+            names.join(" + "),
             state.step,
             state.spec.config.steps
         );
+        let multi = state.multi.is_some();
         let mut saved = saved;
         saved.state.spec.out = Some(dir.to_path_buf());
-        let worker = Worker::resume(Arc::new(model), Arc::new(task), saved);
+        let model = Arc::new(model);
+        let worker = if multi {
+            Worker::resume_tasks(model, Arc::new(tasks), saved)
+        } else {
+            Worker::resume(model, Arc::new(tasks.remove(0)), saved)
+        };
         Ok((Some(lock), worker, Some(dir.to_path_buf())))
     }
 

@@ -97,6 +97,15 @@ impl TaskPrompts {
             .map(|m| m.as_ref())
     }
 
+    /// Every method, the shared part last (the order a checkpoint saves them in).
+    pub fn methods_mut(&mut self) -> Vec<&mut dyn Method> {
+        self.tasks
+            .iter_mut()
+            .chain(self.shared.iter_mut())
+            .map(|m| m.as_mut() as &mut dyn Method)
+            .collect()
+    }
+
     pub fn trainable_params(&self) -> usize {
         self.methods().map(|m| m.trainable_params()).sum()
     }

@@ -11,6 +11,7 @@ use crate::methods::RunRng;
 use crate::run::Mix;
 use rand::Rng;
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MixSampler {
     mix: Mix,
     /// Proportional: one epoch over all tasks' examples, numbered task after task.

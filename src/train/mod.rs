@@ -102,7 +102,7 @@ fn run(
     let dev_score = |m: &dyn Method| evaluate(model, task, m, &dev_set);
 
     let mut p = match saved {
-        Some(saved) => saved.restore(method.as_mut())?,
+        Some(saved) => saved.restore(&mut [method.as_mut()])?,
         None => {
             let score = dev_score(method.as_ref())?;
             let _ = events.send(Event::Eval {
@@ -115,18 +115,23 @@ fn run(
                 rng,
                 sampler: EpochSampler::new(train_set.len()),
                 losses: LossLog::default(),
-                best: BestCheckpoint::new(score, method.snapshot()?, cfg.patience),
+                best: BestCheckpoint::new(score, vec![method.snapshot()?], cfg.patience),
                 evals: vec![(0, score)],
             }
         }
     };
     let save_every = cfg.save_every.unwrap_or(cfg.eval_every).max(1);
-    let save = |p: &Progress, method: &mut dyn Method| -> Result<()> {
-        match &spec.out {
-            Some(out) => checkpoint::save(out, spec, &task.dir, model, p, method)
-                .context("saving the checkpoint"),
-            None => Ok(()),
-        }
+    let save = |p: &Progress<EpochSampler>, method: &mut dyn Method| -> Result<()> {
+        let Some(out) = &spec.out else {
+            return Ok(());
+        };
+        let run = checkpoint::Run {
+            spec,
+            task_dir: &task.dir,
+            model,
+            multi: None,
+        };
+        checkpoint::save(out, run, p, &mut [method]).context("saving the checkpoint")
     };
     let mut end = LoopEnd::default();
     for step in p.steps_done..steps {
@@ -163,7 +168,9 @@ fn run(
         if is_eval_step(p.steps_done, steps, cfg.eval_every) {
             let score = dev_score(method.as_ref())?;
             p.evals.push((p.steps_done, score));
-            let verdict = p.best.record(p.steps_done, score, || method.snapshot())?;
+            let verdict = p.best.record(p.steps_done, score, || {
+                Ok::<_, anyhow::Error>(vec![method.snapshot()?])
+            })?;
             let _ = events.send(Event::Eval {
                 step: p.steps_done,
                 dev_metric: score,
@@ -183,7 +190,7 @@ fn run(
         }
     }
     // Whatever ended the loop, the best dev checkpoint is what is evaluated and kept.
-    method.restore(&p.best.snapshot)?;
+    method.restore(&p.best.snapshot[0])?;
     finish(
         model,
         task,
@@ -247,7 +254,7 @@ fn finish(
     template: &Template,
     method: &dyn Method,
     test_set: &[Encoded],
-    p: &Progress,
+    p: &Progress<EpochSampler>,
     end: LoopEnd,
     started: Instant,
 ) -> Result<RunResult> {

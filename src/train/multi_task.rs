@@ -10,6 +10,7 @@
 //! the same modules as `train` and never on `runs` or a front end.
 
 use super::best::BestCheckpoint;
+use super::checkpoint::{self, MultiState, Progress};
 use super::commands::{self, Flow};
 use super::eval;
 use super::is_eval_step;
@@ -41,6 +42,37 @@ pub fn train_tasks(
     model: &Model,
     tasks: &[Task],
     spec: &MultiTaskSpec,
+    events: &Sender<Event>,
+    commands: &Receiver<Command>,
+) -> Result<MultiTaskResult> {
+    run_tasks(model, tasks, spec, None, events, commands)
+}
+
+/// Continues a multi-task run from its checkpoint (`checkpoint::load`), on the same tasks in
+/// the same order.
+pub fn resume_tasks(
+    model: &Model,
+    tasks: &[Task],
+    saved: &checkpoint::Saved,
+    events: &Sender<Event>,
+    commands: &Receiver<Command>,
+) -> Result<MultiTaskResult> {
+    saved.check_model(model)?;
+    let multi = saved
+        .state
+        .multi
+        .as_ref()
+        .context("the checkpoint is a single-task run's: resume it as one")?;
+    let mut spec = multi.spec.clone();
+    spec.run.out = saved.state.spec.out.clone();
+    run_tasks(model, tasks, &spec, Some(saved), events, commands)
+}
+
+fn run_tasks(
+    model: &Model,
+    tasks: &[Task],
+    spec: &MultiTaskSpec,
+    saved: Option<&checkpoint::Saved>,
     events: &Sender<Event>,
     commands: &Receiver<Command>,
 ) -> Result<MultiTaskResult> {
@@ -89,32 +121,76 @@ pub fn train_tasks(
         model_params: model.llm.parameter_count(),
     });
 
-    let dev = evaluate_all(model, tasks, &prompts, &sets, |s| &s.dev)?;
-    let mut task_best: Vec<(f64, usize)> = dev.iter().map(|&d| (d, 0)).collect();
-    send_evals(events, tasks, 0, &dev);
-    let score = mean(&dev);
-    // The snapshot keeps each task's dev score with the state, for the result.
-    let mut best = BestCheckpoint::new(score, (prompts.snapshot()?, dev), cfg.patience);
-    let _ = events.send(Event::Eval {
-        step: 0,
-        dev_metric: best.score,
-        best: true,
-    });
-
     let sizes: Vec<usize> = sets.iter().map(|s| s.train.len()).collect();
-    let mut sampler = MixSampler::new(spec.mix, &sizes);
-    let mut losses = LossLog::default();
-    let mut steps_done = 0;
+    let (mut p, mut best_dev, mut task_best) = match saved {
+        Some(saved) => {
+            let multi = saved
+                .state
+                .multi
+                .as_ref()
+                .context("the checkpoint is a single-task run's")?;
+            let p = saved.restore::<MixSampler>(&mut prompts.methods_mut())?;
+            (p, multi.best_dev.clone(), multi.task_best.clone())
+        }
+        None => {
+            let dev = evaluate_all(model, tasks, &prompts, &sets, |s| &s.dev)?;
+            send_evals(events, tasks, 0, &dev);
+            let score = mean(&dev);
+            let _ = events.send(Event::Eval {
+                step: 0,
+                dev_metric: score,
+                best: true,
+            });
+            let p = Progress {
+                steps_done: 0,
+                rng,
+                sampler: MixSampler::new(spec.mix, &sizes),
+                losses: LossLog::default(),
+                best: BestCheckpoint::new(score, prompts.snapshot()?, cfg.patience),
+                evals: vec![(0, score)],
+            };
+            let task_best = dev.iter().map(|&d| (d, 0)).collect();
+            (p, dev, task_best)
+        }
+    };
+    let task_dirs: Vec<PathBuf> = tasks.iter().map(|t| t.dir.clone()).collect();
+    let save = |p: &Progress<MixSampler>,
+                prompts: &mut TaskPrompts,
+                best_dev: &[f64],
+                task_best: &[(f64, usize)]|
+     -> Result<()> {
+        let Some(out) = &run.out else {
+            return Ok(());
+        };
+        let state = checkpoint::Run {
+            spec: run,
+            task_dir: &task_dirs[0],
+            model,
+            multi: Some(MultiState {
+                spec: spec.clone(),
+                task_dirs: task_dirs.clone(),
+                best_dev: best_dev.to_vec(),
+                task_best: task_best.to_vec(),
+            }),
+        };
+        checkpoint::save(out, state, p, &mut prompts.methods_mut()).context("saving the checkpoint")
+    };
+    let save_every = cfg.save_every.unwrap_or(cfg.eval_every).max(1);
     let mut stopped_early = false;
+    let mut interrupted = false;
     let mut failure = None;
-    for step in 0..steps {
+    for step in p.steps_done..steps {
         if commands::poll(commands, events) == Flow::Stop {
             stopped_early = true;
+            interrupted = true;
+            // The state right now, so a resumed run repeats no step.
+            failure = save(&p, &mut prompts, &best_dev, &task_best).err();
             break;
         }
         let t0 = Instant::now();
-        let rows: Vec<Row> = sampler
-            .next(cfg.batch_size * cfg.grad_accum, &mut rng)
+        let rows: Vec<Row> = p
+            .sampler
+            .next(cfg.batch_size * cfg.grad_accum, &mut p.rng)
             .into_iter()
             .map(|(k, i)| Row::gold(&sets[k].train[i]).with_prompt(k))
             .collect();
@@ -126,7 +202,7 @@ pub fn train_tasks(
         let mut ctx = StepContext {
             llm: &model.llm,
             lr,
-            rng: &mut rng,
+            rng: &mut p.rng,
         };
         let loss = match prompts.train_step(&mut ctx, &batch) {
             Ok(l) => l,
@@ -135,28 +211,30 @@ pub fn train_tasks(
                 break;
             }
         };
-        steps_done = step + 1;
-        losses.push(loss);
+        p.steps_done = step + 1;
+        p.losses.push(loss);
         let _ = events.send(Event::Step {
-            step: steps_done,
+            step: p.steps_done,
             loss,
             lr,
             examples_per_s: batch.rows.len() as f64 / t0.elapsed().as_secs_f64(),
         });
-        if is_eval_step(steps_done, steps, cfg.eval_every) {
+        if is_eval_step(p.steps_done, steps, cfg.eval_every) {
             let dev = evaluate_all(model, tasks, &prompts, &sets, |s| &s.dev)?;
             for (b, &d) in task_best.iter_mut().zip(&dev) {
                 if d > b.0 {
-                    *b = (d, steps_done);
+                    *b = (d, p.steps_done);
                 }
             }
-            send_evals(events, tasks, steps_done, &dev);
+            send_evals(events, tasks, p.steps_done, &dev);
             let score = mean(&dev);
-            let verdict = best.record(steps_done, score, || {
-                Ok::<_, anyhow::Error>((prompts.snapshot()?, dev.clone()))
-            })?;
+            p.evals.push((p.steps_done, score));
+            let verdict = p.best.record(p.steps_done, score, || prompts.snapshot())?;
+            if verdict.improved {
+                best_dev = dev;
+            }
             let _ = events.send(Event::Eval {
-                step: steps_done,
+                step: p.steps_done,
                 dev_metric: score,
                 best: verdict.improved,
             });
@@ -165,9 +243,19 @@ pub fn train_tasks(
                 break;
             }
         }
+        // A completed run has nothing to resume: no checkpoint after the last step.
+        if p.steps_done.is_multiple_of(save_every) && p.steps_done < steps {
+            if let Err(e) = save(&p, &mut prompts, &best_dev, &task_best) {
+                failure = Some(e);
+                break;
+            }
+        }
     }
-    prompts.restore(&best.snapshot.0)?;
-    let dev = best.snapshot.1.clone();
+    let steps_done = p.steps_done;
+    let best = &p.best;
+    let losses = &p.losses;
+    prompts.restore(&best.snapshot)?;
+    let dev = best_dev;
     let test = evaluate_all(model, tasks, &prompts, &sets, |s| &s.test)?;
     let mut result = MultiTaskResult {
         method: run.method.id().to_string(),
@@ -239,6 +327,9 @@ pub fn train_tasks(
         }
         let json = serde_json::to_vec_pretty(&result)?;
         crate::atomic::write_file(&out.join(RESULT_FILE), &json)?;
+        if failure.is_none() && !interrupted {
+            checkpoint::remove(out)?;
+        }
     }
     if let Some(e) = failure {
         let saved = match &run.out {

@@ -35,6 +35,19 @@ impl Worker {
         })
     }
 
+    /// Continues a multi-task run from its checkpoint on a new thread (the tasks in the order
+    /// the checkpoint lists them).
+    pub fn resume_tasks(
+        model: Arc<Model>,
+        tasks: Arc<Vec<Task>>,
+        saved: checkpoint::Saved,
+    ) -> Worker {
+        Worker::start(move |events, commands| {
+            let r = super::multi_task::resume_tasks(&model, &tasks, &saved, events, commands)?;
+            Ok(Event::FinishedTasks(Box::new(r)))
+        })
+    }
+
     /// Starts a multi-task run on a new thread; it ends with `FinishedTasks` or `Failed`.
     pub fn spawn_tasks(model: Arc<Model>, tasks: Arc<Vec<Task>>, spec: MultiTaskSpec) -> Worker {
         Worker::start(move |events, commands| {
