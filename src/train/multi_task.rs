@@ -6,8 +6,9 @@
 //! folder per task (`<out>/<task>/`), each usable alone exactly like a single-task prompt, and
 //! `multi-task.json` with the whole run's result.
 //!
-//! Reuses the single-task loop's parts (sampler, commands, schedule, best, loss log); depends on
-//! the same modules as `train` and never on `runs` or a front end.
+//! Reuses the single-task loop's parts (commands, schedule, best, loss log, checkpoint: a killed
+//! multi-task run resumes exactly, as a single-task one does); depends on the same modules as
+//! `train` and never on `runs` or a front end.
 
 use super::best::BestCheckpoint;
 use super::checkpoint::{self, MultiState, Progress};
