@@ -201,12 +201,11 @@ pub fn mixed_prefix(prompts: &[Prompt], rows: &[Row]) -> Result<Option<KvPrefix>
     if n == 0 {
         return Ok(None);
     }
-    let Some(layers_n) = prompts
-        .iter()
-        .find_map(|p| p.prefix.as_ref().map(|x| x.layers.len()))
-    else {
+    // Any prompt's prefix gives the layer count and the key/value shape.
+    let Some(first) = prompts.iter().find_map(|p| p.prefix.as_ref()) else {
         return Ok(None);
     };
+    let (layers_n, template) = (first.layers.len(), &first.layers[0].0);
     // The prompts the rows use, each once, in a fixed order; rows index into them.
     let mut used: Vec<usize> = rows.iter().map(|r| r.prompt).collect();
     used.sort_unstable();
@@ -215,11 +214,6 @@ pub fn mixed_prefix(prompts: &[Prompt], rows: &[Row]) -> Result<Option<KvPrefix>
         .iter()
         .map(|r| used.binary_search(&r.prompt).unwrap_or(0) as u32)
         .collect();
-    let (_, template) = prompts
-        .iter()
-        .find_map(|p| p.prefix.as_ref())
-        .map(|p| (p.len(), &p.layers[0].0))
-        .expect("a prefix exists: n > 0");
     let (_, kvh, _, hd) = template.dims4()?;
     let which = Tensor::new(which.as_slice(), template.device())?;
     let padded = |t: Option<&Tensor>| -> Result<Tensor> {
