@@ -58,7 +58,8 @@ impl Attention {
         .collect()
     }
 
-    /// The attention's output (after `o_proj`, before the residual) for the normed input `hn`
+    /// The heads' outputs, merged (`o_proj`'s input: the caller adds `o_proj` of it to the
+    /// residual in one pass) for the normed input `hn`
     /// `[b, t, d]`, each row's text at positions from its `start`, and the keys (after RoPE) and values it
     /// attended to, prefix included.
     pub fn forward(
@@ -110,7 +111,7 @@ impl Attention {
             .reshape((b, h, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, h * hd))?;
-        Ok((self.o_proj.forward(&attn)?, (k, v)))
+        Ok((attn, (k, v)))
     }
 }
 

@@ -59,9 +59,12 @@ impl Block {
     ) -> Result<(Tensor, (Tensor, Tensor))> {
         let hn = self.input_norm.forward(x)?;
         let (attn, kv) = self.attn.forward(&hn, rope, mask, prefix, start)?;
-        let x = (x + attn)?;
+        let x = self.attn.o_proj.forward_add(&attn, x)?;
         let hn = self.post_norm.forward(&x)?;
-        let x = (&x + self.mlp.forward(&hn)?)?;
+        let x = self
+            .mlp
+            .down_proj
+            .forward_add(&self.mlp.activation(&hn)?, &x)?;
         Ok((x, kv))
     }
 }

@@ -17,6 +17,7 @@
 
 use super::attention::prepend_prefix;
 use super::block::Block;
+use super::kernels;
 use super::rope::{Rope, Start};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Module, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -108,12 +109,12 @@ impl BlockOp {
             .reshape((b, h, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, h * hd))?;
-        let mid = (x + a.o_proj.forward(&attn)?)?;
+        let mid = a.o_proj.forward_add(&attn, x)?;
         let hn2 = l.post_norm.forward(&mid)?;
         let gate = m.gate_proj.forward(&hn2)?;
         let up = m.up_proj.forward(&hn2)?;
-        let act = (candle_nn::ops::silu(&gate)? * &up)?;
-        let y = (&mid + m.down_proj.forward(&act)?)?;
+        let act = kernels::swiglu(&gate, &up)?;
+        let y = m.down_proj.forward_add(&act, &mid)?;
         *self.saved.lock().unwrap() = Some(Saved {
             x: x.clone(),
             q,

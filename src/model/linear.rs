@@ -6,6 +6,7 @@
 //! outside the graph and adds a zero-valued custom op whose backward returns only the input
 //! gradient `grad @ W`.
 
+use super::kernels;
 use super::weights::{join, WeightMap};
 use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Tensor};
 
@@ -55,8 +56,31 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// `residual + self(x)`, the residual added inside the matmul where nothing trains.
+    pub(super) fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        if self.bias.is_none() && self.fast(x) && !residual.track_op() {
+            return kernels::linear(x, &self.weight, Some(residual));
+        }
+        residual + self.forward(x)?
+    }
+
+    /// Neither the input nor the weight trains: the kernels' matmul, which skips candle's
+    /// zeroing of the output (docs/benchmarks.md).
+    fn fast(&self, x: &Tensor) -> bool {
+        !x.track_op() && !self.trainable() && kernels::applies(x)
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.fast(x) {
+            let y = kernels::linear(x, &self.weight, None)?;
+            return match &self.bias {
+                Some(b) => y.broadcast_add(b),
+                None => Ok(y),
+            };
+        }
         let dims = x.dims().to_vec();
         let (out_dim, in_dim) = self.weight.dims2()?;
         let rows = x.elem_count() / in_dim;

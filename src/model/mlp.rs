@@ -1,6 +1,7 @@
 //! The SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
 
 use super::config::Config;
+use super::kernels;
 use super::linear::Linear;
 use super::weights::{join, nest, WeightMap};
 use anyhow::Result;
@@ -40,10 +41,14 @@ impl Mlp {
         .collect()
     }
 
-    /// `hn`: the normed residual stream `[b, t, d]`.
-    pub fn forward(&self, hn: &Tensor) -> Result<Tensor> {
-        let gate = candle_nn::ops::silu(&self.gate_proj.forward(hn)?)?;
+    /// `silu(gate(hn)) * up(hn)` for the normed residual stream `hn` `[b, t, d]`: the down
+    /// projection's input (the block adds `down_proj` of it to the residual in one pass).
+    pub fn activation(&self, hn: &Tensor) -> candle_core::Result<Tensor> {
+        let gate = self.gate_proj.forward(hn)?;
         let up = self.up_proj.forward(hn)?;
-        Ok(self.down_proj.forward(&(gate * up)?)?)
+        if gate.track_op() || up.track_op() || !kernels::applies(&gate) {
+            return candle_nn::ops::silu(&gate)? * up;
+        }
+        kernels::swiglu(&gate, &up)
     }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod generate;
 pub mod gguf;
 pub mod hf;
+mod kernels;
 pub mod linear;
 pub mod llama;
 mod mlp;
