@@ -29,6 +29,10 @@ pub struct TrainConfig {
     /// Steps between checkpoints of a run with an output folder (None: at each evaluation).
     #[serde(default)]
     pub save_every: Option<usize>,
+    /// Draw each batch's rows from rows of like length (Hugging Face's `group_by_length`): less
+    /// padding, less random batches. Off by default, as in the Trainer.
+    #[serde(default)]
+    pub group_by_length: bool,
 }
 
 impl Default for TrainConfig {
@@ -43,6 +47,7 @@ impl Default for TrainConfig {
             warmup: 0.1,
             seed: 0,
             save_every: None,
+            group_by_length: false,
         }
     }
 }

@@ -32,7 +32,7 @@ pub struct TrainArgs {
     /// comes from the checkpoint. A run killed at any moment ends as it would have.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "task", "method", "template", "out", "overwrite", "mix", "shared_tokens", "steps", "lr",
-        "batch_size", "grad_accum", "eval_every", "patience", "seed", "save_every",
+        "batch_size", "grad_accum", "eval_every", "patience", "seed", "save_every", "group_by_length",
         "num_virtual_tokens", "init", "prefix_len", "encoder", "triggers", "top_k",
     ])]
     resume: Option<PathBuf>,
@@ -73,6 +73,9 @@ pub struct TrainArgs {
     patience: usize,
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     seed: u64,
+    /// Fill each batch with rows of like length (less padding; batches less random).
+    #[arg(long)]
+    group_by_length: bool,
     /// Write the trained prompt (manifest.json + prompt.safetensors) here; with several tasks,
     /// one such folder per task inside it (`DIR/<task>/`) and the run's `multi-task.json`.
     #[arg(long)]
@@ -155,6 +158,7 @@ impl TrainArgs {
                 patience: self.patience,
                 seed: self.seed,
                 save_every: self.save_every,
+                group_by_length: self.group_by_length,
                 ..Default::default()
             },
             out: self.out.clone(),

@@ -45,7 +45,16 @@ pub fn loss_and_grads_mixed(
     let total: usize = batch.rows.iter().map(|r| r.answer.len()).sum();
     let mut grads: Vec<Option<Tensor>> = vec![None; vars.len()];
     let mut loss = 0f32;
-    for chunk in batch.rows.chunks(batch.micro_batch.max(1)) {
+    let micro = batch.micro_batch.max(1);
+    // Each micro-batch is padded to its longest row, and the loss is a sum over the whole
+    // batch's answer tokens, so grouping rows of like length into the same micro-batch cuts the
+    // padding and leaves the loss and gradients as they were.
+    let mut rows = std::borrow::Cow::Borrowed(&batch.rows[..]);
+    if rows.len() > micro {
+        rows.to_mut()
+            .sort_by_key(|r| r.pieces.len() + r.answer.len());
+    }
+    for chunk in rows.chunks(micro) {
         // The prompt is rebuilt per micro-batch: a reparameterised prompt (prefix MLP, P-Tuning
         // encoder) must be in each micro-batch's graph.
         let prompts = prompts_fn()?;

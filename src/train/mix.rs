@@ -37,7 +37,7 @@ impl MixSampler {
         match self.mix {
             Mix::Proportional => self
                 .all
-                .next(n, rng)
+                .next(n, rng, None)
                 .into_iter()
                 .map(|i| self.locate(i))
                 .collect(),
@@ -51,7 +51,7 @@ impl MixSampler {
                 (0..n)
                     .map(|_| {
                         let k = nonempty[rng.random_range(0..nonempty.len())];
-                        (k, self.each[k].next(1, rng)[0])
+                        (k, self.each[k].next(1, rng, None)[0])
                     })
                     .collect()
             }

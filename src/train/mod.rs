@@ -222,9 +222,15 @@ fn draw_batch(
     rng: &mut RunRng,
 ) -> Batch {
     let n = cfg.batch_size * cfg.grad_accum.max(1);
+    let lengths: Option<Vec<usize>> = cfg.group_by_length.then(|| {
+        train_set
+            .iter()
+            .map(|e| e.prompt.len() + e.candidates[e.gold].len())
+            .collect()
+    });
     Batch {
         rows: sampler
-            .next(n, rng)
+            .next(n, rng, lengths.as_deref())
             .into_iter()
             .map(|i| Row::gold(&train_set[i]))
             .collect(),
