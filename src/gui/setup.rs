@@ -429,38 +429,44 @@ impl Setup {
         let init_text = &mut self.init_text;
         let s = &mut self.settings;
         let c = &mut self.config;
-        egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
-            match method {
-                MethodKind::PromptTuning => {
-                    ui.label("init");
-                    ui.horizontal_wrapped(|ui| {
-                        let is_text = matches!(s.init, SoftInit::Text(_));
-                        for (v, name) in [
-                            (SoftInit::Random, "random"),
-                            (SoftInit::Vocab, "vocabulary"),
-                            (SoftInit::Labels, "class labels"),
-                        ] {
-                            if ui.selectable_label(s.init == v, name).clicked() {
-                                s.init = v;
-                            }
-                        }
-                        if ui.selectable_label(is_text, "text").clicked() {
-                            s.init = SoftInit::Text(init_text.clone());
-                        }
-                    });
-                    ui.end_row();
-                    if let SoftInit::Text(t) = &mut s.init {
-                        let l = ui.label("init text");
-                        if ui
-                            .text_edit_singleline(&mut *init_text)
-                            .labelled_by(l.id)
-                            .changed()
-                        {
-                            *t = init_text.clone();
-                        }
-                        ui.end_row();
+        if method == MethodKind::PromptTuning {
+            // Outside the grid: a grid row cannot grow when its cell wraps, and four choices
+            // wrap in a narrow panel.
+            ui.horizontal_wrapped(|ui| {
+                ui.label("init");
+                let is_text = matches!(s.init, SoftInit::Text(_));
+                for (v, name) in [
+                    (SoftInit::Random, "random"),
+                    (SoftInit::Vocab, "vocabulary"),
+                    (SoftInit::Labels, "class labels"),
+                ] {
+                    if ui.selectable_label(s.init == v, name).clicked() {
+                        s.init = v;
                     }
                 }
+                if ui.selectable_label(is_text, "text").clicked() {
+                    s.init = SoftInit::Text(init_text.clone());
+                }
+            });
+            if let SoftInit::Text(t) = &mut s.init {
+                ui.horizontal_wrapped(|ui| {
+                    let l = ui.label("init text");
+                    if ui
+                        .add(
+                            egui::TextEdit::singleline(&mut *init_text)
+                                .desired_width(field_width(ui, 240.0)),
+                        )
+                        .labelled_by(l.id)
+                        .changed()
+                    {
+                        *t = init_text.clone();
+                    }
+                });
+            }
+        }
+        egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
+            match method {
+                MethodKind::PromptTuning => {}
                 MethodKind::PrefixTuning => {
                     let l = ui.label("MLP hidden width");
                     ui.add(egui::DragValue::new(&mut s.prefix_hidden).range(8..=4096))
@@ -494,7 +500,7 @@ impl Setup {
                 ui.end_row();
                 if method != MethodKind::Autoprompt {
                     let l = ui.label("learning rate");
-                    ui.horizontal_wrapped(|ui| {
+                    ui.horizontal(|ui| {
                         let mut own = c.lr.is_some();
                         if ui
                             .checkbox(&mut own, format!("custom (default {})", default_lr(method)))
