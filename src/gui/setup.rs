@@ -592,4 +592,38 @@ mod tests {
             format!("{:?}", MethodSettings::default())
         );
     }
+
+    #[test]
+    fn a_saved_setup_with_fields_missing_loads_with_the_defaults_for_them() {
+        // As one saved by an older version would be.
+        let s: SavedSetup = serde_json::from_str(
+            r#"{"method": "p-tuning", "config": {"steps": 40, "lr": null,
+                "batch_size": 4, "grad_accum": 1, "eval_every": 10, "patience": 0,
+                "warmup": 0.1, "seed": 3}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.method, MethodKind::PTuning);
+        assert_eq!(s.config.steps, 40);
+        assert_eq!(
+            s.settings.encoder_hidden,
+            MethodSettings::default().encoder_hidden
+        );
+        assert!(s.templates.is_empty() && s.model.is_none());
+    }
+
+    #[test]
+    fn switching_methods_keeps_each_methods_settings() {
+        let mut s = Setup::new(&Options::new(PathBuf::from("runs")));
+        s.config.steps = 300;
+        s.config.lr = Some(0.1);
+        s.switch_method(MethodKind::Autoprompt);
+        // First use: the steps carry over, the learning rate is the method's own.
+        assert_eq!((s.config.steps, s.config.lr), (300, None));
+        s.settings.top_k = 32;
+        s.config.steps = 20;
+        s.switch_method(MethodKind::PromptTuning);
+        assert_eq!((s.config.steps, s.config.lr), (300, Some(0.1)));
+        s.switch_method(MethodKind::Autoprompt);
+        assert_eq!((s.config.steps, s.settings.top_k), (20, 32));
+    }
 }

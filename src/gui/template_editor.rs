@@ -315,45 +315,43 @@ impl TemplateEditor {
             if stale {
                 ui.multiply_opacity(STALE_OPACITY);
             }
-            {
-                ui.horizontal_wrapped(|ui| {
-                    ui.spacing_mut().item_spacing.x = 6.0;
-                    for (i, seg) in segments.iter().enumerate() {
-                        let selected = self.selected == Some(i);
-                        let too_wide = place_chip(ui, seg);
-                        let response = if *seg == Segment::Answer {
+            ui.horizontal_wrapped(|ui| {
+                ui.spacing_mut().item_spacing.x = 6.0;
+                for (i, seg) in segments.iter().enumerate() {
+                    let selected = self.selected == Some(i);
+                    let too_wide = place_chip(ui, seg);
+                    let response = if *seg == Segment::Answer {
+                        chip_button(ui, seg, selected, too_wide)
+                    } else {
+                        let id = ui.scope_id().with(("chip", i));
+                        let r = ui.dnd_drag_source(id, ChipDrag::Move(i), |ui| {
                             chip_button(ui, seg, selected, too_wide)
+                        });
+                        if r.inner.clicked() {
+                            clicked = Some(i);
+                        }
+                        r.response
+                    };
+                    let rect = response.rect;
+                    let pointer = ui.ctx().pointer_interact_pos();
+                    let after = pointer.is_some_and(|p| p.x > rect.center().x);
+                    if response.dnd_hover_payload::<ChipDrag>().is_some() {
+                        let x = if after {
+                            rect.right() + 3.0
                         } else {
-                            let id = ui.scope_id().with(("chip", i));
-                            let r = ui.dnd_drag_source(id, ChipDrag::Move(i), |ui| {
-                                chip_button(ui, seg, selected, too_wide)
-                            });
-                            if r.inner.clicked() {
-                                clicked = Some(i);
-                            }
-                            r.response
+                            rect.left() - 3.0
                         };
-                        let rect = response.rect;
-                        let pointer = ui.ctx().pointer_interact_pos();
-                        let after = pointer.is_some_and(|p| p.x > rect.center().x);
-                        if response.dnd_hover_payload::<ChipDrag>().is_some() {
-                            let x = if after {
-                                rect.right() + 3.0
-                            } else {
-                                rect.left() - 3.0
-                            };
-                            ui.painter().vline(
-                                x,
-                                rect.y_range(),
-                                egui::Stroke::new(3.0, ui.visuals().selection.bg_fill),
-                            );
-                        }
-                        if let Some(p) = response.dnd_release_payload::<ChipDrag>() {
-                            dropped = Some(((*p).clone(), if after { i + 1 } else { i }));
-                        }
+                        ui.painter().vline(
+                            x,
+                            rect.y_range(),
+                            egui::Stroke::new(3.0, ui.visuals().selection.bg_fill),
+                        );
                     }
-                });
-            }
+                    if let Some(p) = response.dnd_release_payload::<ChipDrag>() {
+                        dropped = Some(((*p).clone(), if after { i + 1 } else { i }));
+                    }
+                }
+            });
         });
         if let Some((what, to)) = dropped {
             self.drop_chip(&what, to, method);
