@@ -8,10 +8,11 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct WorkbenchArgs {
-    /// Without a subcommand the desktop window opens on this model (default: builtin).
+    /// Without a subcommand the desktop window opens on this model (default: the one used last,
+    /// else builtin).
     #[arg(long)]
     model: Option<String>,
-    /// ... and this task folder (default: a sample task).
+    /// ... and this task folder (default: the one used last, else a sample task).
     #[arg(long)]
     task: Option<PathBuf>,
     /// Where the window keeps its runs (default: $GRADPROMPT_RUNS, else runs/ in the cache folder).
@@ -29,8 +30,11 @@ impl WorkbenchArgs {
             self.runs
                 .unwrap_or_else(gradprompt::runs::RunStore::default_dir),
         );
+        // Named flags win over the setup saved at the last exit; without them the window
+        // reopens on that setup's model and task.
         if let Some(m) = self.model {
             opts.model = m;
+            opts.model_named = true;
         }
         opts.task = self.task;
         opts.autostart = self.autostart;

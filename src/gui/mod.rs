@@ -30,6 +30,16 @@
 //! like any run, the plots draw each task's dev line, and the comparison puts each task's row
 //! next to the single-task runs and shows what N tasks cost to store.
 //!
+//! The window's layout: the setup and the template on the left in a panel that scrolls, can be
+//! narrowed down to 200 points and collapsed (it never takes more than 45% of the window, so the
+//! plots keep more than half); on the right the training controls, the tabs and the current
+//! view. The controls keep the progress bar's room when no run is active and notices are shown
+//! in a bar at the bottom, so the tab row never moves under the pointer.
+//!
+//! The setup (model, task, method, each method's settings and templates) and the layout (the
+//! side panel, the tab) are saved across restarts in eframe's storage ([`App::save_to`],
+//! [`App::with_saved`], as JSON under [`STORAGE_KEY`]); the window's size is eframe's own.
+//!
 //! One file per view: [`setup`] (model, task, method, settings), [`template_editor`] (the chip
 //! row), [`training`] (controls and progress), [`plots`], [`runs_view`], [`compare`],
 //! [`inspect`] (nearest tokens, triggers, playground) and [`export`] (native / PEFT, import).
@@ -53,6 +63,7 @@ use crate::methods::{MethodKind, MethodSettings};
 use crate::run::{Command, MultiTaskSpec, RunSpec};
 use crate::runs::RunRecord;
 use crossbeam_channel::Receiver;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -61,6 +72,8 @@ use std::time::Duration;
 pub struct Options {
     /// Model spec to load at start (`builtin`, a folder, a .gguf or a .whl).
     pub model: String,
+    /// `model` was named on the command line: it wins over the model of the saved setup.
+    pub model_named: bool,
     /// Task folder to select at start (default: a sample task).
     pub task: Option<PathBuf>,
     /// Where runs are stored.
@@ -76,6 +89,7 @@ impl Options {
     pub fn new(runs_dir: PathBuf) -> Options {
         Options {
             model: crate::model::BUILTIN.into(),
+            model_named: false,
             task: None,
             runs_dir,
             sample_tasks: Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_tasks"),
@@ -115,7 +129,7 @@ fn spawn_dialog(target: DialogTarget) -> Receiver<Option<PathBuf>> {
     rx
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Tab {
     Plots,
     Runs,
@@ -127,8 +141,10 @@ pub enum Tab {
 /// What a view asks of the app: things that involve another view's state or the app's own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// The method changed: the template goes back to the method's default.
+    /// The template goes back to the method's default.
     ResetTemplate,
+    /// Switch to this method, keeping the current one's settings and template for later.
+    SwitchMethod(MethodKind),
     /// Queue a run of what the setup and the template editor show.
     Train,
     /// Queue the fine-tuning and zero-shot baselines of the current task.
@@ -158,6 +174,59 @@ pub enum Closing {
 /// The question shown when the window is closed during training.
 pub const QUIT_QUESTION: &str = "A run is training — stop it and quit?";
 
+/// The key of the saved setup and layout in eframe's storage.
+pub const STORAGE_KEY: &str = "gradprompt.workbench";
+
+/// The side panel's default width, and its narrowest.
+const SIDE_WIDTH: f32 = 460.0;
+const SIDE_MIN: f32 = 200.0;
+/// The side panel never takes more than this share of the window, so the plots keep more than
+/// half of it (at 800x600 the default 460 left them about 190 points).
+const SIDE_MAX_SHARE: f32 = 0.45;
+
+/// The window's layout as saved across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Layout {
+    pub side_open: bool,
+    pub side_width: f32,
+    pub tab: Tab,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            side_open: true,
+            side_width: SIDE_WIDTH,
+            tab: Tab::Plots,
+        }
+    }
+}
+
+/// Everything saved across restarts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Saved {
+    pub setup: setup::SavedSetup,
+    pub layout: Layout,
+}
+
+impl Saved {
+    /// The saved setup in `storage`: None when there is none; an unreadable one is an error
+    /// that says so (the app then starts from the defaults and shows it).
+    pub fn load(storage: &dyn eframe::Storage) -> Result<Option<Saved>, String> {
+        let Some(text) = storage.get_string(STORAGE_KEY) else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            format!(
+                "the setup saved at the last exit could not be read ({e}); starting from the \
+                 defaults (it is replaced at the next exit)"
+            )
+        })
+    }
+}
+
 pub struct App {
     pub session: Session,
     pub closing: Closing,
@@ -171,6 +240,12 @@ pub struct App {
     pub inspect: inspect::Inspect,
     pub export: export::Export,
     pub dialog: Option<(DialogTarget, Receiver<Option<PathBuf>>)>,
+    /// Whether the side panel (setup and template) is shown.
+    pub side_open: bool,
+    /// The side panel's width as last drawn (what the layout saves).
+    pub side_width: f32,
+    /// The room kept for the training controls and the progress bar.
+    training_height: f32,
     autostart: bool,
 }
 
@@ -194,6 +269,9 @@ impl App {
             inspect: inspect::Inspect::default(),
             export: export::Export::default(),
             dialog: None,
+            side_open: true,
+            side_width: SIDE_WIDTH,
+            training_height: 0.0,
             autostart: opts.autostart,
         };
         app.reset_template();
@@ -211,6 +289,67 @@ impl App {
             app.plots.shown.extend(recent);
         }
         app
+    }
+
+    /// An app that starts where the last one was left, when `storage` holds a saved setup: its
+    /// model (unless `opts` names one), task (unless `opts` names one, and if the folder is
+    /// still there), method, every method's settings and templates, and the layout.
+    pub fn with_saved(mut opts: Options, storage: Option<&dyn eframe::Storage>) -> App {
+        let (saved, problem) = match storage.map(Saved::load) {
+            Some(Ok(saved)) => (saved, None),
+            Some(Err(e)) => (None, Some(e)),
+            None => (None, None),
+        };
+        if let Some(s) = &saved {
+            if !opts.model_named {
+                if let Some(m) = &s.setup.model {
+                    opts.model = m.clone();
+                }
+            }
+            if opts.task.is_none() {
+                opts.task = s.setup.task.clone().filter(|d| d.is_dir());
+            }
+        }
+        let mut app = App::new(opts);
+        if let Some(s) = saved {
+            app.setup.restore(s.setup);
+            app.side_open = s.layout.side_open;
+            app.side_width = s.layout.side_width.max(SIDE_MIN);
+            app.tab = s.layout.tab;
+            app.restore_template();
+        }
+        if problem.is_some() {
+            app.session.notice = problem;
+        }
+        app
+    }
+
+    /// What [`App::save_to`] saves.
+    pub fn saved(&self) -> Saved {
+        let model = match &self.session.model {
+            // A model that failed to load is not worth reopening on.
+            ModelState::Failed { .. } | ModelState::Empty => None,
+            _ => self.session.model_spec(),
+        };
+        let task = self.session.task.as_ref().map(|t| t.dir.as_path());
+        Saved {
+            setup: self.setup.saved(model, task),
+            layout: Layout {
+                side_open: self.side_open,
+                side_width: self.side_width,
+                tab: self.tab,
+            },
+        }
+    }
+
+    /// Saves the setup and the layout into `storage` (eframe calls this on exit and every few
+    /// seconds).
+    pub fn save_to(&mut self, storage: &mut dyn eframe::Storage) {
+        self.remember_template();
+        match serde_json::to_string(&self.saved()) {
+            Ok(text) => storage.set_string(STORAGE_KEY, text),
+            Err(e) => self.session.notice = Some(format!("the setup could not be saved: {e}")),
+        }
     }
 
     /// Starts loading a model on a background thread.
@@ -234,6 +373,39 @@ impl App {
             self.setup.method,
             &self.setup.settings,
         );
+    }
+
+    /// Switches the method, keeping the current one's settings and template: the new method
+    /// gets back what it was last set to (its template for the current task included), or its
+    /// default template the first time.
+    pub fn switch_method(&mut self, to: MethodKind) {
+        if to == self.setup.method {
+            return;
+        }
+        self.remember_template();
+        self.setup.switch_method(to);
+        self.restore_template();
+    }
+
+    /// Remembers the editor's template as the current method's for the current task.
+    fn remember_template(&mut self) {
+        if let Some(task) = &self.session.task {
+            self.setup
+                .keep_template(self.setup.method, &task.dir, &self.editor.text);
+        }
+    }
+
+    /// The current method's template for the current task as it was left, else its default.
+    pub fn restore_template(&mut self) {
+        let kept = self.session.task.as_ref().and_then(|t| {
+            self.setup
+                .kept_template(self.setup.method, &t.dir)
+                .map(str::to_string)
+        });
+        match kept {
+            Some(text) => self.editor.set_text(&text, self.setup.method),
+            None => self.reset_template(),
+        }
     }
 
     /// Queues a run of what the setup shows: a multi-task run of the ticked tasks when
@@ -302,7 +474,7 @@ impl App {
     pub fn pump(&mut self) {
         let arrived = self.session.pump();
         if arrived.task {
-            self.reset_template();
+            self.restore_template();
         }
         if arrived.model && self.autostart {
             self.autostart = false;
@@ -360,6 +532,7 @@ impl App {
     fn apply(&mut self, action: Action) {
         match action {
             Action::ResetTemplate => self.reset_template(),
+            Action::SwitchMethod(m) => self.switch_method(m),
             Action::Train => {
                 self.queue_current();
             }
@@ -543,31 +716,32 @@ impl App {
         self.pump();
         self.handle_close(ui.ctx());
         let mut actions = Vec::new();
-        egui::Panel::left("setup")
-            .resizable(true)
-            .default_size(460.0)
-            .show(ui, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| {
-                    actions.extend(self.setup.ui(ui, &mut self.session));
-                    ui.separator();
-                    let method = self.setup.method;
-                    self.editor
-                        .ui(ui, &self.session, method, &mut self.setup.settings);
-                });
-            });
-        egui::CentralPanel::default().show(ui, |ui| {
-            self.read_only_banner(ui);
-            actions.extend(self.training.ui(ui, &mut self.session));
-            if let Some(n) = self.session.notice.clone() {
-                ui.horizontal(|ui| {
+        self.side_panel(ui, &mut actions);
+        // Notices live in a bar at the bottom: above the tabs, one appearing pushed the tab
+        // row down under the pointer.
+        if let Some(n) = self.session.notice.clone() {
+            egui::Panel::bottom("notice").show(ui, |ui| {
+                ui.horizontal_wrapped(|ui| {
                     ui.colored_label(ui.visuals().warn_fg_color, n);
                     if ui.small_button("Dismiss").clicked() {
                         self.session.notice = None;
                     }
                 });
-            }
+            });
+        }
+        egui::CentralPanel::default().show(ui, |ui| {
+            self.read_only_banner(ui);
+            self.training_controls(ui, &mut actions);
             ui.separator();
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
+                if !self.side_open
+                    && ui
+                        .button("Setup »")
+                        .on_hover_text("show the setup and the template")
+                        .clicked()
+                {
+                    self.side_open = true;
+                }
                 for (tab, name) in [
                     (Tab::Plots, "Plots"),
                     (Tab::Runs, "Runs"),
@@ -598,9 +772,64 @@ impl App {
         for a in actions {
             self.apply(a);
         }
+        // Every frame, so that a task switch or an exit finds the template as it was left.
+        self.remember_template();
         self.close_dialog(ui.ctx());
         if self.busy() {
             ui.ctx().request_repaint_after(Duration::from_millis(100));
+        }
+    }
+
+    /// The setup and the template, in a side panel that scrolls (both ways: a row that does
+    /// not fit scrolls rather than widening the panel for good), can be narrowed and collapsed.
+    fn side_panel(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+        let max = (ui.available_width() * SIDE_MAX_SHARE).max(SIDE_MIN);
+        let shown = egui::Panel::left("setup")
+            .resizable(true)
+            .default_size(self.side_width.clamp(SIDE_MIN, max))
+            .size_range(SIDE_MIN..=max)
+            .show_collapsible(ui, &mut self.side_open, |ui| {
+                // Above the scrolled part, so it is there however far down the setup is.
+                let hide = ui
+                    .button("« Hide")
+                    .on_hover_text(
+                        "collapse the setup panel (\"Setup »\" beside the tabs brings it back)",
+                    )
+                    .clicked();
+                egui::ScrollArea::both()
+                    .auto_shrink([false, false])
+                    .show(ui, |ui| {
+                        actions.extend(self.setup.ui(ui, &mut self.session));
+                        ui.separator();
+                        let method = self.setup.method;
+                        self.editor
+                            .ui(ui, &self.session, method, &mut self.setup.settings);
+                    });
+                hide
+            });
+        if let Some(r) = shown {
+            self.side_width = r.response.rect.width();
+            if r.inner {
+                self.side_open = false;
+            }
+        }
+    }
+
+    /// Train / Pause / Stop and the progress bar, in a block that keeps the bar's room while no
+    /// run is active: the tab row below stays where it is when the bar comes and goes (it
+    /// moved about 22 points, so a click meant for a tab landed on the control above).
+    fn training_controls(&mut self, ui: &mut egui::Ui, actions: &mut Vec<Action>) {
+        let top = ui.cursor().top();
+        actions.extend(self.training.ui(ui, &mut self.session));
+        let used = ui.cursor().top() - top;
+        // A row of buttons and the bar under it.
+        let row = ui.spacing().interact_size.y.max(
+            ui.text_style_height(&egui::TextStyle::Button) + 2.0 * ui.spacing().button_padding.y,
+        );
+        let floor = 2.0 * row + 2.0 * ui.spacing().item_spacing.y;
+        self.training_height = self.training_height.max(floor).max(used);
+        if used < self.training_height {
+            ui.add_space(self.training_height - used);
         }
     }
 }
@@ -608,6 +837,10 @@ impl App {
 impl eframe::App for App {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.show(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        self.save_to(storage);
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
@@ -627,7 +860,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     eframe::run_native(
         "gradprompt",
         native,
-        Box::new(move |_cc| Ok(Box::new(App::new(opts)))),
+        Box::new(move |cc| Ok(Box::new(App::with_saved(opts, cc.storage)))),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
 }

@@ -6,6 +6,7 @@ use super::{Action, DialogTarget, ModelState, Options, Session};
 use crate::methods::task_prompts::{check_multi_task, MULTI_TASK_METHODS};
 use crate::methods::{Encoder, MethodKind, MethodSettings, SoftInit};
 use crate::run::{default_lr, Mix, TrainConfig};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -34,6 +35,54 @@ pub struct Setup {
     pub ticked: BTreeSet<PathBuf>,
     pub mix: Mix,
     pub shared_tokens: usize,
+    /// What each method other than the current one was last set to.
+    pub kept: Vec<Kept>,
+    /// The template each method was last given, per task (a template names its task's fields).
+    pub templates: Vec<KeptTemplate>,
+}
+
+/// A method's settings as the user left them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Kept {
+    pub method: MethodKind,
+    pub settings: MethodSettings,
+    pub config: TrainConfig,
+    pub init_text: String,
+}
+
+/// A method's template for one task, as text (possibly half-typed: it is shown as it was left).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptTemplate {
+    pub method: MethodKind,
+    pub task: PathBuf,
+    pub text: String,
+}
+
+/// The setup as saved across restarts (in eframe's storage, as JSON). Every field has a default
+/// so that a setup saved by an older version still loads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SavedSetup {
+    /// The model that was loaded (or loading); None: the built-in one.
+    pub model: Option<String>,
+    pub task: Option<PathBuf>,
+    pub method: MethodKind,
+    pub settings: MethodSettings,
+    pub config: TrainConfig,
+    pub init_text: String,
+    pub several_tasks: bool,
+    pub ticked: BTreeSet<PathBuf>,
+    pub mix: Mix,
+    pub shared_tokens: usize,
+    pub kept: Vec<Kept>,
+    pub templates: Vec<KeptTemplate>,
+}
+
+impl Default for SavedSetup {
+    fn default() -> Self {
+        let s = Setup::new(&Options::new(PathBuf::new()));
+        s.saved(None, None)
+    }
 }
 
 impl Setup {
@@ -49,7 +98,98 @@ impl Setup {
             ticked: BTreeSet::new(),
             mix: Mix::Proportional,
             shared_tokens: 0,
+            kept: Vec::new(),
+            templates: Vec::new(),
         }
+    }
+
+    /// Switches to `to`, keeping the current method's settings: `to` gets back what it was
+    /// last set to. A method not used yet starts from the current settings and configuration
+    /// (steps, batch size, seed carry over), except the learning rate, which is per method.
+    pub fn switch_method(&mut self, to: MethodKind) {
+        if to == self.method {
+            return;
+        }
+        self.keep_current();
+        self.method = to;
+        match self.kept.iter().find(|k| k.method == to) {
+            Some(k) => {
+                self.settings = k.settings.clone();
+                self.config = k.config.clone();
+                self.init_text = k.init_text.clone();
+            }
+            None => self.config.lr = None,
+        }
+    }
+
+    fn keep_current(&mut self) {
+        let now = Kept {
+            method: self.method,
+            settings: self.settings.clone(),
+            config: self.config.clone(),
+            init_text: self.init_text.clone(),
+        };
+        match self.kept.iter_mut().find(|k| k.method == self.method) {
+            Some(k) => *k = now,
+            None => self.kept.push(now),
+        }
+    }
+
+    /// Remembers `text` as `method`'s template for the task in `task`.
+    pub fn keep_template(&mut self, method: MethodKind, task: &Path, text: &str) {
+        match self
+            .templates
+            .iter_mut()
+            .find(|t| t.method == method && t.task == task)
+        {
+            Some(t) if t.text == text => {}
+            Some(t) => t.text = text.to_string(),
+            None => self.templates.push(KeptTemplate {
+                method,
+                task: task.to_path_buf(),
+                text: text.to_string(),
+            }),
+        }
+    }
+
+    /// The template `method` was last given for the task in `task`.
+    pub fn kept_template(&self, method: MethodKind, task: &Path) -> Option<&str> {
+        self.templates
+            .iter()
+            .find(|t| t.method == method && t.task == task)
+            .map(|t| t.text.as_str())
+    }
+
+    /// The setup to save: `model` is the model spec in use, `task` the current task folder.
+    pub fn saved(&self, model: Option<&str>, task: Option<&Path>) -> SavedSetup {
+        SavedSetup {
+            model: model.map(str::to_string),
+            task: task.map(Path::to_path_buf),
+            method: self.method,
+            settings: self.settings.clone(),
+            config: self.config.clone(),
+            init_text: self.init_text.clone(),
+            several_tasks: self.several_tasks,
+            ticked: self.ticked.clone(),
+            mix: self.mix,
+            shared_tokens: self.shared_tokens,
+            kept: self.kept.clone(),
+            templates: self.templates.clone(),
+        }
+    }
+
+    /// Takes back a saved setup (the model and the task are the app's to load).
+    pub fn restore(&mut self, s: SavedSetup) {
+        self.method = s.method;
+        self.settings = s.settings;
+        self.config = s.config;
+        self.init_text = s.init_text;
+        self.several_tasks = s.several_tasks;
+        self.ticked = s.ticked;
+        self.mix = s.mix;
+        self.shared_tokens = s.shared_tokens;
+        self.kept = s.kept;
+        self.templates = s.templates;
     }
 
     /// Whether Train queues a multi-task run: several tasks ticked on, with a method whose
@@ -74,11 +214,13 @@ impl Setup {
     pub fn ui(&mut self, ui: &mut egui::Ui, session: &mut Session) -> Option<Action> {
         let mut action = None;
         ui.heading("Model");
-        ui.horizontal(|ui| {
+        // Rows wrap and text fields take at most the width there is: a fixed-width row made
+        // the side panel grow, and it never shrank back.
+        ui.horizontal_wrapped(|ui| {
             let edit = ui.add(
                 egui::TextEdit::singleline(&mut self.model_path)
                     .hint_text("builtin, a folder, a .gguf or a .whl")
-                    .desired_width(240.0),
+                    .desired_width(field_width(ui, 240.0)),
             );
             let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             if ui.button("Load").clicked() || enter {
@@ -151,11 +293,11 @@ impl Setup {
                     }
                 }
             });
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             ui.add(
                 egui::TextEdit::singleline(&mut self.task_path)
                     .hint_text("a task folder")
-                    .desired_width(300.0),
+                    .desired_width(field_width(ui, 300.0)),
             );
             if ui.button("Open").clicked() {
                 chosen = Some(PathBuf::from(self.task_path.trim()));
@@ -191,15 +333,14 @@ impl Setup {
 
         ui.separator();
         ui.heading("Method");
-        let before = self.method;
         ui.horizontal_wrapped(|ui| {
             for m in MethodKind::ALL {
-                ui.selectable_value(&mut self.method, m, m.id());
+                if ui.selectable_label(self.method == m, m.id()).clicked() && m != self.method {
+                    // The app switches: the template is the editor's, not the setup's.
+                    action = Some(Action::SwitchMethod(m));
+                }
             }
         });
-        if self.method != before {
-            action = Some(Action::ResetTemplate);
-        }
         ui.label(egui::RichText::new(self.method.when_to_use()).italics());
         self.settings_ui(ui);
         action
@@ -288,38 +429,44 @@ impl Setup {
         let init_text = &mut self.init_text;
         let s = &mut self.settings;
         let c = &mut self.config;
-        egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
-            match method {
-                MethodKind::PromptTuning => {
-                    ui.label("init");
-                    ui.horizontal(|ui| {
-                        let is_text = matches!(s.init, SoftInit::Text(_));
-                        for (v, name) in [
-                            (SoftInit::Random, "random"),
-                            (SoftInit::Vocab, "vocabulary"),
-                            (SoftInit::Labels, "class labels"),
-                        ] {
-                            if ui.selectable_label(s.init == v, name).clicked() {
-                                s.init = v;
-                            }
-                        }
-                        if ui.selectable_label(is_text, "text").clicked() {
-                            s.init = SoftInit::Text(init_text.clone());
-                        }
-                    });
-                    ui.end_row();
-                    if let SoftInit::Text(t) = &mut s.init {
-                        let l = ui.label("init text");
-                        if ui
-                            .text_edit_singleline(&mut *init_text)
-                            .labelled_by(l.id)
-                            .changed()
-                        {
-                            *t = init_text.clone();
-                        }
-                        ui.end_row();
+        if method == MethodKind::PromptTuning {
+            // Outside the grid: a grid row cannot grow when its cell wraps, and four choices
+            // wrap in a narrow panel.
+            ui.horizontal_wrapped(|ui| {
+                ui.label("init");
+                let is_text = matches!(s.init, SoftInit::Text(_));
+                for (v, name) in [
+                    (SoftInit::Random, "random"),
+                    (SoftInit::Vocab, "vocabulary"),
+                    (SoftInit::Labels, "class labels"),
+                ] {
+                    if ui.selectable_label(s.init == v, name).clicked() {
+                        s.init = v;
                     }
                 }
+                if ui.selectable_label(is_text, "text").clicked() {
+                    s.init = SoftInit::Text(init_text.clone());
+                }
+            });
+            if let SoftInit::Text(t) = &mut s.init {
+                ui.horizontal_wrapped(|ui| {
+                    let l = ui.label("init text");
+                    if ui
+                        .add(
+                            egui::TextEdit::singleline(&mut *init_text)
+                                .desired_width(field_width(ui, 240.0)),
+                        )
+                        .labelled_by(l.id)
+                        .changed()
+                    {
+                        *t = init_text.clone();
+                    }
+                });
+            }
+        }
+        egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
+            match method {
+                MethodKind::PromptTuning => {}
                 MethodKind::PrefixTuning => {
                     let l = ui.label("MLP hidden width");
                     ui.add(egui::DragValue::new(&mut s.prefix_hidden).range(8..=4096))
@@ -417,6 +564,11 @@ pub fn task_choices(session: &Session) -> Vec<PathBuf> {
     out
 }
 
+/// A text field's width: `want`, or less in a narrow panel.
+fn field_width(ui: &egui::Ui, want: f32) -> f32 {
+    want.min(ui.available_width() - 8.0).max(60.0)
+}
+
 fn task_folder_name(dir: &Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -439,5 +591,39 @@ mod tests {
             format!("{:?}", s.settings),
             format!("{:?}", MethodSettings::default())
         );
+    }
+
+    #[test]
+    fn a_saved_setup_with_fields_missing_loads_with_the_defaults_for_them() {
+        // As one saved by an older version would be.
+        let s: SavedSetup = serde_json::from_str(
+            r#"{"method": "p-tuning", "config": {"steps": 40, "lr": null,
+                "batch_size": 4, "grad_accum": 1, "eval_every": 10, "patience": 0,
+                "warmup": 0.1, "seed": 3}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.method, MethodKind::PTuning);
+        assert_eq!(s.config.steps, 40);
+        assert_eq!(
+            s.settings.encoder_hidden,
+            MethodSettings::default().encoder_hidden
+        );
+        assert!(s.templates.is_empty() && s.model.is_none());
+    }
+
+    #[test]
+    fn switching_methods_keeps_each_methods_settings() {
+        let mut s = Setup::new(&Options::new(PathBuf::from("runs")));
+        s.config.steps = 300;
+        s.config.lr = Some(0.1);
+        s.switch_method(MethodKind::Autoprompt);
+        // First use: the steps carry over, the learning rate is the method's own.
+        assert_eq!((s.config.steps, s.config.lr), (300, None));
+        s.settings.top_k = 32;
+        s.config.steps = 20;
+        s.switch_method(MethodKind::PromptTuning);
+        assert_eq!((s.config.steps, s.config.lr), (300, Some(0.1)));
+        s.switch_method(MethodKind::Autoprompt);
+        assert_eq!((s.config.steps, s.settings.top_k), (20, 32));
     }
 }

@@ -7,6 +7,9 @@ use super::{ModelState, Session};
 use crate::methods::{MethodKind, MethodSettings};
 use crate::task::{encode, render_text, Segment, Task, Template, TemplateError};
 
+/// How visible the chips are while the typed text does not parse (they are not what it says).
+const STALE_OPACITY: f32 = 0.35;
+
 /// What is being dragged.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChipDrag {
@@ -21,7 +24,9 @@ pub struct TemplateEditor {
     pub segments: Vec<Segment>,
     /// The template as text; typing here is the other way to edit it.
     pub text: String,
-    /// Why the typed text does not parse (the chips keep the last valid template).
+    /// Why the typed text does not parse (the parser's message, shown as it is). The chips then
+    /// still hold the last valid template: the view greys them and says so, and Train is
+    /// refused until the text parses again.
     pub error: Option<String>,
     pub selected: Option<usize>,
 }
@@ -44,6 +49,19 @@ impl TemplateEditor {
                 self.set(t, method);
             }
             Err(e) => self.error = Some(format!("{e:#}")),
+        }
+    }
+
+    /// Shows `text` as the template: its chips when it parses, else the text with its error
+    /// (a remembered template may be one the user left half-typed).
+    pub fn set_text(&mut self, text: &str, method: MethodKind) {
+        match Template::parse(text) {
+            Ok(t) => self.set(t, method),
+            Err(e) => {
+                self.text = text.to_string();
+                self.error = Some(e.to_string());
+                self.selected = None;
+            }
         }
     }
 
@@ -117,11 +135,11 @@ impl TemplateEditor {
 
     /// The engine's verdict on the layout for this method and task.
     pub fn check(&self, method: MethodKind, task: Option<&Task>) -> Result<(), TemplateError> {
-        if let Some(e) = &self.error {
-            return Err(TemplateError {
-                position: 0,
-                message: e.clone(),
-            });
+        // The parser's own error, which says where: wrapping the stored message in another
+        // error repeated its prefix ("template error at character 0: template error at
+        // character 58: ...").
+        if self.error.is_some() {
+            Template::parse(&self.text)?;
         }
         let fields = task.map(|t| t.spec.fields.clone()).unwrap_or_default();
         self.template().check(&method.slot_rules(), &fields)
@@ -156,12 +174,49 @@ fn chip_color(s: &Segment, ui: &egui::Ui) -> egui::Color32 {
     }
 }
 
-fn chip_button(ui: &mut egui::Ui, s: &Segment, selected: bool) -> egui::Response {
+fn chip_text(s: &Segment) -> egui::RichText {
+    egui::RichText::new(chip_label(s)).monospace()
+}
+
+/// The width a chip takes on one line.
+fn chip_width(ui: &egui::Ui, s: &Segment) -> f32 {
+    let galley = egui::WidgetText::from(chip_text(s)).into_galley(
+        ui,
+        Some(egui::TextWrapMode::Extend),
+        f32::INFINITY,
+        egui::TextStyle::Button,
+    );
+    galley.size().x + 2.0 * ui.spacing().button_padding.x
+}
+
+/// Places the next chip of a wrapped row: a chip that does not fit the rest of the row starts
+/// the next one. The row cannot do this by itself because a dragged chip is drawn in a scope
+/// of its own, which only sees the space left; that is what squeezed an end-of-row text chip
+/// to one character per line and split "[P]" into "[" and "P]". Returns whether the chip is
+/// wider than a whole row (then it is cut with "…", never wrapped).
+fn place_chip(ui: &mut egui::Ui, s: &Segment) -> bool {
+    let width = chip_width(ui, s);
+    // Within what is visible too: the row's own rect grows with anything that overflowed.
+    let right = ui.max_rect().right().min(ui.clip_rect().right());
+    let row = right - ui.max_rect().left();
+    let left = right - ui.cursor().left();
+    if width > left && left < row - 0.5 {
+        ui.end_row();
+    }
+    width > row
+}
+
+fn chip_button(ui: &mut egui::Ui, s: &Segment, selected: bool, too_wide: bool) -> egui::Response {
     let fill = chip_color(s, ui);
-    let b = egui::Button::new(egui::RichText::new(chip_label(s)).monospace())
+    let b = egui::Button::new(chip_text(s))
         .fill(fill)
         .selected(selected)
-        .corner_radius(8.0);
+        .corner_radius(8.0)
+        .wrap_mode(if too_wide {
+            egui::TextWrapMode::Truncate
+        } else {
+            egui::TextWrapMode::Extend
+        });
     ui.add(b)
 }
 
@@ -203,7 +258,7 @@ impl TemplateEditor {
                 ui.weak("AutoPrompt: drag [T] trigger chips where the learned words go.");
             }
             MethodKind::PrefixTuning => {
-                ui.horizontal(|ui| {
+                ui.horizontal_wrapped(|ui| {
                     let l =
                         ui.label("Prefix length (key/value positions in every attention layer):");
                     ui.add(egui::DragValue::new(&mut settings.prefix_len).range(1..=512))
@@ -215,6 +270,13 @@ impl TemplateEditor {
             }
         }
 
+        // While the typed text does not parse, the chips still hold the last valid template:
+        // they are greyed, a line under the text says they are not what it says, and the
+        // preview waits. They stay in place rather than vanish, so the editor does not jump
+        // with every keystroke; editing one goes back to the chips (the text is rebuilt from
+        // them), which is the quick way out of a typo.
+        let stale = self.error.is_some();
+
         // Palette.
         let fields = session
             .task
@@ -222,17 +284,22 @@ impl TemplateEditor {
             .map(|t| t.spec.fields.clone())
             .unwrap_or_default();
         let mut clicked_new = None;
-        ui.horizontal_wrapped(|ui| {
-            ui.label("Drag in:");
-            for (k, (seg, name)) in palette(method, &fields).into_iter().enumerate() {
-                let id = ui.scope_id().with(("palette", k));
-                let r = ui.dnd_drag_source(id, ChipDrag::New(seg.clone()), |ui| {
-                    ui.add(egui::Button::new(name).fill(chip_color(&seg, ui)))
-                });
-                if r.inner.clicked() {
-                    clicked_new = Some(seg);
-                }
+        ui.scope(|ui| {
+            if stale {
+                ui.multiply_opacity(STALE_OPACITY);
             }
+            ui.horizontal_wrapped(|ui| {
+                ui.label("Drag in:");
+                for (k, (seg, name)) in palette(method, &fields).into_iter().enumerate() {
+                    let id = ui.scope_id().with(("palette", k));
+                    let r = ui.dnd_drag_source(id, ChipDrag::New(seg.clone()), |ui| {
+                        ui.add(egui::Button::new(name).fill(chip_color(&seg, ui)))
+                    });
+                    if r.inner.clicked() {
+                        clicked_new = Some(seg);
+                    }
+                }
+            });
         });
         if let Some(seg) = clicked_new {
             let at = self.answer_index();
@@ -245,16 +312,20 @@ impl TemplateEditor {
         let mut clicked = None;
         let segments = self.segments.clone();
         egui::Frame::group(ui.style()).show(ui, |ui| {
+            if stale {
+                ui.multiply_opacity(STALE_OPACITY);
+            }
             ui.horizontal_wrapped(|ui| {
                 ui.spacing_mut().item_spacing.x = 6.0;
                 for (i, seg) in segments.iter().enumerate() {
                     let selected = self.selected == Some(i);
+                    let too_wide = place_chip(ui, seg);
                     let response = if *seg == Segment::Answer {
-                        chip_button(ui, seg, selected)
+                        chip_button(ui, seg, selected, too_wide)
                     } else {
                         let id = ui.scope_id().with(("chip", i));
                         let r = ui.dnd_drag_source(id, ChipDrag::Move(i), |ui| {
-                            chip_button(ui, seg, selected)
+                            chip_button(ui, seg, selected, too_wide)
                         });
                         if r.inner.clicked() {
                             clicked = Some(i);
@@ -300,8 +371,12 @@ impl TemplateEditor {
             let l = ui.label("as text:");
             let r = ui
                 .add(
-                    egui::TextEdit::singleline(&mut self.text)
+                    // Wrapped over as many lines as it needs (a one-line field grew with a long
+                    // template and widened the side panel); Enter does not add a line.
+                    egui::TextEdit::multiline(&mut self.text)
                         .font(egui::TextStyle::Monospace)
+                        .desired_rows(1)
+                        .return_key(None)
                         .desired_width(f32::INFINITY),
                 )
                 .labelled_by(l.id);
@@ -316,6 +391,18 @@ impl TemplateEditor {
                 }
             }
         });
+        if self.error.is_some() {
+            // Said below the text, not above the chips, so that nothing moves under the cursor
+            // while typing.
+            ui.weak(
+                "The text does not parse: the greyed chips above are the last valid template, \
+                 not this one (editing a chip goes back to them).",
+            );
+            if ui.small_button("Back to the chips").clicked() {
+                self.text = self.template().to_string();
+                self.error = None;
+            }
+        }
         if ui.small_button("Reset to the method's default").clicked() {
             self.reset(session.task.as_deref(), method, settings);
         }
@@ -328,7 +415,11 @@ impl TemplateEditor {
                 ui.colored_label(ui.visuals().error_fg_color, format!("invalid: {e}"));
             }
         }
-        self.preview_ui(ui, session, method, settings);
+        if self.error.is_some() {
+            ui.weak("The preview comes back once the text parses.");
+        } else {
+            self.preview_ui(ui, session, method, settings);
+        }
     }
 
     fn selected_chip_ui(&mut self, ui: &mut egui::Ui, method: MethodKind, fields: &[String]) {
