@@ -239,9 +239,7 @@ impl RunRecord {
     /// Why this run could never be resumed, whatever is on disk; `None` when it can be once
     /// its checkpoint is there.
     pub fn resume_refusal(&self) -> Option<&'static str> {
-        if self.multi.is_some() {
-            Some("the workbench cannot resume a multi-task run yet (`gradprompt train --resume` on its prompt folder can): queue the run again")
-        } else if self.spec.out.is_none() {
+        if self.spec.out.is_none() {
             Some(
                 "this run wrote no output folder (the workbench keeps no fine-tuned model copy), \
                  so it has no checkpoint: queue it again",
@@ -253,20 +251,33 @@ impl RunRecord {
 
     /// Goes back to a checkpoint taken after `step` steps, before its run continues: loss
     /// points after it are dropped (those steps are trained again) and the evaluations become
-    /// the checkpoint's own (`evals`), which the engine kept even where the record lagged.
+    /// the checkpoint's own (`evals`), which the engine kept even where the record lagged. A
+    /// multi-task run's per-task dev curves drop their points after `step` too (the checkpoint
+    /// keeps only the mean's history, so a per-task point the record never got stays missing).
     pub fn rewind_to(&mut self, step: usize, evals: &[(usize, f64)]) {
         self.losses.retain(|l| l.0 <= step);
         self.evals = evals.to_vec();
         self.result = None;
         self.error = None;
+        if let Some(m) = &mut self.multi {
+            for e in &mut m.task_evals {
+                e.retain(|p| p.0 <= step);
+            }
+            m.result = None;
+        }
     }
 
     /// Where a finished multi-task run wrote `task`'s prompt folder.
     pub fn task_artifact_dir(&self, task: &str) -> Option<PathBuf> {
         let m = self.multi.as_ref()?;
         let out = self.spec.out.as_ref()?;
-        (self.status == RunStatus::Finished && m.tasks.iter().any(|t| t.name == task))
-            .then(|| out.join(task))
+        // A stopped run saved each task's best prompt so far, as a single-task run does.
+        let saved = match self.status {
+            RunStatus::Finished => true,
+            RunStatus::Interrupted => m.result.is_some(),
+            _ => false,
+        };
+        (saved && m.tasks.iter().any(|t| t.name == task)).then(|| out.join(task))
     }
 
     /// Folds one worker event into the record.
@@ -777,7 +788,7 @@ mod tests {
     }
 
     #[test]
-    fn only_an_interrupted_single_task_run_with_a_checkpoint_is_resumable() {
+    fn only_an_interrupted_run_with_a_checkpoint_is_resumable() {
         let dir = tempfile::tempdir().unwrap();
         let runs = dir.path().join("runs");
         let mut store = RunStore::open(&runs).unwrap();
@@ -834,6 +845,38 @@ mod tests {
         );
         assert_eq!(r.evals, [(0, 0.1), (4, 0.2), (5, 0.3)]);
         assert_eq!(r.error, None);
+    }
+
+    #[test]
+    fn rewinding_a_multi_task_run_drops_each_tasks_dev_points_after_the_checkpoint() {
+        let spec = MultiTaskSpec {
+            run: live_record("x").spec,
+            mix: Mix::Proportional,
+            shared_tokens: 0,
+        };
+        let tasks = ["a", "b"].map(|n| TaskRef {
+            name: n.into(),
+            dir: PathBuf::from(n),
+        });
+        let mut r = RunRecord::new_multi("3-001-prompt-tuning".into(), "m", tasks.to_vec(), spec);
+        r.spec.out = Some(PathBuf::from("runs/3-001-prompt-tuning/prompt"));
+        assert_eq!(r.resume_refusal(), None);
+        for step in [0, 3, 6] {
+            for (task, d) in [("a", 0.1), ("b", 0.2)] {
+                r.apply(&Event::TaskEval {
+                    step,
+                    task: task.into(),
+                    dev_metric: d,
+                });
+            }
+        }
+        r.rewind_to(4, &[(0, 0.15), (3, 0.15)]);
+        let m = r.multi.as_ref().unwrap();
+        assert_eq!(
+            m.task_evals,
+            vec![vec![(0, 0.1), (3, 0.1)], vec![(0, 0.2), (3, 0.2)]]
+        );
+        assert!(m.result.is_none());
     }
 
     #[test]

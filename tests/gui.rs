@@ -1506,3 +1506,139 @@ fn resume_is_offered_only_where_a_checkpoint_is_and_never_read_only() {
     );
     assert_eq!(resume_buttons(&h), [false, false, true]);
 }
+
+#[test]
+fn a_stopped_multi_task_run_resumes_and_finishes_with_every_step_and_each_tasks_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let mut h = harness(App::new(Options::new(runs.clone())));
+    step_until(&mut h, Duration::from_secs(60), "the model", |a| {
+        a.session.model.ready().is_some()
+    });
+    let steps = 9;
+    // A multi-task run trained by the engine over a channel that holds each event until the
+    // app takes it, so the Stop below lands mid-way however fast the machine (as above).
+    let (id, engine) = {
+        let app = h.state_mut();
+        let id = app.session.store.new_id(MethodKind::PromptTuning);
+        let spec = MultiTaskSpec {
+            run: RunSpec {
+                method: MethodKind::PromptTuning,
+                settings: Default::default(),
+                template: None,
+                config: TrainConfig {
+                    steps,
+                    eval_every: 3,
+                    ..TrainConfig::default()
+                },
+                out: Some(app.session.store.prompt_dir(&id)),
+            },
+            mix: Mix::Proportional,
+            shared_tokens: 1,
+        };
+        let model = app.session.model.ready().unwrap().clone();
+        let dirs = ["animal-class", "country-continent"].map(|n| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("sample_tasks")
+                .join(n)
+        });
+        let tasks: Vec<gradprompt::task::Task> = dirs
+            .iter()
+            .map(|d| gradprompt::task::Task::load(d).unwrap())
+            .collect();
+        let refs = tasks
+            .iter()
+            .map(|t| TaskRef {
+                name: t.spec.name.clone(),
+                dir: t.dir.clone(),
+            })
+            .collect();
+        let rec = RunRecord::new_multi(id.clone(), &model.spec, refs, spec.clone());
+        app.session.store.add(rec).unwrap();
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::bounded(0);
+        let engine = std::thread::spawn(move || {
+            let last = match gradprompt::train::multi_task::train_tasks(
+                &model, &tasks, &spec, &ev_tx, &cmd_rx,
+            ) {
+                Ok(r) => Event::FinishedTasks(Box::new(r)),
+                Err(e) => Event::Failed(format!("{e:#}")),
+            };
+            let _ = ev_tx.send(last);
+        });
+        app.session.active = Some(gradprompt::gui::Active {
+            id: id.clone(),
+            commands: cmd_tx,
+            events: ev_rx,
+            worker: None,
+        });
+        (id, engine)
+    };
+    step_until(&mut h, Duration::from_secs(300), "four steps", |a| {
+        a.session.store.get(&id).is_some_and(|r| r.step() >= 4)
+    });
+    h.state_mut().session.send(gradprompt::run::Command::Stop);
+    step_until(&mut h, Duration::from_secs(300), "the stop", |a| {
+        a.session.active.is_none()
+    });
+    engine.join().unwrap();
+    let stopped = h.state().session.store.get(&id).unwrap().clone();
+    assert_eq!(
+        stopped.status,
+        RunStatus::Interrupted,
+        "{:?}",
+        stopped.error
+    );
+    let at = stopped
+        .multi
+        .as_ref()
+        .unwrap()
+        .result
+        .as_ref()
+        .unwrap()
+        .steps;
+    assert!((4..steps).contains(&at), "stopped at step {at}");
+    let out = stopped.spec.out.clone().unwrap();
+    assert_eq!(
+        gradprompt::train::checkpoint::load(&out)
+            .unwrap()
+            .state
+            .step,
+        at
+    );
+
+    // The workbench goes away; the next one offers Resume and the run ends as a whole one.
+    drop(h);
+    let mut h = harness(App::new(Options::new(runs.clone())));
+    h.state_mut().tab = Tab::Runs;
+    h.step();
+    assert_eq!(resume_buttons(&h), [true]);
+    h.get_by_label("Resume").click();
+    h.step();
+    assert_eq!(h.state().session.queue.front(), Some(&id));
+    step_until(&mut h, Duration::from_secs(300), "the resumed run", |a| {
+        a.session.active.is_none()
+            && a.session.queue.is_empty()
+            && a.session.store.get(&id).unwrap().status != RunStatus::Queued
+    });
+    let r = h.state().session.store.get(&id).unwrap().clone();
+    assert_eq!(r.status, RunStatus::Finished, "{:?}", r.error);
+    assert!(resume_buttons(&h).is_empty());
+    let steps_seen: Vec<usize> = r.losses.iter().map(|l| l.0).collect();
+    assert_eq!(steps_seen, (1..=steps).collect::<Vec<_>>());
+    assert_eq!(
+        r.evals.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [0, 3, 6, 9]
+    );
+    let m = r.multi.clone().unwrap();
+    for evals in &m.task_evals {
+        assert_eq!(evals.iter().map(|e| e.0).collect::<Vec<_>>(), [0, 3, 6, 9]);
+    }
+    let res = m.result.unwrap();
+    assert_eq!(res.steps, steps);
+    for t in &res.tasks {
+        let folder = r.task_artifact_dir(&t.task).unwrap();
+        assert!(folder.join("prompt.safetensors").is_file(), "{folder:?}");
+    }
+    assert!(!gradprompt::train::checkpoint::dir_of(&out).exists());
+}

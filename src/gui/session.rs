@@ -10,8 +10,10 @@
 //!
 //! An interrupted run (the workbench closed or crashed mid-run, or the run was stopped) whose
 //! checkpoint is on disk can be resumed ([`Session::resume_run`]): it goes through the same
-//! queue, its task folder and checkpoint are read in the background, its record goes back to
-//! the checkpoint's step, and the worker continues it ([`Worker::resume`]) under the same id.
+//! queue, its task folder (a multi-task run's every task folder, in the checkpoint's order)
+//! and checkpoint are read in the background, its record goes back to the checkpoint's step
+//! (each task's dev curve too), and the worker continues it ([`Worker::resume`],
+//! [`Worker::resume_tasks`]) under the same id.
 //!
 //! When another workbench owns the runs folder the store is read-only
 //! ([`crate::runs::ReadOnly`]): the session then queues, writes, deletes and removes nothing,
@@ -150,6 +152,8 @@ enum RunTasks {
     One(Arc<Task>),
     Many(Arc<Vec<Task>>),
     Resume(Arc<Task>, Box<checkpoint::Saved>),
+    /// A multi-task run continued: its tasks in the order the checkpoint lists them.
+    ResumeMany(Arc<Vec<Task>>, Box<checkpoint::Saved>),
 }
 
 /// Whether a stored run offers Resume, as the runs view shows it.
@@ -808,7 +812,12 @@ impl Session {
     /// its result and saved prompt) and its checkpoint is looked for, to offer Resume.
     fn stopped(&mut self, i: usize) {
         let r = &mut self.store.runs[i];
-        let Some(steps) = r.result.as_ref().map(|res| res.steps) else {
+        let multi_steps = r
+            .multi
+            .as_ref()
+            .and_then(|m| m.result.as_ref())
+            .map(|m| m.steps);
+        let Some(steps) = r.result.as_ref().map(|res| res.steps).or(multi_steps) else {
             return;
         };
         if r.status != RunStatus::Finished || steps >= r.total_steps {
@@ -872,10 +881,11 @@ impl Session {
         }
         let model = self.model.ready().expect("ready").clone();
         if self.resuming.contains(&id) {
-            // The task folder and the checkpoint are read together; the run stays queued.
+            // The task folders and the checkpoint are read together; the run stays queued.
             let r = &self.store.runs[i];
             let (dir, out) = (r.task_dir.clone(), r.spec.out.clone());
-            let current = self.task.clone().filter(|t| t.dir == dir);
+            let multi = r.multi.is_some();
+            let current = self.task.clone();
             let m = model.clone();
             self.starting = Some(Starting {
                 id,
@@ -885,12 +895,34 @@ impl Session {
                     let mut saved = checkpoint::load(&out)?;
                     saved.check_model(&m)?;
                     // Where the record says, should the runs folder have moved since.
-                    saved.state.spec.out = Some(out);
-                    let task = match current {
-                        Some(t) => t,
-                        None => Arc::new(Task::load(&dir)?),
+                    saved.state.spec.out = Some(out.clone());
+                    let load = |d: &Path| -> anyhow::Result<Arc<Task>> {
+                        match current.as_ref().filter(|t| t.dir == d) {
+                            Some(t) => Ok(t.clone()),
+                            None => Task::load(d)
+                                .map(Arc::new)
+                                .with_context(|| format!("the run's task folder {}", d.display())),
+                        }
                     };
-                    Ok(RunTasks::Resume(task, Box::new(saved)))
+                    match (&saved.state.multi, multi) {
+                        (Some(ms), true) => {
+                            // The engine pairs the saved prompts with the tasks by position:
+                            // the checkpoint's order, not the record's, is the one to keep.
+                            let tasks = ms
+                                .task_dirs
+                                .iter()
+                                .map(|d| load(d).map(|t| (*t).clone()))
+                                .collect::<anyhow::Result<Vec<Task>>>()?;
+                            Ok(RunTasks::ResumeMany(Arc::new(tasks), Box::new(saved)))
+                        }
+                        (None, false) => Ok(RunTasks::Resume(load(&dir)?, Box::new(saved))),
+                        (Some(_), false) | (None, true) => anyhow::bail!(
+                            "{}: the checkpoint is a {} run's, the record a {} run's; queue the run again",
+                            checkpoint::dir_of(&out).display(),
+                            if multi { "single-task" } else { "multi-task" },
+                            if multi { "multi-task" } else { "single-task" },
+                        ),
+                    }
                 }),
             });
             return;
@@ -954,6 +986,14 @@ impl Session {
                 // The steps after the checkpoint are trained again: their points go.
                 r.rewind_to(saved.state.step, &saved.state.evals);
                 Worker::resume(model, task, *saved)
+            }
+            (RunTasks::ResumeMany(tasks, saved), Some(_)) => {
+                self.resuming.remove(&id);
+                self.store.checkpoints.remove(&id);
+                let names: Vec<String> = tasks.iter().map(|t| t.spec.name.clone()).collect();
+                r.set_task_names(&names);
+                r.rewind_to(saved.state.step, &saved.state.evals);
+                Worker::resume_tasks(model, tasks, *saved)
             }
             _ => {
                 self.set_status(
