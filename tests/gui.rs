@@ -387,7 +387,11 @@ fn a_real_run_trains_compares_inspects_and_exports() {
             .map(|r| (&r.id, r.status, &r.error))
             .collect::<Vec<_>>()
     );
-    h.get_by_label(&gradprompt::gui::run_label(&r));
+    // In the table, and beside its bar.
+    assert_eq!(
+        h.get_all_by_label(&gradprompt::gui::run_label(&r)).count(),
+        2
+    );
 
     // Inspect: nearest tokens of the soft vectors, and the playground.
     h.state_mut().session.focus = Some(Focus::Run(r.id.clone()));

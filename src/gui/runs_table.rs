@@ -288,7 +288,7 @@ pub fn columns() -> Vec<Column> {
             cell: |r| match &r.multi {
                 Some(m) => Cell {
                     text: format!(
-                        "{} tasks, {}, shared {}",
+                        "{} tasks, mix {}, shared {}",
                         m.tasks.len(),
                         match m.mix {
                             Mix::Proportional => "proportional",
