@@ -155,7 +155,9 @@ fn nice_marks(input: GridInput, min_step: f64) -> Vec<GridMark> {
             let on_major = size < major && ((v / major).round() * major - v).abs() < step * 1e-6;
             if !on_major {
                 marks.push(GridMark {
-                    value: v,
+                    // + 0.0 turns the -0.0 that ceil gives just left of the origin into 0.0
+                    // (the axis read "-0").
+                    value: v + 0.0,
                     step_size: size,
                 });
             }
@@ -432,5 +434,8 @@ mod tests {
         // A short run is labelled at whole steps, never at halves.
         let marks = labelled((0.0, 4.0), 600.0);
         assert_eq!(marks, [0.0, 1.0, 2.0, 3.0, 4.0]);
+        // The origin is 0, not -0, when the axis starts just left of it.
+        let marks = labelled((-4.0, 100.0), 500.0);
+        assert!(marks[0].is_sign_positive() && marks[0] == 0.0, "{marks:?}");
     }
 }
