@@ -22,6 +22,7 @@
 use crate::atomic::OutputLock;
 use crate::methods::MethodKind;
 use crate::run::{Event, Mix, MultiTaskResult, MultiTaskSpec, RunResult, RunSpec};
+use crate::task::Metric;
 use crate::train::checkpoint;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,8 @@ pub const LOCK_FILE: &str = ".workbench.lock";
 /// Where unreadable run folders are moved to by [`set_aside`], inside the runs folder.
 pub const REMOVED_DIR: &str = ".removed";
 
+/// Where a run stands. Records written before `stopped`, `early-stopped` and `cancelled`
+/// existed still load: those runs were saved as `interrupted`, `finished` and `failed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
@@ -43,8 +46,17 @@ pub enum RunStatus {
     Queued,
     Running,
     Paused,
+    /// Trained every step it was asked for.
     Finished,
+    /// Ended before its last step on its own: the dev score stopped improving for `patience`
+    /// evaluations. Complete as a finished run is; there is nothing to resume.
+    EarlyStopped,
+    /// Stopped by the user before its last step: its best checkpoint so far was evaluated and
+    /// saved as its result, and its checkpoint lets it be resumed.
+    Stopped,
     Failed,
+    /// Taken off the queue by the user before it started.
+    Cancelled,
     /// Was running or queued when the app closed; its curve so far is kept.
     Interrupted,
 }
@@ -56,8 +68,32 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Paused => "paused",
             RunStatus::Finished => "finished",
+            RunStatus::EarlyStopped => "early-stopped",
+            RunStatus::Stopped => "stopped",
             RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
             RunStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// What the status means, for a hover.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "waiting for the model or for the run before it",
+            RunStatus::Running => "training now",
+            RunStatus::Paused => "paused; Resume in the training controls continues it",
+            RunStatus::Finished => "trained every step it was asked for",
+            RunStatus::EarlyStopped => {
+                "ended before its last step because the dev score stopped improving (patience)"
+            }
+            RunStatus::Stopped => {
+                "stopped by you before its last step; its best checkpoint so far is its result"
+            }
+            RunStatus::Failed => "ended with an error",
+            RunStatus::Cancelled => "taken off the queue before it started",
+            RunStatus::Interrupted => {
+                "the workbench closed or crashed while it was running or queued"
+            }
         }
     }
 
@@ -66,6 +102,18 @@ impl RunStatus {
             self,
             RunStatus::Queued | RunStatus::Running | RunStatus::Paused
         )
+    }
+
+    /// Ran to its own end (every step, or patience): what baselines and the comparison's
+    /// defaults are taken from.
+    pub fn is_complete(self) -> bool {
+        matches!(self, RunStatus::Finished | RunStatus::EarlyStopped)
+    }
+
+    /// Ended part-way with its state saved, so Resume may continue it (when its checkpoint is
+    /// on disk).
+    pub fn can_resume(self) -> bool {
+        matches!(self, RunStatus::Interrupted | RunStatus::Stopped)
     }
 }
 
@@ -106,6 +154,28 @@ pub struct RunRecord {
     /// metric over tasks and `result` stays empty (the scores are in here).
     #[serde(default)]
     pub multi: Option<MultiTaskRecord>,
+    /// The colour the workbench chose for the run when it was created (an index into its
+    /// palette), so the run keeps it after a relaunch; records without it get one derived
+    /// from their id.
+    #[serde(default)]
+    pub colour: Option<u8>,
+    /// When each loss point and each evaluation came, as (step, seconds of training so far,
+    /// pauses left out), for the plots against wall-clock time. Records written before this
+    /// have none: those runs plot against steps only.
+    #[serde(default)]
+    pub loss_secs: Vec<(usize, f64)>,
+    #[serde(default)]
+    pub eval_secs: Vec<(usize, f64)>,
+    /// The dev metric's name, known when the run starts (a multi-task run's, when every task
+    /// has the same).
+    #[serde(default)]
+    pub metric: Option<Metric>,
+    /// A name the user gave the run (shown instead of its method and id), and a free-text
+    /// note; both absent from records written before they existed.
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub note: String,
 }
 
 /// One task of a multi-task run.
@@ -171,6 +241,12 @@ impl RunRecord {
             examples_per_s: None,
             result: None,
             multi: None,
+            colour: None,
+            loss_secs: Vec::new(),
+            eval_secs: Vec::new(),
+            metric: None,
+            name: None,
+            note: String::new(),
         }
     }
 
@@ -215,6 +291,14 @@ impl RunRecord {
         }
     }
 
+    /// The user's name for the run, if it has one that is not blank.
+    pub fn given_name(&self) -> Option<&str> {
+        self.name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+    }
+
     pub fn method(&self) -> MethodKind {
         self.spec.method
     }
@@ -228,20 +312,43 @@ impl RunRecord {
     /// checkpoint of a run stopped mid-way (interrupted, with a result). A multi-task run has
     /// no single prompt: see [`RunRecord::task_artifact_dir`].
     pub fn artifact_dir(&self) -> Option<&Path> {
-        match self.status {
-            _ if self.multi.is_some() => None,
-            RunStatus::Finished => self.spec.out.as_deref(),
-            RunStatus::Interrupted if self.result.is_some() => self.spec.out.as_deref(),
-            _ => None,
+        if self.multi.is_some() || !self.prompt_saved(self.result.is_some()) {
+            return None;
         }
+        self.spec.out.as_deref()
+    }
+
+    /// Whether the run's end wrote its prompt: a complete run's, or the best checkpoint of a
+    /// run that was stopped (`has_result`: its result arrived).
+    fn prompt_saved(&self, has_result: bool) -> bool {
+        self.status.is_complete() || (self.status.can_resume() && has_result)
+    }
+
+    /// Sets the status the engine's `Finished` / `FinishedTasks` event implies: early-stopped
+    /// when the engine says it stopped early before the last step (patience; a Stop by the
+    /// user looks the same to the engine, and the session, which sent it, marks that run
+    /// stopped afterwards), else finished.
+    fn finished(&mut self, steps: usize, stopped_early: bool) {
+        self.status = if stopped_early && steps < self.total_steps {
+            RunStatus::EarlyStopped
+        } else {
+            RunStatus::Finished
+        };
+    }
+
+    /// The steps of the result, a single-task or a multi-task run's.
+    pub fn result_steps(&self) -> Option<usize> {
+        let multi = self.multi.as_ref().and_then(|m| m.result.as_ref());
+        self.result
+            .as_ref()
+            .map(|r| r.steps)
+            .or(multi.map(|m| m.steps))
     }
 
     /// Why this run could never be resumed, whatever is on disk; `None` when it can be once
     /// its checkpoint is there.
     pub fn resume_refusal(&self) -> Option<&'static str> {
-        if self.multi.is_some() {
-            Some("the workbench cannot resume a multi-task run yet (`gradprompt train --resume` on its prompt folder can): queue the run again")
-        } else if self.spec.out.is_none() {
+        if self.spec.out.is_none() {
             Some(
                 "this run wrote no output folder (the workbench keeps no fine-tuned model copy), \
                  so it has no checkpoint: queue it again",
@@ -253,20 +360,54 @@ impl RunRecord {
 
     /// Goes back to a checkpoint taken after `step` steps, before its run continues: loss
     /// points after it are dropped (those steps are trained again) and the evaluations become
-    /// the checkpoint's own (`evals`), which the engine kept even where the record lagged.
+    /// the checkpoint's own (`evals`), which the engine kept even where the record lagged. A
+    /// multi-task run's per-task dev curves drop their points after `step` too (the checkpoint
+    /// keeps only the mean's history, so a per-task point the record never got stays missing).
     pub fn rewind_to(&mut self, step: usize, evals: &[(usize, f64)]) {
         self.losses.retain(|l| l.0 <= step);
+        self.loss_secs.retain(|l| l.0 <= step);
+        self.eval_secs.retain(|e| e.0 <= step);
         self.evals = evals.to_vec();
         self.result = None;
         self.error = None;
+        if let Some(m) = &mut self.multi {
+            for e in &mut m.task_evals {
+                e.retain(|p| p.0 <= step);
+            }
+            m.result = None;
+        }
     }
 
     /// Where a finished multi-task run wrote `task`'s prompt folder.
     pub fn task_artifact_dir(&self, task: &str) -> Option<PathBuf> {
         let m = self.multi.as_ref()?;
         let out = self.spec.out.as_ref()?;
-        (self.status == RunStatus::Finished && m.tasks.iter().any(|t| t.name == task))
+        // A stopped run saved each task's best prompt so far, as a single-task run does.
+        (self.prompt_saved(m.result.is_some()) && m.tasks.iter().any(|t| t.name == task))
             .then(|| out.join(task))
+    }
+
+    /// [`RunRecord::apply`], noting when a step or an evaluation came: `secs` of training so
+    /// far.
+    pub fn apply_at(&mut self, event: &Event, secs: f64) {
+        self.apply(event);
+        match event {
+            Event::Step { step, .. } => self.loss_secs.push((*step, secs)),
+            Event::Eval { step, .. } => self.eval_secs.push((*step, secs)),
+            _ => {}
+        }
+    }
+
+    /// The training time of the last point recorded (where a resumed run's clock goes on from).
+    pub fn last_secs(&self) -> f64 {
+        let l = self.loss_secs.last().map_or(0.0, |x| x.1);
+        let e = self.eval_secs.last().map_or(0.0, |x| x.1);
+        l.max(e)
+    }
+
+    /// The dev metric's name: the result's, else the one noted when the run started.
+    pub fn metric_name(&self) -> Option<Metric> {
+        self.result.as_ref().map(|r| r.metric).or(self.metric)
     }
 
     /// Folds one worker event into the record.
@@ -299,7 +440,7 @@ impl RunRecord {
             Event::Paused => self.status = RunStatus::Paused,
             Event::Resumed => self.status = RunStatus::Running,
             Event::Finished(r) => {
-                self.status = RunStatus::Finished;
+                self.finished(r.steps, r.stopped_early);
                 self.result = Some((**r).clone());
             }
             Event::Failed(e) => {
@@ -319,7 +460,7 @@ impl RunRecord {
                 }
             }
             Event::FinishedTasks(r) => {
-                self.status = RunStatus::Finished;
+                self.finished(r.steps, r.stopped_early);
                 if let Some(m) = &mut self.multi {
                     m.result = Some((**r).clone());
                 }
@@ -566,7 +707,7 @@ impl RunStore {
         store.checkpoints = store
             .runs
             .iter()
-            .filter(|r| r.status == RunStatus::Interrupted && r.resume_refusal().is_none())
+            .filter(|r| r.status.can_resume() && r.resume_refusal().is_none())
             .filter(|r| checkpoint_saved(r))
             .map(|r| r.id.clone())
             .collect();
@@ -687,17 +828,14 @@ impl RunStore {
                 && r.task == task
                 && r.model == model
                 && r.spec.method == method
-                && r.status == RunStatus::Finished
+                && r.status.is_complete()
         })
     }
 
     /// The latest finished multi-task run with `model` that trained `task` among others.
     pub fn latest_finished_multi(&self, task: &str, model: &str) -> Option<&RunRecord> {
         self.runs.iter().rev().find(|r| {
-            r.multi.is_some()
-                && r.covers_task(task)
-                && r.model == model
-                && r.status == RunStatus::Finished
+            r.multi.is_some() && r.covers_task(task) && r.model == model && r.status.is_complete()
         })
     }
 }
@@ -777,7 +915,7 @@ mod tests {
     }
 
     #[test]
-    fn only_an_interrupted_single_task_run_with_a_checkpoint_is_resumable() {
+    fn only_an_interrupted_run_with_a_checkpoint_is_resumable() {
         let dir = tempfile::tempdir().unwrap();
         let runs = dir.path().join("runs");
         let mut store = RunStore::open(&runs).unwrap();
@@ -836,6 +974,97 @@ mod tests {
         assert_eq!(r.error, None);
     }
 
+    fn result(steps: usize, stopped_early: bool) -> RunResult {
+        RunResult {
+            method: "prompt-tuning".into(),
+            task: "t".into(),
+            model: "m".into(),
+            template: "[P] {x} [ANSWER]".into(),
+            steps,
+            train_loss_first: None,
+            train_loss_last: None,
+            metric: crate::task::Metric::Accuracy,
+            dev_metric: 0.5,
+            test_metric: 0.5,
+            best_step: 0,
+            trainable_params: 1,
+            model_params: 10,
+            artifact_bytes: 4,
+            wall_seconds: 1.0,
+            artifact: None,
+            readable: None,
+            stopped_early,
+        }
+    }
+
+    #[test]
+    fn a_run_that_ends_early_on_patience_is_early_stopped_and_a_whole_one_finished() {
+        let started = Event::Started {
+            total_steps: 400,
+            template: "[P] {x} [ANSWER]".into(),
+            trainable_params: 1,
+            model_params: 10,
+        };
+        for (steps, early, want) in [
+            (126, true, RunStatus::EarlyStopped),
+            (400, true, RunStatus::Finished),
+            (400, false, RunStatus::Finished),
+        ] {
+            let mut r = live_record("1-001-prompt-tuning");
+            r.apply(&started);
+            r.apply(&Event::Finished(Box::new(result(steps, early))));
+            assert_eq!(r.status, want, "{steps} steps, stopped early {early}");
+            assert!(r.status.is_complete());
+            assert_eq!(r.result_steps(), Some(steps));
+        }
+        let labels: std::collections::HashSet<&str> = [
+            RunStatus::Finished,
+            RunStatus::EarlyStopped,
+            RunStatus::Stopped,
+            RunStatus::Interrupted,
+            RunStatus::Failed,
+            RunStatus::Cancelled,
+        ]
+        .map(RunStatus::label)
+        .into();
+        assert_eq!(labels.len(), 6);
+        // The status is stored under the label it shows.
+        let json = serde_json::to_string(&RunStatus::EarlyStopped).unwrap();
+        assert_eq!(json, "\"early-stopped\"");
+    }
+
+    #[test]
+    fn rewinding_a_multi_task_run_drops_each_tasks_dev_points_after_the_checkpoint() {
+        let spec = MultiTaskSpec {
+            run: live_record("x").spec,
+            mix: Mix::Proportional,
+            shared_tokens: 0,
+        };
+        let tasks = ["a", "b"].map(|n| TaskRef {
+            name: n.into(),
+            dir: PathBuf::from(n),
+        });
+        let mut r = RunRecord::new_multi("3-001-prompt-tuning".into(), "m", tasks.to_vec(), spec);
+        r.spec.out = Some(PathBuf::from("runs/3-001-prompt-tuning/prompt"));
+        assert_eq!(r.resume_refusal(), None);
+        for step in [0, 3, 6] {
+            for (task, d) in [("a", 0.1), ("b", 0.2)] {
+                r.apply(&Event::TaskEval {
+                    step,
+                    task: task.into(),
+                    dev_metric: d,
+                });
+            }
+        }
+        r.rewind_to(4, &[(0, 0.15), (3, 0.15)]);
+        let m = r.multi.as_ref().unwrap();
+        assert_eq!(
+            m.task_evals,
+            vec![vec![(0, 0.1), (3, 0.1)], vec![(0, 0.2), (3, 0.2)]]
+        );
+        assert!(m.result.is_none());
+    }
+
     #[test]
     fn a_record_written_before_multi_task_runs_still_loads_as_a_single_task_run() {
         let dir = tempfile::tempdir().unwrap();
@@ -846,10 +1075,17 @@ mod tests {
         let folder = dir.path().join(&r.id);
         std::fs::create_dir_all(&folder).unwrap();
         std::fs::write(folder.join(RECORD_FILE), json.to_string()).unwrap();
+        // Nor did it have a name, a note, a colour, point times or a metric.
+        for field in ["name", "note", "colour", "loss_secs", "eval_secs", "metric"] {
+            json.as_object_mut().unwrap().remove(field).unwrap();
+        }
+        std::fs::write(folder.join(RECORD_FILE), json.to_string()).unwrap();
         let store = RunStore::open(dir.path()).unwrap();
         assert!(store.unreadable.is_empty(), "{:?}", store.unreadable);
         assert!(store.runs[0].multi.is_none());
         assert!(store.runs[0].covers_task("t"));
+        assert_eq!(store.runs[0].given_name(), None);
+        assert_eq!(store.runs[0].note, "");
     }
 
     #[test]

@@ -4,7 +4,11 @@
 //! second workbench on one runs folder, and removing a run folder that cannot be read; several
 //! tasks ticked for one run, with per-task dev lines, per-task rows next to single-task runs
 //! and the storage picture (one frozen model + N prompts against N fine-tuned copies); Resume
-//! on a stopped run (it ends as an uninterrupted run would) and where it is not offered.
+//! on a stopped run (it ends as an uninterrupted run would) and where it is not offered, also
+//! for a multi-task run; every way a run ends under its own status; a colour per plotted run
+//! that survives a relaunch; the plots before the first run, naming the metric, and against
+//! training time; rename and note; the runs table sorted and filtered; Clone settings; and
+//! Compare with six bars, what each run learned, its steps, dev and seed.
 
 mod common;
 
@@ -58,6 +62,14 @@ fn step_until(
         std::thread::sleep(Duration::from_millis(20));
     }
     h.step();
+}
+
+/// A few frames, for a view just shown: its tables size their columns over the first frames,
+/// and a click aimed at the first frame's layout can miss.
+fn settle(h: &mut Harness<'static, App>) {
+    for _ in 0..3 {
+        h.step();
+    }
 }
 
 fn drag(h: &mut Harness<'static, App>, from: egui::Pos2, to: egui::Pos2) {
@@ -301,7 +313,8 @@ fn comparison_always_shows_the_baselines() {
     assert!(!rows[0].baseline && rows[1].baseline && rows[2].baseline);
     for id in &ids {
         let label = gradprompt::gui::run_label(h.state().session.store.get(id).unwrap());
-        h.get_by_label(&label);
+        // In the table, and beside its bar.
+        assert_eq!(h.get_all_by_label(&label).count(), 2, "{label}");
     }
     h.get_by_label("0.750 accuracy");
     h.get_by_label("51.2000%");
@@ -310,9 +323,11 @@ fn comparison_always_shows_the_baselines() {
 
     // The runs list shows every run with its status and settings.
     h.state_mut().tab = Tab::Runs;
-    h.step();
+    settle(&mut h);
     assert_eq!(h.get_all_by_label("finished").count(), 3);
-    h.get_by_label("init vocab, 100 steps, lr 0.03, batch 8, seed 0");
+    // Every setting in a column of its own: prompt tuning's init and learning rate.
+    h.get_by_label("vocab");
+    h.get_by_label("0.03");
 }
 
 #[test]
@@ -372,7 +387,11 @@ fn a_real_run_trains_compares_inspects_and_exports() {
             .map(|r| (&r.id, r.status, &r.error))
             .collect::<Vec<_>>()
     );
-    h.get_by_label(&gradprompt::gui::run_label(&r));
+    // In the table, and beside its bar.
+    assert_eq!(
+        h.get_all_by_label(&gradprompt::gui::run_label(&r)).count(),
+        2
+    );
 
     // Inspect: nearest tokens of the soft vectors, and the playground.
     h.state_mut().session.focus = Some(Focus::Run(r.id.clone()));
@@ -835,7 +854,7 @@ fn a_second_workbench_on_one_runs_folder_is_read_only_and_says_so() {
     h.step();
     h.get_by_label_contains("cannot train here");
     h.state_mut().tab = Tab::Runs;
-    h.step();
+    settle(&mut h);
     h.get_by_label("running");
     h.get_by_label("Could not read (1)");
     assert!(h.query_by_label("Delete").is_none());
@@ -871,7 +890,7 @@ fn a_run_folder_that_cannot_be_read_is_listed_and_removed_into_dot_removed() {
     h.step();
     h.get_by_label_contains("1 stored run(s) could not be read");
     h.state_mut().tab = Tab::Runs;
-    h.step();
+    settle(&mut h);
     h.get_by_label("Could not read (1)");
     h.get_by_label("5-001-prompt-tuning");
     h.get_by_label_contains("EOF while parsing");
@@ -1095,7 +1114,7 @@ fn a_multi_task_run_plots_each_tasks_dev_line_and_compares_per_task_with_its_sto
 
     // The runs list shows the tasks and the mean scores; the record reloads as it was.
     h.state_mut().tab = Tab::Runs;
-    h.step();
+    settle(&mut h);
     h.get_by_label("synthetic + other");
     // Dev and test, each the mean over tasks.
     assert_eq!(h.get_all_by_label("0.600").count(), 2);
@@ -1344,12 +1363,7 @@ fn a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_run() 
     });
     engine.join().unwrap();
     let stopped = h.state().session.store.get(&id).unwrap().clone();
-    assert_eq!(
-        stopped.status,
-        RunStatus::Interrupted,
-        "{:?}",
-        stopped.error
-    );
+    assert_eq!(stopped.status, RunStatus::Stopped, "{:?}", stopped.error);
     let at = stopped.result.as_ref().unwrap().steps;
     assert!((4..12).contains(&at), "stopped at step {at}");
     let out = stopped.spec.out.clone().unwrap();
@@ -1380,7 +1394,7 @@ fn a_stopped_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_run() 
 
     let mut h = harness(App::new(Options::new(runs.clone())));
     h.state_mut().tab = Tab::Runs;
-    h.step();
+    settle(&mut h);
     assert_eq!(
         h.state().session.store.get(&id).unwrap().status,
         RunStatus::Interrupted
@@ -1464,7 +1478,7 @@ fn resume_is_offered_only_where_a_checkpoint_is_and_never_read_only() {
 
     let mut h = harness(app_at(dir.path(), "/nonexistent/model"));
     h.state_mut().tab = Tab::Runs;
-    h.step();
+    settle(&mut h);
     // Newest first: the fine-tuning run, the one without a checkpoint, the one with.
     assert_eq!(resume_buttons(&h), [false, false, true]);
     use gradprompt::gui::session::ResumeOffer;
@@ -1505,4 +1519,455 @@ fn resume_is_offered_only_where_a_checkpoint_is_and_never_read_only() {
         r.error
     );
     assert_eq!(resume_buttons(&h), [false, false, true]);
+}
+
+#[test]
+fn a_stopped_multi_task_run_resumes_and_finishes_with_every_step_and_each_tasks_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let mut h = harness(App::new(Options::new(runs.clone())));
+    step_until(&mut h, Duration::from_secs(60), "the model", |a| {
+        a.session.model.ready().is_some()
+    });
+    let steps = 9;
+    // A multi-task run trained by the engine over a channel that holds each event until the
+    // app takes it, so the Stop below lands mid-way however fast the machine (as above).
+    let (id, engine) = {
+        let app = h.state_mut();
+        let id = app.session.store.new_id(MethodKind::PromptTuning);
+        let spec = MultiTaskSpec {
+            run: RunSpec {
+                method: MethodKind::PromptTuning,
+                settings: Default::default(),
+                template: None,
+                config: TrainConfig {
+                    steps,
+                    eval_every: 3,
+                    ..TrainConfig::default()
+                },
+                out: Some(app.session.store.prompt_dir(&id)),
+            },
+            mix: Mix::Proportional,
+            shared_tokens: 1,
+        };
+        let model = app.session.model.ready().unwrap().clone();
+        let dirs = ["animal-class", "country-continent"].map(|n| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("sample_tasks")
+                .join(n)
+        });
+        let tasks: Vec<gradprompt::task::Task> = dirs
+            .iter()
+            .map(|d| gradprompt::task::Task::load(d).unwrap())
+            .collect();
+        let refs = tasks
+            .iter()
+            .map(|t| TaskRef {
+                name: t.spec.name.clone(),
+                dir: t.dir.clone(),
+            })
+            .collect();
+        let rec = RunRecord::new_multi(id.clone(), &model.spec, refs, spec.clone());
+        app.session.store.add(rec).unwrap();
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (ev_tx, ev_rx) = crossbeam_channel::bounded(0);
+        let engine = std::thread::spawn(move || {
+            let last = match gradprompt::train::multi_task::train_tasks(
+                &model, &tasks, &spec, &ev_tx, &cmd_rx,
+            ) {
+                Ok(r) => Event::FinishedTasks(Box::new(r)),
+                Err(e) => Event::Failed(format!("{e:#}")),
+            };
+            let _ = ev_tx.send(last);
+        });
+        app.session.active = Some(gradprompt::gui::Active {
+            id: id.clone(),
+            commands: cmd_tx,
+            events: ev_rx,
+            worker: None,
+        });
+        (id, engine)
+    };
+    step_until(&mut h, Duration::from_secs(300), "four steps", |a| {
+        a.session.store.get(&id).is_some_and(|r| r.step() >= 4)
+    });
+    h.state_mut().session.send(gradprompt::run::Command::Stop);
+    step_until(&mut h, Duration::from_secs(300), "the stop", |a| {
+        a.session.active.is_none()
+    });
+    engine.join().unwrap();
+    let stopped = h.state().session.store.get(&id).unwrap().clone();
+    assert_eq!(stopped.status, RunStatus::Stopped, "{:?}", stopped.error);
+    let at = stopped
+        .multi
+        .as_ref()
+        .unwrap()
+        .result
+        .as_ref()
+        .unwrap()
+        .steps;
+    assert!((4..steps).contains(&at), "stopped at step {at}");
+    let out = stopped.spec.out.clone().unwrap();
+    assert_eq!(
+        gradprompt::train::checkpoint::load(&out)
+            .unwrap()
+            .state
+            .step,
+        at
+    );
+
+    // The workbench goes away; the next one offers Resume and the run ends as a whole one.
+    drop(h);
+    let mut h = harness(App::new(Options::new(runs.clone())));
+    h.state_mut().tab = Tab::Runs;
+    settle(&mut h);
+    assert_eq!(resume_buttons(&h), [true]);
+    h.get_by_label("Resume").click();
+    h.step();
+    assert_eq!(h.state().session.queue.front(), Some(&id));
+    step_until(&mut h, Duration::from_secs(300), "the resumed run", |a| {
+        a.session.active.is_none()
+            && a.session.queue.is_empty()
+            && a.session.store.get(&id).unwrap().status != RunStatus::Queued
+    });
+    let r = h.state().session.store.get(&id).unwrap().clone();
+    assert_eq!(r.status, RunStatus::Finished, "{:?}", r.error);
+    assert!(resume_buttons(&h).is_empty());
+    let steps_seen: Vec<usize> = r.losses.iter().map(|l| l.0).collect();
+    assert_eq!(steps_seen, (1..=steps).collect::<Vec<_>>());
+    assert_eq!(
+        r.evals.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [0, 3, 6, 9]
+    );
+    let m = r.multi.clone().unwrap();
+    for evals in &m.task_evals {
+        assert_eq!(evals.iter().map(|e| e.0).collect::<Vec<_>>(), [0, 3, 6, 9]);
+    }
+    let res = m.result.unwrap();
+    assert_eq!(res.steps, steps);
+    for t in &res.tasks {
+        let folder = r.task_artifact_dir(&t.task).unwrap();
+        assert!(folder.join("prompt.safetensors").is_file(), "{folder:?}");
+    }
+    assert!(!gradprompt::train::checkpoint::dir_of(&out).exists());
+}
+
+/// Ends a run attached with [`attach_active_run`] with `last` after `steps` steps.
+fn end_run(h: &mut Harness<'static, App>, ev: &crossbeam_channel::Sender<Event>, last: Event) {
+    ev.send(last).unwrap();
+    step_until(h, Duration::from_secs(10), "the run's end", |a| {
+        a.session.active.is_none()
+    });
+}
+
+#[test]
+fn every_way_a_run_ends_is_listed_under_its_own_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(app_at(dir.path(), "/nonexistent/model"));
+    let ended = |steps: usize, stopped_early: bool| {
+        Event::Finished(Box::new(RunResult {
+            steps,
+            stopped_early,
+            ..result("prompt-tuning", 0.5, 8, 32)
+        }))
+    };
+
+    // Stopped by the user at step 4 of 10 (the engine says "stopped early" for that too).
+    let (stopped, cmds, ev) = attach_active_run(h.state_mut());
+    // A run queued behind it, then taken off the queue: cancelled, not failed.
+    let spec = record(h.state(), "x").spec;
+    let queued = h.state_mut().session.queue_run(spec).unwrap();
+    h.step();
+    h.get_by_label("Clear queue").click();
+    h.step();
+    h.get_by_label("Stop").click();
+    h.step();
+    assert_eq!(cmds.try_recv(), Ok(gradprompt::run::Command::Stop));
+    end_run(&mut h, &ev, ended(4, true));
+    // Patience ended this one at step 6 of 10, with nobody pressing Stop.
+    let (early, _c, ev) = attach_active_run(h.state_mut());
+    end_run(&mut h, &ev, ended(6, true));
+    let (whole, _c, ev) = attach_active_run(h.state_mut());
+    end_run(&mut h, &ev, ended(10, false));
+    let (failed, _c, ev) = attach_active_run(h.state_mut());
+    end_run(&mut h, &ev, Event::Failed("out of memory".into()));
+    // Running when the workbench went away: interrupted at the next start.
+    let (crashed, _c, _ev) = attach_active_run(h.state_mut());
+    h.step();
+    h.state().session.flush_records();
+    drop(h);
+
+    let mut h = harness(app_at(dir.path(), "/nonexistent/model"));
+    let status =
+        |h: &Harness<'static, App>, id: &str| h.state().session.store.get(id).unwrap().status;
+    for (id, want) in [
+        (&stopped, RunStatus::Stopped),
+        (&queued, RunStatus::Cancelled),
+        (&early, RunStatus::EarlyStopped),
+        (&whole, RunStatus::Finished),
+        (&failed, RunStatus::Failed),
+        (&crashed, RunStatus::Interrupted),
+    ] {
+        assert_eq!(status(&h, id), want, "{id}");
+    }
+    h.state_mut().tab = Tab::Runs;
+    settle(&mut h);
+    for label in [
+        "stopped",
+        "cancelled",
+        "early-stopped",
+        "finished",
+        "failed",
+        "interrupted",
+    ] {
+        assert_eq!(h.get_all_by_label(label).count(), 1, "{label}");
+    }
+    // Its hover says what the status means, and why.
+    let why = h.state().session.store.get(&stopped).unwrap().error.clone();
+    assert!(
+        why.as_deref()
+            .is_some_and(|e| e.contains("stopped at step 4 of 10")),
+        "{why:?}"
+    );
+}
+
+/// A finished run of `method` on the app's task, with a loss curve, added to the store.
+fn finished_run(app: &mut App, method: MethodKind, test: f64) -> String {
+    let id = app.session.store.new_id(method);
+    let mut r = record(app, &id);
+    r.spec.method = method;
+    r.colour = Some(gradprompt::gui::colors::pick(&app.session.store.runs));
+    r.status = RunStatus::Finished;
+    r.total_steps = 10;
+    r.losses = (1..=10).map(|s| (s, Some(1.0 / s as f32))).collect();
+    r.evals = vec![(0, 0.2), (10, test)];
+    r.result = Some(RunResult {
+        steps: 10,
+        ..result(method.id(), test, 8, 32)
+    });
+    app.session.store.add(r).unwrap();
+    id
+}
+
+#[test]
+fn every_plotted_run_has_its_own_colour_and_keeps_it_after_a_relaunch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(app_at(dir.path(), "/nonexistent/model"));
+    // Twelve runs over every method, as many as a busy afternoon leaves.
+    let ids: Vec<String> = (0..12)
+        .map(|n| {
+            let m = MethodKind::ALL[n % MethodKind::ALL.len()];
+            finished_run(h.state_mut(), m, 0.5)
+        })
+        .collect();
+    h.state_mut().plots.shown = ids.iter().cloned().collect();
+    h.step();
+    let first = h.state().plots.drawn.colors.clone();
+    assert_eq!(first.len(), 12);
+    let mut distinct: Vec<egui::Color32> = first.iter().map(|c| c.1).collect();
+    distinct.sort_by_key(|c| c.to_array());
+    distinct.dedup();
+    assert_eq!(distinct.len(), 12, "{first:?}");
+    drop(h);
+
+    let mut h = harness(app_at(dir.path(), "/nonexistent/model"));
+    h.state_mut().plots.shown = ids.iter().cloned().collect();
+    h.step();
+    let mut again = h.state().plots.drawn.colors.clone();
+    let mut before = first.clone();
+    again.sort_by(|a, b| a.0.cmp(&b.0));
+    before.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(again, before);
+}
+
+#[test]
+fn before_the_first_run_the_plots_say_press_train_and_then_name_the_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(app_at(dir.path(), "/nonexistent/model"));
+    h.step();
+    h.get_by_label(gradprompt::gui::plots::PRESS_TRAIN);
+    assert_eq!(h.state().plots.drawn_loss_points, 0);
+
+    // A run that trains: its points get their training time, and both axes are offered.
+    let (id, _c, ev) = attach_active_run(h.state_mut());
+    h.state_mut().plots.shown.insert(id.clone());
+    for step in 1..=3 {
+        ev.send(Event::Step {
+            step,
+            loss: 1.0,
+            lr: 0.01,
+            examples_per_s: 10.0,
+        })
+        .unwrap();
+    }
+    ev.send(Event::Eval {
+        step: 3,
+        dev_metric: 0.5,
+        best: true,
+    })
+    .unwrap();
+    ev.send(Event::Finished(Box::new(RunResult {
+        steps: 3,
+        ..result("prompt-tuning", 0.5, 8, 32)
+    })))
+    .unwrap();
+    h.step();
+    h.step();
+    let r = h.state().session.store.get(&id).unwrap().clone();
+    assert_eq!(
+        r.loss_secs.iter().map(|p| p.0).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(r.eval_secs.len(), 1);
+    assert!(h
+        .query_by_label(gradprompt::gui::plots::PRESS_TRAIN)
+        .is_none());
+    h.get_by_label("Train loss per step");
+    h.get_by_label("Dev accuracy per evaluation");
+    h.get_by_label("time").click();
+    h.step();
+    h.get_by_label("Train loss over training time");
+    h.get_by_label("Dev accuracy over training time");
+    assert_eq!(h.state().plots.drawn_loss_points, 3);
+}
+
+#[test]
+fn a_run_is_renamed_and_annotated_and_both_survive_a_relaunch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(app_at(dir.path(), "/nonexistent/model"));
+    let id = finished_run(h.state_mut(), MethodKind::PTuning, 0.9);
+    let label = gradprompt::gui::run_label(h.state().session.store.get(&id).unwrap());
+    h.state_mut().tab = Tab::Runs;
+    settle(&mut h);
+    h.get_by_label(&label).click();
+    h.step();
+    {
+        let d = h.state_mut().runs.details.as_mut().unwrap();
+        assert_eq!(d.id, id);
+        d.name = "  p-tuning, wide encoder ".into();
+        d.note = "encoder 256 wide\nbetter than 128".into();
+    }
+    h.step();
+    h.get_by_label("Save name and note").click();
+    h.step();
+    h.get_by_label("p-tuning, wide encoder");
+    h.state().session.flush_records();
+    drop(h);
+
+    let mut h = harness(app_at(dir.path(), "/nonexistent/model"));
+    let r = h.state().session.store.get(&id).unwrap().clone();
+    assert_eq!(r.name.as_deref(), Some("p-tuning, wide encoder"));
+    assert_eq!(r.note, "encoder 256 wide\nbetter than 128");
+    assert_eq!(gradprompt::gui::run_label(&r), "p-tuning, wide encoder");
+    h.state_mut().tab = Tab::Runs;
+    settle(&mut h);
+    h.get_by_label("p-tuning, wide encoder");
+}
+
+#[test]
+fn the_runs_table_sorts_by_a_clicked_header_and_filters_by_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(app_at(dir.path(), "/nonexistent/model"));
+    let a = finished_run(h.state_mut(), MethodKind::PromptTuning, 0.6);
+    let b = finished_run(h.state_mut(), MethodKind::Autoprompt, 0.9);
+    let c = finished_run(h.state_mut(), MethodKind::PrefixTuning, 0.3);
+    let label = |h: &Harness<'static, App>, id: &str| {
+        gradprompt::gui::run_label(h.state().session.store.get(id).unwrap())
+    };
+    let order = |h: &Harness<'static, App>| -> Vec<String> {
+        h.query_all_by_label_contains(" #")
+            .map(|n| n.accesskit_node().label().unwrap_or_default())
+            .collect()
+    };
+    h.state_mut().tab = Tab::Runs;
+    settle(&mut h);
+    // Newest first.
+    assert_eq!(order(&h), [label(&h, &c), label(&h, &b), label(&h, &a)]);
+    h.get_by_label("test").click();
+    // The click sorts the table from the next frame on.
+    settle(&mut h);
+    assert_eq!(order(&h), [label(&h, &c), label(&h, &a), label(&h, &b)]);
+    h.get_by_label("test ^").click();
+    settle(&mut h);
+    assert_eq!(order(&h), [label(&h, &b), label(&h, &a), label(&h, &c)]);
+    h.state_mut().runs.view.filter = "autoprompt".into();
+    settle(&mut h);
+    assert_eq!(order(&h), [label(&h, &b)]);
+    h.get_by_label_contains("1 of 3 runs match the filter");
+}
+
+#[test]
+fn clone_settings_puts_a_runs_method_settings_and_template_into_the_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(app_at(dir.path(), "/nonexistent/model"));
+    let id = finished_run(h.state_mut(), MethodKind::PTuning, 0.9);
+    let template = "[P*2]{x} w5 [P] w6 [ANSWER]";
+    {
+        let r = &mut h.state_mut().session.store.runs[0];
+        r.spec.template = Some(template.into());
+        r.spec.config.steps = 37;
+        r.spec.config.seed = 5;
+        r.spec.settings.encoder_hidden = 48;
+    }
+    assert_eq!(h.state().setup.method, MethodKind::PromptTuning);
+    h.state_mut().tab = Tab::Runs;
+    settle(&mut h);
+    let label = gradprompt::gui::run_label(h.state().session.store.get(&id).unwrap());
+    h.get_by_label(&label).click();
+    // The click opens the details; they are drawn from the next frame on.
+    settle(&mut h);
+    h.get_by_label(gradprompt::gui::runs_view::CLONE_SETTINGS)
+        .click();
+    h.step();
+    h.step();
+    let app = h.state();
+    assert_eq!(app.setup.method, MethodKind::PTuning);
+    assert_eq!(app.setup.config.steps, 37);
+    assert_eq!(app.setup.config.seed, 5);
+    assert_eq!(app.setup.settings.encoder_hidden, 48);
+    assert_eq!(
+        app.editor.template(),
+        gradprompt::task::Template::parse(template).unwrap()
+    );
+}
+
+#[test]
+fn compare_names_every_bar_and_shows_what_each_run_learned_with_its_steps_dev_and_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(app_at(dir.path(), "/nonexistent/model"));
+    let ids: Vec<String> = MethodKind::ALL
+        .iter()
+        .chain([MethodKind::PTuning].iter())
+        .enumerate()
+        .map(|(n, &m)| finished_run(h.state_mut(), m, 0.1 * (n + 1) as f64))
+        .collect();
+    assert!(ids.len() >= 6);
+    {
+        let app = h.state_mut();
+        for (n, id) in ids.iter().enumerate() {
+            let i = app.session.store.index_of(id).unwrap();
+            let r = &mut app.session.store.runs[i];
+            r.spec.config.seed = 40 + n as u64;
+            if r.method() == MethodKind::Autoprompt {
+                r.result.as_mut().unwrap().readable = Some("atlas globe".into());
+            }
+        }
+        app.runs.selected = ids.iter().cloned().collect();
+        app.tab = Tab::Compare;
+    }
+    h.step();
+    let rows = gradprompt::gui::compare::rows(&h.state().session, &h.state().runs.selected);
+    assert_eq!(rows.len(), ids.len());
+    for r in &rows {
+        // The table's label and the bar's own.
+        assert_eq!(h.get_all_by_label(&r.label).count(), 2, "{}", r.label);
+    }
+    h.get_by_label("triggers: \"atlas globe\"");
+    h.get_by_label("a key/value prefix in every layer (no tokens to read)");
+    assert_eq!(h.get_all_by_label("10 / 10").count(), ids.len());
+    h.get_by_label("45");
+    h.get_by_label(gradprompt::gui::compare::P_TUNING_NOTE);
+    h.get_by_label("Copy table as CSV");
+    let csv = gradprompt::gui::compare::csv(&rows, |_| None);
+    assert_eq!(csv.lines().count(), rows.len() + 1);
 }

@@ -4,13 +4,23 @@
 //! A multi-task run shows one row per task, each next to the latest single-task run of that
 //! task with the same method and model, and the storage picture of its tasks: one frozen model
 //! plus N prompts against N fine-tuned model copies.
+//!
+//! Each row shows what was learned next to its numbers: the template with its slots,
+//! AutoPrompt's trigger text, or the nearest vocabulary token of each soft vector (read on a
+//! background thread when the run's model is the one loaded), with its steps, dev score, seed
+//! and how it ended. The bars are drawn as a table of their own (label, bar, value), so no
+//! label is ever dropped or cut however many rows there are; the table copies or saves as CSV.
 
+use super::colors::RunColors;
+use super::job::Job;
 use super::{human_bytes, run_label, Action, Session};
+use crate::artifact::Artifact;
 use crate::methods::MethodKind;
+use crate::playground::Learned;
 use crate::run::MultiTaskResult;
 use crate::runs::{RunRecord, RunStatus};
-use egui_plot::{Bar, BarChart, Plot};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 
 /// One row of the comparison.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +45,19 @@ pub struct Row {
     pub multi_task: Option<usize>,
     /// Added as the single-task run of a multi-task row's task and method.
     pub single_task_peer: bool,
+    pub dev: f64,
+    /// Steps trained, of the steps asked for.
+    pub steps: usize,
+    pub total_steps: usize,
+    pub seed: u64,
+    pub status: RunStatus,
+    /// The template the prompt was trained with, slots and all.
+    pub template: String,
+    /// The learned prompt as text, where it is text (AutoPrompt's triggers).
+    pub readable: Option<String>,
+    /// The prompt folder, where one was saved (for the nearest tokens).
+    pub artifact: Option<PathBuf>,
+    pub model: String,
 }
 
 impl Row {
@@ -52,6 +75,15 @@ impl Row {
 fn row(r: &RunRecord, baseline: bool) -> Option<Row> {
     let res = r.result.as_ref()?;
     Some(Row {
+        dev: res.dev_metric,
+        steps: res.steps,
+        total_steps: r.total_steps.max(res.steps),
+        seed: r.spec.config.seed,
+        status: r.status,
+        template: res.template.clone(),
+        readable: res.readable.clone(),
+        artifact: r.artifact_dir().map(PathBuf::from),
+        model: r.model.clone(),
         id: r.id.clone(),
         run: run_label(r),
         label: run_label(r),
@@ -77,6 +109,15 @@ fn task_rows(r: &RunRecord) -> Vec<Row> {
     res.tasks
         .iter()
         .map(|t| Row {
+            dev: t.dev_metric,
+            steps: res.steps,
+            total_steps: r.total_steps.max(res.steps),
+            seed: r.spec.config.seed,
+            status: r.status,
+            template: t.template.clone(),
+            readable: None,
+            artifact: r.task_artifact_dir(&t.task),
+            model: r.model.clone(),
             id: r.id.clone(),
             run: run_label(r),
             label: format!("{} [{}]", run_label(r), t.task),
@@ -203,7 +244,8 @@ fn picked<'a>(session: &'a Session, selected: &BTreeSet<String>) -> Vec<&'a RunR
     let mut picked: Vec<&RunRecord> = store
         .runs
         .iter()
-        .filter(|r| selected.contains(&r.id) && r.status == RunStatus::Finished)
+        // A stopped run's best checkpoint so far has a result too, and the user picked it.
+        .filter(|r| selected.contains(&r.id) && !r.status.is_live())
         .collect();
     if selected.is_empty() {
         if let (Some(task), Some(model)) = (&session.task, session.model_spec()) {
@@ -226,10 +268,149 @@ pub fn storage(session: &Session, selected: &BTreeSet<String>) -> Vec<(String, S
         .collect()
 }
 
+/// Why P-Tuning's trainable share is large next to its small stored size.
+pub const P_TUNING_NOTE: &str = "P-Tuning trains a prompt encoder (an LSTM or MLP) that produces \
+its vectors, so many parameters train; only the vectors it produced are stored, and the encoder \
+is dropped at export: hence a large trainable share next to a few kilobytes stored.";
+
+/// The header of the comparison table (and of its CSV).
+pub const CSV_HEADER: [&str; 17] = [
+    "run",
+    "id",
+    "method",
+    "task",
+    "status",
+    "metric",
+    "test",
+    "dev",
+    "steps",
+    "steps_asked",
+    "seed",
+    "trainable_params",
+    "percent_of_model",
+    "bytes_stored_per_task",
+    "wall_seconds",
+    "template",
+    "learned",
+];
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The comparison as CSV: a header, then one line per row. `learned` gives a row's learned
+/// prompt summary where one is known.
+pub fn csv(rows: &[Row], learned: impl Fn(&Row) -> Option<String>) -> String {
+    let mut out = CSV_HEADER.join(",");
+    out.push('\n');
+    for r in rows {
+        let share = if r.model_params > 0 {
+            format!("{:.6}", 100.0 * r.trainable as f64 / r.model_params as f64)
+        } else {
+            String::new()
+        };
+        let fields = [
+            r.run.clone(),
+            r.id.clone(),
+            r.method.id().to_string(),
+            r.task.clone(),
+            r.status.label().to_string(),
+            r.metric.clone(),
+            format!("{}", r.test),
+            format!("{}", r.dev),
+            r.steps.to_string(),
+            r.total_steps.to_string(),
+            r.seed.to_string(),
+            r.trainable.to_string(),
+            share,
+            r.bytes.to_string(),
+            format!("{:.3}", r.wall_seconds),
+            r.template.clone(),
+            learned(r).unwrap_or_default(),
+        ];
+        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// The one-line summary of a learned prompt: the nearest token of each soft vector, or the
+/// trigger text.
+pub fn learned_summary(l: &Learned) -> String {
+    match l {
+        Learned::Soft(vectors) => {
+            let tops: Vec<String> = vectors
+                .iter()
+                .map(|v| v.first().map(|t| format!("{:?}", t.0)).unwrap_or_default())
+                .collect();
+            format!("nearest tokens: {}", tops.join(" "))
+        }
+        Learned::Triggers { text, .. } => format!("triggers: {text:?}"),
+        Learned::Opaque(why) => why.clone(),
+    }
+}
+
+/// What a row's method learned that needs no reading of its prompt folder.
+fn learned_without_reading(r: &Row) -> Option<String> {
+    match r.method {
+        MethodKind::Autoprompt => r.readable.as_ref().map(|t| format!("triggers: {t:?}")),
+        MethodKind::PrefixTuning => {
+            Some("a key/value prefix in every layer (no tokens to read)".into())
+        }
+        MethodKind::FineTuning => Some("changed weights (no prompt)".into()),
+        MethodKind::ZeroShot => Some("nothing (the template as written)".into()),
+        MethodKind::PromptTuning | MethodKind::PTuning => None,
+    }
+}
+
 /// The comparison view; the runs it compares are the runs view's selection.
-pub struct Compare;
+#[derive(Default)]
+pub struct Compare {
+    /// Nearest-token summaries of soft prompts, by prompt folder, read in the background.
+    learned: HashMap<PathBuf, Job<String>>,
+    /// Where "Save as CSV" writes, and how the last save went.
+    pub csv_path: String,
+    save: Option<Job<PathBuf>>,
+    /// The bar chart's PNG export.
+    pub bars_png: super::png::Export,
+}
 
 impl Compare {
+    /// A row's learned prompt summary: known from the record, read (the run's model loaded),
+    /// or why not yet.
+    fn learned(&mut self, r: &Row, session: &Session) -> Option<String> {
+        if let Some(s) = learned_without_reading(r) {
+            return Some(s);
+        }
+        let dir = r.artifact.clone()?;
+        let model = session.model.ready().filter(|m| m.spec == r.model)?.clone();
+        let job = self.learned.entry(dir.clone()).or_insert_with(|| {
+            Job::spawn("reading the prompt...", move || {
+                let art = Artifact::load(&dir)?;
+                let l = crate::playground::inspect(&model, &art, 1)?;
+                Ok(learned_summary(&l))
+            })
+        });
+        job.poll();
+        match job.result() {
+            Some(Ok(s)) => Some(s.clone()),
+            Some(Err(e)) => Some(format!("(cannot read: {e})")),
+            None => None,
+        }
+    }
+
+    /// Whether a background read or save is under way.
+    pub fn busy(&self) -> bool {
+        self.learned.values().any(Job::is_running)
+            || self.save.as_ref().is_some_and(Job::is_running)
+            || self.bars_png.busy()
+    }
+
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
@@ -239,21 +420,21 @@ impl Compare {
         let mut action = None;
         let rows = rows(session, selected);
         ui.horizontal(|ui| {
-        if ui
-            .add_enabled(
-                session.store.read_only().is_none(),
-                egui::Button::new("Run the baselines"),
-            )
-            .on_hover_text("queue zero-shot and fine-tuning on the current task and model")
-            .on_disabled_hover_text("read-only: another workbench is using the runs folder")
-            .clicked()
-        {
-            action = Some(Action::QueueBaselines);
-        }
-        if selected.is_empty() {
-            ui.weak("No runs selected (Runs tab): showing the latest finished run of each method on the current task.");
-        }
-    });
+            if ui
+                .add_enabled(
+                    session.store.read_only().is_none(),
+                    egui::Button::new("Run the baselines"),
+                )
+                .on_hover_text("queue zero-shot and fine-tuning on the current task and model")
+                .on_disabled_hover_text("read-only: another workbench is using the runs folder")
+                .clicked()
+            {
+                action = Some(Action::QueueBaselines);
+            }
+            if selected.is_empty() {
+                ui.weak("No runs selected (Runs tab): showing the latest finished run of each method on the current task.");
+            }
+        });
         if let Some(task) = &session.task {
             let model = session.model_spec().unwrap_or("");
             for m in [MethodKind::FineTuning, MethodKind::ZeroShot] {
@@ -274,70 +455,212 @@ impl Compare {
             ui.label("Nothing to compare yet: train a method, then come back.");
             return action;
         }
-        egui::Grid::new("compare")
-            .striped(true)
-            .num_columns(8)
+        let learned: Vec<Option<String>> = rows.iter().map(|r| self.learned(r, session)).collect();
+        let records: Vec<&RunRecord> = rows
+            .iter()
+            .filter_map(|r| session.store.get(&r.id))
+            .collect();
+        let colors = RunColors::of(&records, &[]);
+        let text_color = ui.visuals().text_color();
+        let color_of = |r: &Row| {
+            session
+                .store
+                .get(&r.id)
+                .map(|rec| colors.get(rec))
+                .unwrap_or(text_color)
+        };
+        // Not shrunk to the table: a short table's floating horizontal scroll bar sat over its
+        // last row and took the clicks meant for it.
+        egui::ScrollArea::both()
+            .auto_shrink([false, false])
             .show(ui, |ui| {
-                for h in [
-                    "run",
-                    "task",
-                    "test metric",
-                    "trainable params",
-                    "% of model",
-                    "bytes stored per task",
-                    "wall time",
-                    "",
-                ] {
-                    ui.strong(h);
-                }
-                ui.end_row();
-                for r in &rows {
-                    ui.label(&r.run);
-                    ui.label(&r.task);
-                    ui.label(format!("{:.3} {}", r.test, r.metric));
-                    ui.label(r.trainable.to_string());
-                    ui.label(if r.model_params > 0 {
-                        format!("{:.4}%", 100.0 * r.trainable as f64 / r.model_params as f64)
-                    } else {
-                        String::new()
-                    });
-                    ui.label(human_bytes(r.bytes));
-                    ui.label(super::training::fmt_secs(r.wall_seconds));
-                    let note = ui.weak(r.note());
-                    if r.multi_task.is_some() {
-                        note.on_hover_text(
-                            "one run trained every task's prompt: its trainable parameters and \
-                             wall time are the whole run's; bytes are this task's prompt folder",
-                        );
+            egui::Grid::new("compare")
+                .striped(true)
+                .num_columns(12)
+                .show(ui, |ui| {
+                    // The table scrolls sideways: its cells keep their lines whole rather
+                    // than wrap the last column to a word per line.
+                    ui.style_mut().wrap_mode = Some(egui::TextWrapMode::Extend);
+                    for h in [
+                        "run",
+                        "task",
+                        "test metric",
+                        "dev",
+                        "steps",
+                        "seed",
+                        "trainable params",
+                        "% of model",
+                        "bytes stored per task",
+                        "wall time",
+                        "learned prompt",
+                        "",
+                    ] {
+                        ui.strong(h);
                     }
                     ui.end_row();
-                }
-            });
-        for (label, s) in storage(session, selected) {
-            storage_ui(ui, &label, &s);
-        }
-        let bars: Vec<Bar> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Bar::new(i as f64, r.test).name(&r.label).width(0.6))
-            .collect();
-        let labels: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
-        ui.label("Test metric");
-        Plot::new("compare-bars")
-            .height(ui.available_height().clamp(120.0, 320.0))
-            .include_y(0.0)
-            .include_y(1.0)
-            .x_axis_formatter(move |m, _| {
-                let i = m.value.round();
-                if (m.value - i).abs() < 1e-6 && i >= 0.0 {
-                    labels.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            })
-            .show(ui, |p| p.bar_chart(BarChart::new("test metric", bars)));
+                    for (r, learned) in rows.iter().zip(&learned) {
+                        ui.label(egui::RichText::new(&r.run).color(color_of(r)));
+                        ui.label(&r.task);
+                        ui.label(format!("{:.3} {}", r.test, r.metric));
+                        ui.label(format!("{:.3}", r.dev));
+                        let steps = ui.label(format!("{} / {}", r.steps, r.total_steps));
+                        if r.status != RunStatus::Finished {
+                            steps.on_hover_text(format!(
+                                "{}: {}",
+                                r.status.label(),
+                                r.status.meaning()
+                            ));
+                        }
+                        ui.label(r.seed.to_string());
+                        ui.label(r.trainable.to_string());
+                        let share = ui.label(if r.model_params > 0 {
+                            format!("{:.4}%", 100.0 * r.trainable as f64 / r.model_params as f64)
+                        } else {
+                            String::new()
+                        });
+                        if r.method == MethodKind::PTuning {
+                            share.on_hover_text(P_TUNING_NOTE);
+                        }
+                        ui.label(human_bytes(r.bytes));
+                        ui.label(super::training::fmt_secs(r.wall_seconds));
+                        ui.vertical(|ui| {
+                            ui.monospace(&r.template);
+                            match learned {
+                                Some(l) => ui.weak(l),
+                                None if r.artifact.is_some() => ui.weak(
+                                    "nearest tokens: load the run's model to read them",
+                                ),
+                                None => ui.weak(""),
+                            };
+                        });
+                        let mut note = r.note();
+                        if r.status != RunStatus::Finished {
+                            note = [note, r.status.label().to_string()]
+                                .into_iter()
+                                .filter(|n| !n.is_empty())
+                                .collect::<Vec<_>>()
+                                .join(", ");
+                        }
+                        let note = ui.weak(note);
+                        if r.multi_task.is_some() {
+                            note.on_hover_text(
+                                "one run trained every task's prompt: its trainable parameters and \
+                                 wall time are the whole run's; bytes are this task's prompt folder",
+                            );
+                        }
+                        ui.end_row();
+                    }
+                });
+            if rows.iter().any(|r| r.method == MethodKind::PTuning) {
+                ui.weak(P_TUNING_NOTE);
+            }
+            self.csv_ui(ui, session, &rows, &learned);
+            for (label, s) in storage(session, selected) {
+                storage_ui(ui, &label, &s);
+            }
+            ui.add_space(8.0);
+            ui.strong("Test metric");
+            let rect = bars_ui(ui, &rows, color_of);
+            let path = session
+                .store
+                .dir()
+                .join("exports")
+                .join(super::png::file_name("compare"));
+            self.bars_png.ui(ui, "Save bars as PNG", rect, path);
+        });
         action
     }
+
+    /// Copy the table as CSV, or save it into a file (on a background thread).
+    fn csv_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        session: &Session,
+        rows: &[Row],
+        learned: &[Option<String>],
+    ) {
+        let text = || {
+            csv(rows, |r| {
+                rows.iter()
+                    .position(|x| std::ptr::eq(x, r))
+                    .and_then(|i| learned[i].clone())
+            })
+        };
+        if self.csv_path.is_empty() {
+            self.csv_path = session
+                .store
+                .dir()
+                .join("compare.csv")
+                .display()
+                .to_string();
+        }
+        ui.horizontal(|ui| {
+            if ui.button("Copy table as CSV").clicked() {
+                ui.ctx().copy_text(text());
+            }
+            ui.add(egui::TextEdit::singleline(&mut self.csv_path).desired_width(320.0));
+            let saving = self.save.as_ref().is_some_and(Job::is_running);
+            if ui
+                .add_enabled(!saving, egui::Button::new("Save as CSV"))
+                .clicked()
+            {
+                let path = PathBuf::from(self.csv_path.trim());
+                let body = text();
+                self.save = Some(Job::spawn("saving the CSV...", move || {
+                    crate::atomic::write_file(&path, body.as_bytes())?;
+                    Ok(path)
+                }));
+            }
+            if let Some(job) = &mut self.save {
+                job.poll();
+                match job.result() {
+                    Some(Ok(p)) => {
+                        ui.weak(format!("saved {}", p.display()));
+                    }
+                    Some(Err(e)) => {
+                        ui.colored_label(ui.visuals().error_fg_color, e);
+                    }
+                    None => {
+                        ui.spinner();
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The test metric as horizontal bars, one table row each: the label in a column of its own
+/// (never dropped nor cut, however many bars: egui_plot dropped one of six bar labels), the bar
+/// scaled to 0..1, and the value; hovering a bar says everything about it.
+fn bars_ui(
+    ui: &mut egui::Ui,
+    rows: &[Row],
+    color_of: impl Fn(&Row) -> egui::Color32,
+) -> egui::Rect {
+    let width = (ui.available_width() * 0.45).clamp(120.0, 480.0);
+    egui::Grid::new("compare-bars")
+        .num_columns(3)
+        .spacing([8.0, 4.0])
+        .show(ui, |ui| {
+            for r in rows {
+                ui.label(&r.label);
+                let (rect, resp) =
+                    ui.allocate_exact_size(egui::vec2(width, 16.0), egui::Sense::hover());
+                let p = ui.painter();
+                p.rect_filled(rect, 2.0, ui.visuals().extreme_bg_color);
+                let v = r.test.clamp(0.0, 1.0) as f32;
+                let bar = egui::Rect::from_min_size(rect.min, egui::vec2(rect.width() * v, 16.0));
+                p.rect_filled(bar, 2.0, color_of(r));
+                resp.on_hover_text(format!(
+                    "{}\n{}: test {:.3} {}, dev {:.3}, {} of {} steps, seed {}",
+                    r.label, r.task, r.test, r.metric, r.dev, r.steps, r.total_steps, r.seed
+                ));
+                ui.label(format!("{:.3}", r.test));
+                ui.end_row();
+            }
+        })
+        .response
+        .rect
 }
 
 /// One multi-task run's storage: its two ways of keeping N tasks, and how many times smaller
@@ -362,5 +685,46 @@ fn storage_ui(ui: &mut egui::Ui, label: &str, s: &Storage) {
             s.tasks,
             s.copies_total() as f64 / s.prompts_total() as f64
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csv_has_a_header_and_quotes_commas_quotes_and_line_breaks() {
+        let row = Row {
+            id: "1-001-autoprompt".into(),
+            run: "mine, \"best\"".into(),
+            label: "mine".into(),
+            method: MethodKind::Autoprompt,
+            task: "t".into(),
+            metric: "accuracy".into(),
+            test: 0.75,
+            trainable: 0,
+            model_params: 1000,
+            bytes: 16,
+            wall_seconds: 2.0,
+            baseline: false,
+            multi_task: None,
+            single_task_peer: false,
+            dev: 0.5,
+            steps: 60,
+            total_steps: 100,
+            seed: 3,
+            status: RunStatus::EarlyStopped,
+            template: "[T*2] {x}\n[ANSWER]".into(),
+            readable: Some("atlas globe".into()),
+            artifact: None,
+            model: "m".into(),
+        };
+        let text = csv(&[row], learned_without_reading);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER.join(","));
+        assert!(
+            text.contains("\"mine, \"\"best\"\"\",1-001-autoprompt,autoprompt,t,early-stopped,accuracy,0.75,0.5,60,100,3,0,0.000000,16,2.000,\"[T*2] {x}\n[ANSWER]\",\"triggers: \"\"atlas globe\"\"\""),
+            "{text}"
+        );
     }
 }

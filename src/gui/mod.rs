@@ -44,12 +44,15 @@
 //! row), [`training`] (controls and progress), [`plots`], [`runs_view`], [`compare`],
 //! [`inspect`] (nearest tokens, triggers, playground) and [`export`] (native / PEFT, import).
 
+pub mod colors;
 pub mod compare;
 pub mod export;
 pub mod inspect;
 pub mod job;
 pub mod plots;
+pub mod png;
 pub mod record_writer;
+pub mod runs_table;
 pub mod runs_view;
 pub mod session;
 pub mod setup;
@@ -155,6 +158,8 @@ pub enum Action {
     DeleteRun(String),
     /// Continue an interrupted run from its checkpoint (loading its model first if need be).
     ResumeRun(String),
+    /// Put a stored run's model, task, method, settings and template into the setup.
+    CloneSettings(String),
 }
 
 /// Where closing the window stands: a close request while a run is training asks first.
@@ -265,7 +270,7 @@ impl App {
             training: training::Training,
             plots: plots::Plots::default(),
             runs: runs_view::RunsView::default(),
-            compare: compare::Compare,
+            compare: compare::Compare::default(),
             inspect: inspect::Inspect::default(),
             export: export::Export::default(),
             dialog: None,
@@ -476,6 +481,7 @@ impl App {
         if arrived.task {
             self.restore_template();
         }
+        runs_view::apply_cloned_template(self);
         if arrived.model && self.autostart {
             self.autostart = false;
             self.queue_current();
@@ -547,6 +553,7 @@ impl App {
             Action::ResumeRun(id) => {
                 self.resume_run(&id);
             }
+            Action::CloneSettings(id) => runs_view::clone_settings(self, &id),
         }
     }
 
@@ -708,7 +715,11 @@ impl App {
     }
 
     fn busy(&self) -> bool {
-        self.session.busy() || self.dialog.is_some() || self.inspect.busy() || self.export.busy()
+        self.session.busy()
+            || self.dialog.is_some()
+            || self.inspect.busy()
+            || self.export.busy()
+            || self.compare.busy()
     }
 
     /// Draws the whole app into `ui` (the eframe entry point and the tests both call this).
@@ -881,6 +892,9 @@ pub fn human_bytes(n: usize) -> String {
 
 /// A short label for a run: method and the end of its id.
 pub fn run_label(r: &RunRecord) -> String {
+    if let Some(name) = r.given_name() {
+        return name.to_string();
+    }
     // The id is "<ms>-<counter>-<method>": the last digits of the time tell sessions apart,
     // the counter runs queued in the same millisecond (the two baselines).
     let mut parts = r.id.split('-');

@@ -10,8 +10,10 @@
 //!
 //! An interrupted run (the workbench closed or crashed mid-run, or the run was stopped) whose
 //! checkpoint is on disk can be resumed ([`Session::resume_run`]): it goes through the same
-//! queue, its task folder and checkpoint are read in the background, its record goes back to
-//! the checkpoint's step, and the worker continues it ([`Worker::resume`]) under the same id.
+//! queue, its task folder (a multi-task run's every task folder, in the checkpoint's order)
+//! and checkpoint are read in the background, its record goes back to the checkpoint's step
+//! (each task's dev curve too), and the worker continues it ([`Worker::resume`],
+//! [`Worker::resume_tasks`]) under the same id.
 //!
 //! When another workbench owns the runs folder the store is read-only
 //! ([`crate::runs::ReadOnly`]): the session then queues, writes, deletes and removes nothing,
@@ -82,6 +84,8 @@ pub struct RunClock {
     /// The step the run started from (a resumed run's checkpoint step): the pace counts only
     /// the steps done since.
     from_step: usize,
+    /// The training time recorded before it (a resumed run's), which the clock goes on from.
+    from_secs: f64,
     started: Instant,
     paused_at: Option<Instant>,
     paused: Duration,
@@ -92,6 +96,7 @@ impl RunClock {
         RunClock {
             id,
             from_step,
+            from_secs: 0.0,
             started: Instant::now(),
             paused_at: None,
             paused: Duration::ZERO,
@@ -118,6 +123,18 @@ impl RunClock {
         let now = self.paused_at.unwrap_or_else(Instant::now);
         now.saturating_duration_since(self.started)
             .saturating_sub(self.paused)
+    }
+
+    /// Goes on from `secs` of training recorded before (a resumed run's).
+    pub fn after(mut self, secs: f64) -> RunClock {
+        self.from_secs = secs;
+        self
+    }
+
+    /// The run's training time so far, with what came before it was resumed: what the plots
+    /// against wall-clock time put a point at.
+    pub fn run_secs(&self) -> f64 {
+        self.from_secs + self.elapsed().as_secs_f64()
     }
 
     /// Seconds left at the average pace so far, once a step has been done.
@@ -150,6 +167,8 @@ enum RunTasks {
     One(Arc<Task>),
     Many(Arc<Vec<Task>>),
     Resume(Arc<Task>, Box<checkpoint::Saved>),
+    /// A multi-task run continued: its tasks in the order the checkpoint lists them.
+    ResumeMany(Arc<Vec<Task>>, Box<checkpoint::Saved>),
 }
 
 /// Whether a stored run offers Resume, as the runs view shows it.
@@ -198,8 +217,9 @@ pub struct Session {
     /// The run that was told to stop (by Stop, or "Stop and quit"): when it ends before its
     /// last step it is interrupted, not finished, and can be resumed.
     stopping: Option<String>,
-    /// Queued runs that continue from their checkpoint rather than start afresh.
-    resuming: std::collections::HashSet<String>,
+    /// Queued runs that continue from their checkpoint rather than start afresh, with the
+    /// status they had before (they go back to it if they leave the queue unstarted).
+    resuming: HashMap<String, RunStatus>,
     /// Runs just stopped whose checkpoint is being looked for on disk.
     checkpoint_checks: Vec<(String, Job<bool>)>,
 }
@@ -340,7 +360,8 @@ impl Session {
         // A fine-tuned model is a whole model copy: its size is measured, not written.
         let out = (spec.method != MethodKind::FineTuning).then(|| self.store.prompt_dir(&id));
         let spec = RunSpec { out, ..spec };
-        let record = RunRecord::new(id.clone(), &model, &task.spec.name, &task.dir, spec);
+        let mut record = RunRecord::new(id.clone(), &model, &task.spec.name, &task.dir, spec);
+        record.colour = Some(super::colors::pick(&self.store.runs));
         let i = self.store.push(record);
         self.write(i);
         self.queue.push_back(id.clone());
@@ -390,31 +411,34 @@ impl Session {
         let id = self.store.new_id(spec.run.method);
         let mut spec = spec;
         spec.run.out = Some(self.store.prompt_dir(&id));
-        let record = RunRecord::new_multi(id.clone(), &model, tasks, spec);
+        let mut record = RunRecord::new_multi(id.clone(), &model, tasks, spec);
+        record.colour = Some(super::colors::pick(&self.store.runs));
         let i = self.store.push(record);
         self.write(i);
         self.queue.push_back(id.clone());
         Some(id)
     }
 
-    /// Takes every waiting run off the queue (they are recorded as removed).
+    /// Takes every waiting run off the queue: they are cancelled, not failed (a resumed one
+    /// goes back to what it was, still resumable).
     pub fn clear_queue(&mut self) {
         // A run whose task is being read is still at the front of the queue.
         self.starting = None;
         for id in std::mem::take(&mut self.queue) {
-            self.unqueue(&id, "removed from the queue".into());
+            self.unqueue(
+                &id,
+                "removed from the queue before it started".into(),
+                RunStatus::Cancelled,
+            );
         }
     }
 
-    /// Takes a run off the queue with `why`: a new run has failed; a resumed one is
-    /// interrupted again (its checkpoint is untouched), so it can still be resumed.
-    fn unqueue(&mut self, id: &str, why: String) {
+    /// Takes a run off the queue with `why`: a new run gets `status`; a resumed one goes back
+    /// to the status it had (interrupted or stopped; its checkpoint is untouched), so it can
+    /// still be resumed.
+    fn unqueue(&mut self, id: &str, why: String, status: RunStatus) {
         self.queue.retain(|q| q != id);
-        let status = if self.resuming.remove(id) {
-            RunStatus::Interrupted
-        } else {
-            RunStatus::Failed
-        };
+        let status = self.resuming.remove(id).unwrap_or(status);
         self.set_status(id, status, Some(why));
     }
 
@@ -425,7 +449,7 @@ impl Session {
             return ResumeOffer::Hidden;
         };
         if self.store.read_only().is_some()
-            || r.status != RunStatus::Interrupted
+            || !r.status.can_resume()
             || self.queue.iter().any(|q| q == id)
         {
             return ResumeOffer::Hidden;
@@ -461,11 +485,30 @@ impl Session {
         let Some(i) = self.store.index_of(id) else {
             return false;
         };
-        self.resuming.insert(id.to_string());
+        self.resuming
+            .insert(id.to_string(), self.store.runs[i].status);
         self.store.runs[i].status = RunStatus::Queued;
         self.store.runs[i].error = None;
         self.write(i);
         self.queue.push_back(id.to_string());
+        true
+    }
+
+    /// Renames run `id` (a blank name goes back to its method and id) and sets its note; saved
+    /// at once. Returns whether it was; if not, the notice says why.
+    pub fn annotate(&mut self, id: &str, name: &str, note: &str) -> bool {
+        if let Err(e) = self.store.check_writable() {
+            self.notice = Some(format!("{e:#}"));
+            return false;
+        }
+        let Some(i) = self.store.index_of(id) else {
+            return false;
+        };
+        let r = &mut self.store.runs[i];
+        let name = name.trim();
+        r.name = (!name.is_empty()).then(|| name.to_string());
+        r.note = note.to_string();
+        self.write(i);
         true
     }
 
@@ -759,14 +802,20 @@ impl Session {
                     );
                     if matches!(ev, Event::Started { .. }) {
                         // A resumed run starts from its checkpoint's step.
-                        let from = self.store.runs[i].step();
-                        self.run_clock = Some(RunClock::new(active.id.clone(), from));
+                        let r = &self.store.runs[i];
+                        self.run_clock =
+                            Some(RunClock::new(active.id.clone(), r.step()).after(r.last_secs()));
                     }
+                    let mut secs = None;
                     if let Some(c) = self.run_clock.as_mut().filter(|c| c.id == active.id) {
                         c.on_event(&ev);
+                        secs = Some(c.run_secs());
                     }
                     due |= !matches!(ev, Event::Step { .. });
-                    self.store.runs[i].apply(&ev);
+                    match secs {
+                        Some(t) => self.store.runs[i].apply_at(&ev, t),
+                        None => self.store.runs[i].apply(&ev),
+                    }
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => break,
                 Err(crossbeam_channel::TryRecvError::Disconnected) => {
@@ -804,17 +853,18 @@ impl Session {
     }
 
     /// Run `i` ended after a Stop. If it ended before its last step, the engine saved its
-    /// whole state as it stopped: the run is interrupted (its best checkpoint so far stays
-    /// its result and saved prompt) and its checkpoint is looked for, to offer Resume.
+    /// whole state as it stopped: the run is stopped, not finished nor early-stopped (its
+    /// best checkpoint so far stays its result and saved prompt), and its checkpoint is looked
+    /// for, to offer Resume.
     fn stopped(&mut self, i: usize) {
         let r = &mut self.store.runs[i];
-        let Some(steps) = r.result.as_ref().map(|res| res.steps) else {
+        let Some(steps) = r.result_steps() else {
             return;
         };
-        if r.status != RunStatus::Finished || steps >= r.total_steps {
+        if !r.status.is_complete() || steps >= r.total_steps {
             return;
         }
-        r.status = RunStatus::Interrupted;
+        r.status = RunStatus::Stopped;
         r.error = Some(format!(
             "stopped at step {steps} of {}; the best checkpoint so far was evaluated and saved",
             r.total_steps
@@ -842,7 +892,7 @@ impl Session {
             let s = self.starting.take().expect("starting");
             match s.tasks.into_result().expect("polled") {
                 Ok(task) => self.start(s.id, s.model, task),
-                Err(e) => self.unqueue(&s.id, e),
+                Err(e) => self.unqueue(&s.id, e, RunStatus::Failed),
             }
             return;
         }
@@ -867,15 +917,16 @@ impl Session {
             ModelState::Empty => Some("no model was loaded".into()),
         };
         if let Some(msg) = failed {
-            self.unqueue(&id, msg);
+            self.unqueue(&id, msg, RunStatus::Failed);
             return;
         }
         let model = self.model.ready().expect("ready").clone();
-        if self.resuming.contains(&id) {
-            // The task folder and the checkpoint are read together; the run stays queued.
+        if self.resuming.contains_key(&id) {
+            // The task folders and the checkpoint are read together; the run stays queued.
             let r = &self.store.runs[i];
             let (dir, out) = (r.task_dir.clone(), r.spec.out.clone());
-            let current = self.task.clone().filter(|t| t.dir == dir);
+            let multi = r.multi.is_some();
+            let current = self.task.clone();
             let m = model.clone();
             self.starting = Some(Starting {
                 id,
@@ -885,12 +936,34 @@ impl Session {
                     let mut saved = checkpoint::load(&out)?;
                     saved.check_model(&m)?;
                     // Where the record says, should the runs folder have moved since.
-                    saved.state.spec.out = Some(out);
-                    let task = match current {
-                        Some(t) => t,
-                        None => Arc::new(Task::load(&dir)?),
+                    saved.state.spec.out = Some(out.clone());
+                    let load = |d: &Path| -> anyhow::Result<Arc<Task>> {
+                        match current.as_ref().filter(|t| t.dir == d) {
+                            Some(t) => Ok(t.clone()),
+                            None => Task::load(d)
+                                .map(Arc::new)
+                                .with_context(|| format!("the run's task folder {}", d.display())),
+                        }
                     };
-                    Ok(RunTasks::Resume(task, Box::new(saved)))
+                    match (&saved.state.multi, multi) {
+                        (Some(ms), true) => {
+                            // The engine pairs the saved prompts with the tasks by position:
+                            // the checkpoint's order, not the record's, is the one to keep.
+                            let tasks = ms
+                                .task_dirs
+                                .iter()
+                                .map(|d| load(d).map(|t| (*t).clone()))
+                                .collect::<anyhow::Result<Vec<Task>>>()?;
+                            Ok(RunTasks::ResumeMany(Arc::new(tasks), Box::new(saved)))
+                        }
+                        (None, false) => Ok(RunTasks::Resume(load(&dir)?, Box::new(saved))),
+                        (Some(_), false) | (None, true) => anyhow::bail!(
+                            "{}: the checkpoint is a {} run's, the record a {} run's; queue the run again",
+                            checkpoint::dir_of(&out).display(),
+                            if multi { "single-task" } else { "multi-task" },
+                            if multi { "multi-task" } else { "single-task" },
+                        ),
+                    }
                 }),
             });
             return;
@@ -940,6 +1013,13 @@ impl Session {
             return;
         };
         let r = &mut self.store.runs[i];
+        r.metric = match &tasks {
+            RunTasks::One(t) | RunTasks::Resume(t, _) => Some(t.spec.metric),
+            RunTasks::Many(ts) | RunTasks::ResumeMany(ts, _) => {
+                let first = ts.first().map(|t| t.spec.metric);
+                first.filter(|m| ts.iter().all(|t| t.spec.metric == *m))
+            }
+        };
         let worker = match (tasks, r.multi_task_spec()) {
             (RunTasks::Many(tasks), Some(spec)) => {
                 // The worker names each task's events and prompt folder by its task.json name.
@@ -954,6 +1034,14 @@ impl Session {
                 // The steps after the checkpoint are trained again: their points go.
                 r.rewind_to(saved.state.step, &saved.state.evals);
                 Worker::resume(model, task, *saved)
+            }
+            (RunTasks::ResumeMany(tasks, saved), Some(_)) => {
+                self.resuming.remove(&id);
+                self.store.checkpoints.remove(&id);
+                let names: Vec<String> = tasks.iter().map(|t| t.spec.name.clone()).collect();
+                r.set_task_names(&names);
+                r.rewind_to(saved.state.step, &saved.state.evals);
+                Worker::resume_tasks(model, tasks, *saved)
             }
             _ => {
                 self.set_status(
@@ -980,11 +1068,12 @@ impl Session {
     pub fn save_on_exit(&mut self) {
         self.closing = true;
         self.starting = None;
-        self.resuming.clear();
         for id in std::mem::take(&mut self.queue) {
+            // A run queued to resume keeps what it was (stopped or interrupted).
+            let status = self.resuming.remove(&id).unwrap_or(RunStatus::Interrupted);
             self.set_status(
                 &id,
-                RunStatus::Interrupted,
+                status,
                 Some("the workbench was closed before this queued run started".into()),
             );
         }
@@ -992,6 +1081,9 @@ impl Session {
             if let Some(i) = self.store.index_of(&active.id) {
                 while let Ok(ev) = active.events.try_recv() {
                     self.store.runs[i].apply(&ev);
+                }
+                if self.stopping.take().as_ref() == Some(&self.store.runs[i].id) {
+                    self.stopped(i);
                 }
                 if self.store.runs[i].status.is_live() {
                     self.store.runs[i].status = RunStatus::Interrupted;
