@@ -161,7 +161,22 @@ pub struct MethodSettings {
     /// AutoPrompt: trigger slots added when the template has none, candidates kept per slot.
     pub num_triggers: usize,
     pub top_k: usize,
+    /// AdamW's decoupled weight decay for the methods trained by gradient steps. 0 by default
+    /// for every method, as PEFT and the Hugging Face Trainer default (`weight_decay=0.0`);
+    /// never applied to biases, norms or fine-tuning's token embeddings. A run recorded before
+    /// this setting existed loads with 0 (prompt methods trained without decay; fine-tuning then
+    /// decayed every weight by 0.01, which is no longer possible).
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Gradients are clipped to this global L2 norm over the method's trainable variables
+    /// before each update (the Trainer's `max_grad_norm`, 1.0 by default). 0: no clipping. A run
+    /// recorded before this setting existed loads with 0, which is how it was trained.
+    #[serde(default)]
+    pub max_grad_norm: f64,
 }
+
+/// The Hugging Face Trainer's default `max_grad_norm`.
+pub const DEFAULT_MAX_GRAD_NORM: f64 = 1.0;
 
 impl Default for MethodSettings {
     fn default() -> Self {
@@ -174,6 +189,8 @@ impl Default for MethodSettings {
             encoder_hidden: 128,
             num_triggers: 4,
             top_k: 8,
+            weight_decay: 0.0,
+            max_grad_norm: DEFAULT_MAX_GRAD_NORM,
         }
     }
 }
@@ -337,6 +354,7 @@ pub fn build(
             labels,
             tok,
             rng,
+            settings,
         )?),
         MethodKind::PrefixTuning => Box::new(prefix_tuning::PrefixTuning::new(
             llm,
@@ -344,6 +362,7 @@ pub fn build(
             settings.prefix_hidden,
             &crate::task::tokenize(tok, &labels.concat()).unwrap_or_default(),
             rng,
+            settings,
         )?),
         MethodKind::PTuning => Box::new(p_tuning::PTuning::new(
             llm,
@@ -351,6 +370,7 @@ pub fn build(
             settings.encoder,
             settings.encoder_hidden,
             rng,
+            settings,
         )?),
         MethodKind::Autoprompt => Box::new(autoprompt::AutoPrompt::new(
             llm,
@@ -358,7 +378,7 @@ pub fn build(
             settings.top_k,
             tok,
         )?),
-        MethodKind::FineTuning => Box::new(fine_tuning::FineTuning::new(llm)?),
+        MethodKind::FineTuning => Box::new(fine_tuning::FineTuning::new(llm, settings)?),
     })
 }
 
@@ -378,6 +398,21 @@ mod tests {
                 assert_eq!(a.random_range(0..5000u32), b.random_range(0..5000u32));
             }
         }
+    }
+
+    #[test]
+    fn settings_recorded_before_clipping_and_decay_existed_load_as_they_trained() {
+        // A manifest's settings as written before issue 14: no clipping, no decay.
+        let old = r#"{"num_virtual_tokens": 8, "init": "vocab", "prefix_len": 8,
+            "prefix_hidden": 512, "encoder": "lstm", "encoder_hidden": 128,
+            "num_triggers": 4, "top_k": 8}"#;
+        let s: super::MethodSettings = serde_json::from_str(old).unwrap();
+        assert_eq!((s.max_grad_norm, s.weight_decay), (0.0, 0.0));
+        let new = super::MethodSettings::default();
+        assert_eq!((new.max_grad_norm, new.weight_decay), (1.0, 0.0));
+        let back: super::MethodSettings =
+            serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back.max_grad_norm, 1.0);
     }
 
     #[test]

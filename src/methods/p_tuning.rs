@@ -8,7 +8,7 @@ use super::optim::AdamW;
 use super::step::gradient_step;
 use super::tensor_names::{PROMPT_EMBEDDINGS, P_TUNING_LSTM, P_TUNING_MLP};
 use super::RunRng;
-use super::{Batch, Encoder, Method, Prompt, StepContext};
+use super::{Batch, Encoder, Method, MethodSettings, Prompt, StepContext};
 use crate::model::Llm;
 use anyhow::{bail, Result};
 use candle_core::{DType, Module, Tensor, Var, D};
@@ -62,6 +62,7 @@ impl PTuning {
         kind: Encoder,
         hidden: usize,
         rng: &mut RunRng,
+        settings: &MethodSettings,
     ) -> Result<Self> {
         if k == 0 {
             bail!("P-Tuning needs at least one soft slot ([P]) in the template");
@@ -128,8 +129,13 @@ impl PTuning {
             v.set(&t)?;
         }
         let mut vars = vec![input.clone()];
-        vars.extend(named.into_iter().map(|(_, v)| v));
-        let opt = AdamW::new(vars, 0.0)?;
+        let mut decays = vec![true];
+        for (name, v) in named {
+            // Biases are not decayed (the Hugging Face convention).
+            decays.push(!name.contains("bias"));
+            vars.push(v);
+        }
+        let opt = AdamW::for_method(vars, decays, settings)?;
         Ok(Self {
             encoder: PromptEncoder { input, lstm, mlp },
             opt,

@@ -14,7 +14,7 @@ use super::optim::AdamW;
 use super::step::gradient_step;
 use super::tensor_names::PROMPT_EMBEDDINGS;
 use super::RunRng;
-use super::{Batch, Method, Prompt, StepContext};
+use super::{Batch, Method, MethodSettings, Prompt, StepContext};
 use crate::model::{KvPrefix, Llm};
 use anyhow::{bail, Result};
 use candle_core::{Tensor, Var};
@@ -43,6 +43,7 @@ impl PrefixTuning {
         hidden: usize,
         init_text: &[u32],
         rng: &mut RunRng,
+        settings: &MethodSettings,
     ) -> Result<Self> {
         if n == 0 {
             bail!("prefix tuning needs a prefix length of at least 1");
@@ -69,7 +70,8 @@ impl PrefixTuning {
         )?)?;
         let b2 = var(Tensor::zeros(out, candle_core::DType::F32, llm.device())?)?;
         let embedding = var(embedding)?;
-        let opt = AdamW::new(
+        // Biases are not decayed (the Hugging Face convention).
+        let opt = AdamW::for_method(
             vec![
                 embedding.clone(),
                 w1.clone(),
@@ -77,7 +79,8 @@ impl PrefixTuning {
                 w2.clone(),
                 b2.clone(),
             ],
-            0.0,
+            vec![true, true, false, true, false],
+            settings,
         )?;
         let offset = real_text_prefix(llm, n, init_text, &ids)?;
         Ok(Self {

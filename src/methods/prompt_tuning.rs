@@ -7,7 +7,7 @@ use super::optim::AdamW;
 use super::step::gradient_step;
 use super::tensor_names::PROMPT_EMBEDDINGS;
 use super::RunRng;
-use super::{Batch, Method, Prompt, SoftInit, StepContext};
+use super::{Batch, Method, MethodSettings, Prompt, SoftInit, StepContext};
 use crate::model::Llm;
 use anyhow::{bail, Result};
 use candle_core::{Tensor, Var};
@@ -72,12 +72,13 @@ impl PromptTuning {
         labels: &[String],
         tok: &tokenizers::Tokenizer,
         rng: &mut RunRng,
+        settings: &MethodSettings,
     ) -> Result<Self> {
         if n == 0 {
             bail!("prompt tuning needs at least one soft slot ([P]) at the start of the template");
         }
         let soft = Var::from_tensor(&init_vectors(llm, n, init, labels, tok, rng)?)?;
-        let opt = AdamW::new(vec![soft.clone()], 0.0)?;
+        let opt = AdamW::for_method(vec![soft.clone()], vec![true], settings)?;
         Ok(Self { soft, opt })
     }
 }
