@@ -173,3 +173,26 @@ fn prompt_tuning_from_labels_makes_exactly_one_vector_per_slot() {
     let exported = m.export(&model.llm).unwrap();
     assert_eq!(exported[0].1.dims(), &[8, d]);
 }
+
+#[test]
+fn vocabulary_initialisation_never_draws_a_special_token() {
+    use rand::SeedableRng;
+    let model = &fixture().model;
+    let special: Vec<u32> = model
+        .tokenizer
+        .get_added_tokens_decoder()
+        .iter()
+        .filter(|(_, t)| t.special)
+        .map(|(id, _)| *id)
+        .collect();
+    assert!(!special.is_empty(), "the test needs a special token");
+    let mut rng = gradprompt::methods::RunRng::seed_from_u64(0);
+    // 20,000 draws from 2,048 ids: each id would come up about ten times.
+    let ids =
+        gradprompt::methods::init::sample_vocab_ids(&model.llm, &model.tokenizer, 20_000, &mut rng)
+            .unwrap();
+    assert!(ids.iter().all(|id| !special.contains(id)));
+    assert!(ids
+        .iter()
+        .all(|&id| (id as usize) < model.llm.cfg.vocab_size));
+}

@@ -126,7 +126,7 @@ impl MethodKind {
 pub enum SoftInit {
     /// Uniform in [-0.5, 0.5], as in the paper's random baseline.
     Random,
-    /// Embeddings of tokens drawn from the first 5000 of the vocabulary.
+    /// Embeddings of tokens drawn from the first 5000 of the vocabulary (special tokens never).
     Vocab,
     /// One vector per class label (the mean of its tokens' embeddings), the remaining slots
     /// sampled from the vocabulary, as in the paper.
@@ -361,6 +361,7 @@ pub fn build(
             settings.prefix_len,
             settings.prefix_hidden,
             &crate::task::tokenize(tok, &labels.concat()).unwrap_or_default(),
+            tok,
             rng,
             settings,
         )?),

@@ -38,7 +38,7 @@ pub fn init_vectors(
     let encode = |text: &str| -> Result<Vec<u32>> { crate::task::tokenize(tok, text) };
     match init {
         SoftInit::Random => uniform(rng, (n, d), 0.5, llm),
-        SoftInit::Vocab => from_ids(sample_vocab_ids(llm, n, rng)),
+        SoftInit::Vocab => from_ids(sample_vocab_ids(llm, tok, n, rng)?),
         SoftInit::Labels => {
             let mut rows = Vec::with_capacity(n);
             for label in labels.iter().take(n) {
@@ -49,7 +49,7 @@ pub fn init_vectors(
                 let t = emb.index_select(&Tensor::new(ids.as_slice(), llm.device())?, 0)?;
                 rows.push(t.mean(0)?);
             }
-            let rest = sample_vocab_ids(llm, n - rows.len(), rng);
+            let rest = sample_vocab_ids(llm, tok, n - rows.len(), rng)?;
             if !rest.is_empty() {
                 // Exactly the slots the labels left (cycling them to `n` made n extra rows that
                 // no slot used but that were trained, counted and exported).
