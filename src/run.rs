@@ -130,6 +130,12 @@ impl RunSpec {
         }
         let s = &self.settings;
         match self.method {
+            MethodKind::Autoprompt if !(1..=MAX_BATCH).contains(&s.candidate_rows) => {
+                bail!(
+                    "--candidate-rows must be between 1 and {MAX_BATCH} (the training rows AutoPrompt judges each step's candidates on), got {}",
+                    s.candidate_rows
+                )
+            }
             MethodKind::Autoprompt if s.top_k == 0 => {
                 bail!("--top-k must be at least 1 (the candidates AutoPrompt scores per step)")
             }

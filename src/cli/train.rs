@@ -34,7 +34,7 @@ pub struct TrainArgs {
         "task", "method", "template", "out", "overwrite", "mix", "shared_tokens", "steps", "lr",
         "batch_size", "grad_accum", "eval_every", "patience", "seed", "save_every",
         "num_virtual_tokens", "init", "prefix_len", "encoder", "triggers", "top_k",
-        "max_grad_norm", "weight_decay",
+        "max_grad_norm", "weight_decay", "candidate_rows",
     ])]
     resume: Option<PathBuf>,
     /// Steps between checkpoints written into --out (default: at each evaluation).
@@ -102,6 +102,9 @@ pub struct TrainArgs {
     /// AutoPrompt candidates evaluated per step.
     #[arg(long, default_value_t = MethodSettings::default().top_k)]
     top_k: usize,
+    /// AutoPrompt: training rows, apart from the batch, each step's candidates are judged on.
+    #[arg(long, default_value_t = MethodSettings::default().candidate_rows)]
+    candidate_rows: usize,
     /// Clip each update's gradients to this global L2 norm (0: no clipping).
     #[arg(long, default_value_t = MethodSettings::default().max_grad_norm)]
     max_grad_norm: f64,
@@ -152,6 +155,7 @@ impl TrainArgs {
                 top_k: self.top_k,
                 max_grad_norm: self.max_grad_norm,
                 weight_decay: self.weight_decay,
+                candidate_rows: self.candidate_rows,
                 ..Default::default()
             },
             template: self.template.clone(),
@@ -468,6 +472,7 @@ mod tests {
         assert_eq!(spec.settings.top_k, settings.top_k);
         assert_eq!(spec.settings.max_grad_norm, settings.max_grad_norm);
         assert_eq!(spec.settings.weight_decay, settings.weight_decay);
+        assert_eq!(spec.settings.candidate_rows, settings.candidate_rows);
         assert_eq!(spec.method, MethodKind::PTuning);
     }
 

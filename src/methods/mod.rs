@@ -173,6 +173,19 @@ pub struct MethodSettings {
     /// recorded before this setting existed loads with 0, which is how it was trained.
     #[serde(default)]
     pub max_grad_norm: f64,
+    /// AutoPrompt: training rows each step's candidates are judged on, drawn apart from the
+    /// rows whose gradient proposed them. A run recorded before this setting judged on half
+    /// its batch; it loads with the default.
+    #[serde(default = "default_candidate_rows")]
+    pub candidate_rows: usize,
+}
+
+/// AutoPrompt's candidate rows: 4 (half a batch of 8) let noise decide, and on real sentiment
+/// phrases no swap was accepted in 40 steps (issue 14); the paper judges on a batch of its own.
+pub const DEFAULT_CANDIDATE_ROWS: usize = 32;
+
+fn default_candidate_rows() -> usize {
+    DEFAULT_CANDIDATE_ROWS
 }
 
 /// The Hugging Face Trainer's default `max_grad_norm`.
@@ -191,6 +204,7 @@ impl Default for MethodSettings {
             top_k: 8,
             weight_decay: 0.0,
             max_grad_norm: DEFAULT_MAX_GRAD_NORM,
+            candidate_rows: DEFAULT_CANDIDATE_ROWS,
         }
     }
 }
@@ -311,6 +325,10 @@ pub trait Method: Send {
         None
     }
 
+    /// The training split, encoded with the run's template, for a method that draws rows of
+    /// its own beside the batch (AutoPrompt's candidate rows). Called once, before training.
+    fn use_train_split(&mut self, _train: &[crate::task::Encoded]) {}
+
     /// Readable form of the learned prompt, where there is one (AutoPrompt's trigger text).
     fn readable(&self, _tok: &tokenizers::Tokenizer) -> Option<String> {
         None
@@ -377,6 +395,7 @@ pub fn build(
             llm,
             template.trigger_count(),
             settings.top_k,
+            settings.candidate_rows,
             tok,
         )?),
         MethodKind::FineTuning => Box::new(fine_tuning::FineTuning::new(llm, settings)?),

@@ -195,6 +195,18 @@ fn method_sizes_out_of_range_are_refused_naming_the_flag() {
             expect: &["--top-k"],
         },
         Case {
+            name: "AutoPrompt --candidate-rows 0",
+            setup: nothing,
+            args: train_with!("autoprompt", "--candidate-rows", "0"),
+            expect: &["--candidate-rows"],
+        },
+        Case {
+            name: "AutoPrompt --candidate-rows beyond a batch's bound",
+            setup: nothing,
+            args: train_with!("autoprompt", "--candidate-rows", "100000"),
+            expect: &["--candidate-rows", "4096"],
+        },
+        Case {
             name: "prefix tuning --prefix-len beyond the context",
             setup: nothing,
             args: train_with!("prefix-tuning", "--prefix-len", "100000"),
