@@ -129,11 +129,18 @@ impl RunSpec {
     pub fn check(&self) -> anyhow::Result<()> {
         use anyhow::bail;
         self.config.check()?;
+        self.settings_check()?;
         if self.config.steps == 0 && self.method != MethodKind::ZeroShot {
             bail!("--steps must be at least 1 (zero-shot is the method that trains nothing)");
         }
         let s = &self.settings;
         match self.method {
+            MethodKind::Autoprompt if !(1..=MAX_BATCH).contains(&s.candidate_rows) => {
+                bail!(
+                    "--candidate-rows must be between 1 and {MAX_BATCH} (the training rows AutoPrompt judges each step's candidates on), got {}",
+                    s.candidate_rows
+                )
+            }
             MethodKind::Autoprompt if s.top_k == 0 => {
                 bail!("--top-k must be at least 1 (the candidates AutoPrompt scores per step)")
             }
@@ -149,6 +156,30 @@ impl RunSpec {
                 bail!("--num-virtual-tokens must be at least 1 (the soft slots added to the task's template)")
             }
             _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl RunSpec {
+    /// The optimiser's settings, for every method (AutoPrompt and zero-shot ignore them, but a
+    /// nonsense value is still a mistake worth naming).
+    fn settings_check(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        let s = &self.settings;
+        if !(s.max_grad_norm.is_finite() && s.max_grad_norm >= 0.0) {
+            bail!(
+                "--max-grad-norm must be a number of at least 0 (0 turns clipping off), got {}",
+                s.max_grad_norm
+            );
+        }
+        // Decoupled decay multiplies each weight by 1 - lr * decay per step: beyond 1 it would
+        // flip weights' signs at the learning rates that work here (up to 0.3).
+        if !(0.0..=1.0).contains(&s.weight_decay) {
+            bail!(
+                "--weight-decay must be between 0 and 1 (0: none, the default), got {}",
+                s.weight_decay
+            );
         }
         Ok(())
     }

@@ -1,14 +1,16 @@
 //! Every method learns on the built-in model, in seconds: on country -> capital (the corpus
-//! states every capital, never as "The capital of X is") the train loss falls and the best dev
-//! exact match beats the zero-shot template on the same dev examples. The SmolLM2 tests
-//! (`methods_smollm2.rs`) are the real-model check; these keep the method suite fast.
+//! states every capital, never as "The capital of X is") the train loss falls, a dev
+//! evaluation after step 0 beats the method's own step-0 score (so the gain is the training's,
+//! not the initialisation's), and the best dev exact match beats the zero-shot template on the
+//! same dev examples. The SmolLM2 tests (`methods_smollm2.rs`) are the real-model check; these
+//! keep the method suite fast.
 
 mod common;
 
 use common::{assert_learned, train_method};
 use gradprompt::methods::MethodKind;
 use gradprompt::model::Model;
-use gradprompt::run::RunResult;
+use gradprompt::run::{Event, RunResult, RunSpec, TrainConfig};
 use gradprompt::task::Task;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -34,12 +36,62 @@ fn fixture() -> &'static Fixture {
     })
 }
 
+/// Trains as `common::train_method` does (batch 8, dev every 10 steps, seed 1) and returns
+/// the result with every dev evaluation, step 0 first.
+fn train_with_evals(method: MethodKind, steps: usize) -> (RunResult, Vec<(usize, f64)>) {
+    let f = fixture();
+    let spec = RunSpec {
+        method,
+        settings: Default::default(),
+        template: None,
+        config: TrainConfig {
+            steps,
+            batch_size: 8,
+            eval_every: 10,
+            seed: 1,
+            ..Default::default()
+        },
+        out: None,
+    };
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (_ctx, crx) = crossbeam_channel::unbounded();
+    let r = gradprompt::train::train(&f.model, &f.task, &spec, &tx, &crx).unwrap();
+    let evals = rx
+        .try_iter()
+        .filter_map(|e| match e {
+            Event::Eval {
+                step, dev_metric, ..
+            } => Some((step, dev_metric)),
+            _ => None,
+        })
+        .collect();
+    (r, evals)
+}
+
+/// The method learned: some dev evaluation after step 0 is strictly above its own step-0
+/// score, and it beats zero-shot with a falling train loss (`common::assert_learned`).
 fn learns(method: MethodKind, steps: usize) {
     let f = fixture();
-    assert_learned(
-        &train_method(&f.model, &f.task, method, steps),
-        &f.zero_shot,
+    let (r, evals) = train_with_evals(method, steps);
+    assert_eq!(evals.first().map(|e| e.0), Some(0), "{method:?}: {evals:?}");
+    let start = evals[0].1;
+    let best_after = evals[1..].iter().map(|e| e.1).fold(f64::MIN, f64::max);
+    assert!(
+        best_after > start,
+        "{method:?}: no dev evaluation after step 0 beats its step-0 score {start} ({evals:?})"
     );
+    assert!(
+        r.best_step > 0,
+        "{method:?}: the kept checkpoint is the untrained one"
+    );
+    assert_learned(&r, &f.zero_shot);
+}
+
+#[test]
+fn the_learning_check_refuses_a_method_that_only_starts_well() {
+    // Zero-shot never changes: its only evaluation is step 0, so it cannot pass `learns`.
+    let result = std::panic::catch_unwind(|| learns(MethodKind::ZeroShot, 0));
+    assert!(result.is_err(), "zero-shot passed as having learned");
 }
 
 #[test]
@@ -120,4 +172,27 @@ fn prompt_tuning_from_labels_makes_exactly_one_vector_per_slot() {
     assert_eq!(m.trainable_params(), 8 * d);
     let exported = m.export(&model.llm).unwrap();
     assert_eq!(exported[0].1.dims(), &[8, d]);
+}
+
+#[test]
+fn vocabulary_initialisation_never_draws_a_special_token() {
+    use rand::SeedableRng;
+    let model = &fixture().model;
+    let special: Vec<u32> = model
+        .tokenizer
+        .get_added_tokens_decoder()
+        .iter()
+        .filter(|(_, t)| t.special)
+        .map(|(id, _)| *id)
+        .collect();
+    assert!(!special.is_empty(), "the test needs a special token");
+    let mut rng = gradprompt::methods::RunRng::seed_from_u64(0);
+    // 20,000 draws from 2,048 ids: each id would come up about ten times.
+    let ids =
+        gradprompt::methods::init::sample_vocab_ids(&model.llm, &model.tokenizer, 20_000, &mut rng)
+            .unwrap();
+    assert!(ids.iter().all(|id| !special.contains(id)));
+    assert!(ids
+        .iter()
+        .all(|&id| (id as usize) < model.llm.cfg.vocab_size));
 }

@@ -34,6 +34,7 @@ pub struct TrainArgs {
         "task", "method", "template", "out", "overwrite", "mix", "shared_tokens", "steps", "lr",
         "batch_size", "grad_accum", "eval_every", "patience", "seed", "save_every", "group_by_length",
         "num_virtual_tokens", "init", "prefix_len", "encoder", "triggers", "top_k",
+        "max_grad_norm", "weight_decay", "candidate_rows",
     ])]
     resume: Option<PathBuf>,
     /// Steps between checkpoints written into --out (default: at each evaluation).
@@ -104,6 +105,15 @@ pub struct TrainArgs {
     /// AutoPrompt candidates evaluated per step.
     #[arg(long, default_value_t = MethodSettings::default().top_k)]
     top_k: usize,
+    /// AutoPrompt: training rows, apart from the batch, each step's candidates are judged on.
+    #[arg(long, default_value_t = MethodSettings::default().candidate_rows)]
+    candidate_rows: usize,
+    /// Clip each update's gradients to this global L2 norm (0: no clipping).
+    #[arg(long, default_value_t = MethodSettings::default().max_grad_norm)]
+    max_grad_norm: f64,
+    /// AdamW's decoupled weight decay (never on biases, norms or token embeddings).
+    #[arg(long, default_value_t = MethodSettings::default().weight_decay)]
+    weight_decay: f64,
 }
 
 /// `--init`'s spelling of a `SoftInit`: `random`, `vocab`, `labels` or `text:SOME TEXT`.
@@ -146,6 +156,9 @@ impl TrainArgs {
                 encoder: self.encoder,
                 num_triggers: self.triggers,
                 top_k: self.top_k,
+                max_grad_norm: self.max_grad_norm,
+                weight_decay: self.weight_decay,
+                candidate_rows: self.candidate_rows,
                 ..Default::default()
             },
             template: self.template.clone(),
@@ -461,6 +474,9 @@ mod tests {
         assert_eq!(spec.settings.encoder, settings.encoder);
         assert_eq!(spec.settings.num_triggers, settings.num_triggers);
         assert_eq!(spec.settings.top_k, settings.top_k);
+        assert_eq!(spec.settings.max_grad_norm, settings.max_grad_norm);
+        assert_eq!(spec.settings.weight_decay, settings.weight_decay);
+        assert_eq!(spec.settings.candidate_rows, settings.candidate_rows);
         assert_eq!(spec.method, MethodKind::PTuning);
     }
 

@@ -3,13 +3,18 @@
 //! respect to that slot's embedding, ranks the vocabulary by the first-order (HotFlip) estimate
 //! of the loss change `-grad . e_w`, evaluates the top-k candidates together in batched forwards,
 //! and keeps the best if it lowers the loss. The result is readable text.
+//!
+//! As in the paper, candidates are judged on rows of their own: each step draws
+//! `candidate_rows` training rows (32 by default) that are not in the batch whose gradient
+//! proposed them, so a swap is accepted for lowering the loss on other examples, not for
+//! fitting the gradient batch, and not on 4 rows' noise.
 
 use super::cached_score::{continuation_logprobs, Continuation};
 use super::input::Row;
 use super::score::score;
 use super::step::loss_and_grads;
 use super::tensor_names::TRIGGER_IDS;
-use super::{Batch, Method, Prompt, Snapshot, StepContext};
+use super::{Batch, Method, Prompt, RunRng, Snapshot, StepContext};
 use crate::model::Llm;
 use crate::task::Piece;
 use anyhow::{bail, Result};
@@ -17,19 +22,49 @@ use candle_core::{Tensor, Var};
 use rand::Rng;
 use std::collections::HashSet;
 
+/// The rows candidates are judged on: `wanted` training rows outside `batch`, drawn afresh with
+/// `rng`. When every training row is in the batch (a split no larger than a batch), the batch
+/// itself: there are no other rows to judge on.
+pub fn candidate_rows(train: &[Row], batch: &[Row], wanted: usize, rng: &mut RunRng) -> Vec<Row> {
+    let same = |a: &Row, b: &Row| a.pieces == b.pieces && a.answer == b.answer;
+    let pool: Vec<&Row> = train
+        .iter()
+        .filter(|r| !batch.iter().any(|b| same(r, b)))
+        .collect();
+    if pool.is_empty() {
+        return batch.to_vec();
+    }
+    let take = wanted.min(pool.len());
+    rand::seq::index::sample(rng, pool.len(), take)
+        .into_iter()
+        .map(|i| pool[i].clone())
+        .collect()
+}
+
 /// Rows per forward when evaluating candidates (bounds memory on large vocabularies/batches).
 const EVAL_ROWS: usize = 64;
 
 pub struct AutoPrompt {
     triggers: Vec<u32>,
     top_k: usize,
+    /// Rows each step's candidates are judged on (`candidate_rows`).
+    candidate_rows: usize,
+    /// The training split (`Method::use_train_split`); empty until given, and then candidates
+    /// are judged on the second half of the batch.
+    train: Vec<Row>,
     /// Never proposed as triggers: control and added tokens, and byte fragments that do not
     /// decode to text on their own (they would make the learned prompt unreadable).
     excluded: HashSet<u32>,
 }
 
 impl AutoPrompt {
-    pub fn new(llm: &Llm, n: usize, top_k: usize, tok: &tokenizers::Tokenizer) -> Result<Self> {
+    pub fn new(
+        llm: &Llm,
+        n: usize,
+        top_k: usize,
+        candidate_rows: usize,
+        tok: &tokenizers::Tokenizer,
+    ) -> Result<Self> {
         if n == 0 {
             bail!("AutoPrompt needs at least one trigger slot ([T]) in the template");
         }
@@ -52,6 +87,8 @@ impl AutoPrompt {
         Ok(Self {
             triggers: vec![start; n],
             top_k: top_k.max(1),
+            candidate_rows: candidate_rows.max(1),
+            train: Vec::new(),
             excluded,
         })
     }
@@ -173,11 +210,15 @@ impl Method for AutoPrompt {
         };
         // As in the paper, candidates are judged on other examples than the ones whose gradient
         // proposed them, so the "lowers the loss" test does not overfit the gradient batch.
-        let half = batch.rows.len().div_ceil(2);
-        let (grad_rows, eval_rows) = if batch.rows.len() >= 2 {
-            batch.rows.split_at(half)
+        let (grad_rows, eval_rows): (&[Row], Vec<Row>) = if !self.train.is_empty() {
+            let eval = candidate_rows(&self.train, &batch.rows, self.candidate_rows, ctx.rng);
+            (&batch.rows, eval)
+        } else if batch.rows.len() >= 2 {
+            // No training split given (a method built outside a run): half the batch each.
+            let (g, e) = batch.rows.split_at(batch.rows.len().div_ceil(2));
+            (g, e.to_vec())
         } else {
-            (&batch.rows[..], &batch.rows[..])
+            (&batch.rows, batch.rows.clone())
         };
         let grad_batch = Batch {
             rows: grad_rows.to_vec(),
@@ -208,7 +249,7 @@ impl Method for AutoPrompt {
             t[slot] = w;
             sets.push(t);
         }
-        let losses = trigger_losses(llm, eval_rows, &sets)?;
+        let losses = trigger_losses(llm, &eval_rows, &sets)?;
         let (best, best_loss) = losses
             .iter()
             .enumerate()
@@ -252,7 +293,58 @@ impl Method for AutoPrompt {
         Ok(())
     }
 
+    fn use_train_split(&mut self, train: &[crate::task::Encoded]) {
+        self.train = train.iter().map(Row::gold).collect();
+    }
+
     fn readable(&self, tok: &tokenizers::Tokenizer) -> Option<String> {
         tok.decode(&self.triggers, false).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::candidate_rows;
+    use crate::methods::{Row, RunRng};
+    use crate::task::Piece;
+    use rand::SeedableRng;
+
+    fn row(i: u32) -> Row {
+        Row {
+            pieces: vec![Piece::Token(i)],
+            answer: vec![i],
+            prompt: 0,
+        }
+    }
+
+    fn ids(rows: &[Row]) -> Vec<u32> {
+        rows.iter().map(|r| r.answer[0]).collect()
+    }
+
+    #[test]
+    fn candidates_are_judged_on_rows_apart_from_the_gradient_batch() {
+        let train: Vec<Row> = (0..40).map(row).collect();
+        let batch: Vec<Row> = (0..8).map(row).collect();
+        let mut rng = RunRng::seed_from_u64(0);
+        let mut got = ids(&candidate_rows(&train, &batch, 16, &mut rng));
+        assert_eq!(got.len(), 16);
+        assert!(got.iter().all(|&i| i >= 8), "{got:?}");
+        got.sort();
+        got.dedup();
+        assert_eq!(got.len(), 16, "a row drawn twice");
+        // Fewer rows left than wanted: all of them.
+        let mut all = ids(&candidate_rows(&train, &batch, 100, &mut rng));
+        all.sort();
+        assert_eq!(all, (8..40).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_split_no_larger_than_the_batch_is_judged_on_the_batch() {
+        let train: Vec<Row> = (0..4).map(row).collect();
+        let mut rng = RunRng::seed_from_u64(0);
+        assert_eq!(
+            ids(&candidate_rows(&train, &train, 32, &mut rng)),
+            vec![0, 1, 2, 3]
+        );
     }
 }

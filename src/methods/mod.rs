@@ -126,7 +126,7 @@ impl MethodKind {
 pub enum SoftInit {
     /// Uniform in [-0.5, 0.5], as in the paper's random baseline.
     Random,
-    /// Embeddings of tokens drawn from the first 5000 of the vocabulary.
+    /// Embeddings of tokens drawn from the first 5000 of the vocabulary (special tokens never).
     Vocab,
     /// One vector per class label (the mean of its tokens' embeddings), the remaining slots
     /// sampled from the vocabulary, as in the paper.
@@ -161,7 +161,35 @@ pub struct MethodSettings {
     /// AutoPrompt: trigger slots added when the template has none, candidates kept per slot.
     pub num_triggers: usize,
     pub top_k: usize,
+    /// AdamW's decoupled weight decay for the methods trained by gradient steps. 0 by default
+    /// for every method, as PEFT and the Hugging Face Trainer default (`weight_decay=0.0`);
+    /// never applied to biases, norms or fine-tuning's token embeddings. A run recorded before
+    /// this setting existed loads with 0 (prompt methods trained without decay; fine-tuning then
+    /// decayed every weight by 0.01, which is no longer possible).
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// Gradients are clipped to this global L2 norm over the method's trainable variables
+    /// before each update (the Trainer's `max_grad_norm`, 1.0 by default). 0: no clipping. A run
+    /// recorded before this setting existed loads with 0, which is how it was trained.
+    #[serde(default)]
+    pub max_grad_norm: f64,
+    /// AutoPrompt: training rows each step's candidates are judged on, drawn apart from the
+    /// rows whose gradient proposed them. A run recorded before this setting judged on half
+    /// its batch; it loads with the default.
+    #[serde(default = "default_candidate_rows")]
+    pub candidate_rows: usize,
 }
+
+/// AutoPrompt's candidate rows: 4 (half a batch of 8) let noise decide, and on real sentiment
+/// phrases no swap was accepted in 40 steps (issue 14); the paper judges on a batch of its own.
+pub const DEFAULT_CANDIDATE_ROWS: usize = 32;
+
+fn default_candidate_rows() -> usize {
+    DEFAULT_CANDIDATE_ROWS
+}
+
+/// The Hugging Face Trainer's default `max_grad_norm`.
+pub const DEFAULT_MAX_GRAD_NORM: f64 = 1.0;
 
 impl Default for MethodSettings {
     fn default() -> Self {
@@ -174,6 +202,9 @@ impl Default for MethodSettings {
             encoder_hidden: 128,
             num_triggers: 4,
             top_k: 8,
+            weight_decay: 0.0,
+            max_grad_norm: DEFAULT_MAX_GRAD_NORM,
+            candidate_rows: DEFAULT_CANDIDATE_ROWS,
         }
     }
 }
@@ -294,6 +325,10 @@ pub trait Method: Send {
         None
     }
 
+    /// The training split, encoded with the run's template, for a method that draws rows of
+    /// its own beside the batch (AutoPrompt's candidate rows). Called once, before training.
+    fn use_train_split(&mut self, _train: &[crate::task::Encoded]) {}
+
     /// Readable form of the learned prompt, where there is one (AutoPrompt's trigger text).
     fn readable(&self, _tok: &tokenizers::Tokenizer) -> Option<String> {
         None
@@ -337,13 +372,16 @@ pub fn build(
             labels,
             tok,
             rng,
+            settings,
         )?),
         MethodKind::PrefixTuning => Box::new(prefix_tuning::PrefixTuning::new(
             llm,
             settings.prefix_len,
             settings.prefix_hidden,
             &crate::task::tokenize(tok, &labels.concat()).unwrap_or_default(),
+            tok,
             rng,
+            settings,
         )?),
         MethodKind::PTuning => Box::new(p_tuning::PTuning::new(
             llm,
@@ -351,14 +389,16 @@ pub fn build(
             settings.encoder,
             settings.encoder_hidden,
             rng,
+            settings,
         )?),
         MethodKind::Autoprompt => Box::new(autoprompt::AutoPrompt::new(
             llm,
             template.trigger_count(),
             settings.top_k,
+            settings.candidate_rows,
             tok,
         )?),
-        MethodKind::FineTuning => Box::new(fine_tuning::FineTuning::new(llm)?),
+        MethodKind::FineTuning => Box::new(fine_tuning::FineTuning::new(llm, settings)?),
     })
 }
 
@@ -378,6 +418,21 @@ mod tests {
                 assert_eq!(a.random_range(0..5000u32), b.random_range(0..5000u32));
             }
         }
+    }
+
+    #[test]
+    fn settings_recorded_before_clipping_and_decay_existed_load_as_they_trained() {
+        // A manifest's settings as written before issue 14: no clipping, no decay.
+        let old = r#"{"num_virtual_tokens": 8, "init": "vocab", "prefix_len": 8,
+            "prefix_hidden": 512, "encoder": "lstm", "encoder_hidden": 128,
+            "num_triggers": 4, "top_k": 8}"#;
+        let s: super::MethodSettings = serde_json::from_str(old).unwrap();
+        assert_eq!((s.max_grad_norm, s.weight_decay), (0.0, 0.0));
+        let new = super::MethodSettings::default();
+        assert_eq!((new.max_grad_norm, new.weight_decay), (1.0, 0.0));
+        let back: super::MethodSettings =
+            serde_json::from_str(&serde_json::to_string(&new).unwrap()).unwrap();
+        assert_eq!(back.max_grad_norm, 1.0);
     }
 
     #[test]

@@ -2,13 +2,26 @@
 //! anchor tokens, produced by a prompt encoder that models the dependence between them: a
 //! two-layer bidirectional LSTM followed by an MLP (the paper; PEFT's `LSTM`), or an MLP alone
 //! (PEFT's default). At export the encoder's output vectors are stored and the encoder dropped.
+//!
+//! Initialisation follows PEFT's `PromptEncoder` and PyTorch's defaults: the encoder's input
+//! is an `nn.Embedding`, N(0, 1) (it was the embeddings of sampled vocabulary tokens: the
+//! encoder's output is never a token's embedding anyway); every LSTM weight and bias
+//! U(+-1/sqrt(hidden)) as `nn.LSTM`; every linear weight and bias U(+-1/sqrt(fan_in)) as
+//! `nn.Linear`.
+//!
+//! Kept on purpose: the encoder width defaults to 128 (`MethodSettings::encoder_hidden`),
+//! where PEFT defaults to the model's width (576 on SmolLM2). At 576 the BiLSTM encoder has
+//! about 15M weights instead of 1.1M, ten times the SmolLM2 prompt it produces, and the
+//! learning rate (1e-3) was measured at 128; the width only shapes training (the export holds
+//! the encoder's output), and the manifest and PEFT export record the width used. A run that
+//! wants PEFT's default sets the width to the model's.
 
-use super::init::{sample_vocab_ids, token_embeddings, uniform};
+use super::init::{standard_normal, uniform};
 use super::optim::AdamW;
 use super::step::gradient_step;
 use super::tensor_names::{PROMPT_EMBEDDINGS, P_TUNING_LSTM, P_TUNING_MLP};
 use super::RunRng;
-use super::{Batch, Encoder, Method, Prompt, StepContext};
+use super::{Batch, Encoder, Method, MethodSettings, Prompt, StepContext};
 use crate::model::Llm;
 use anyhow::{bail, Result};
 use candle_core::{DType, Module, Tensor, Var, D};
@@ -62,6 +75,7 @@ impl PTuning {
         kind: Encoder,
         hidden: usize,
         rng: &mut RunRng,
+        settings: &MethodSettings,
     ) -> Result<Self> {
         if k == 0 {
             bail!("P-Tuning needs at least one soft slot ([P]) in the template");
@@ -70,7 +84,7 @@ impl PTuning {
         let dev = llm.device();
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, dev);
-        let input = Var::from_tensor(&token_embeddings(llm, &sample_vocab_ids(llm, k, rng))?)?;
+        let input = Var::from_tensor(&standard_normal(rng, (k, d), llm)?)?;
         let (lstm, mlp) = match kind {
             Encoder::Lstm => {
                 let mut layers = Vec::new();
@@ -111,7 +125,7 @@ impl PTuning {
             ),
         };
         // VarMap initialises from candle's unseeded generator; re-draw every weight from the
-        // run's seeded one, PyTorch-style uniform(+-1/sqrt(fan_in)), so runs repeat exactly.
+        // run's seeded one, as PyTorch initialises it, so runs repeat exactly.
         let mut named: Vec<(String, Var)> = varmap
             .data()
             .lock()
@@ -120,21 +134,53 @@ impl PTuning {
             .map(|(n, v)| (n.clone(), v.clone()))
             .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        for (_, v) in &named {
+        let fan_ins: std::collections::HashMap<String, usize> = named
+            .iter()
+            .filter(|(_, v)| v.rank() == 2)
+            .map(|(n, v)| (layer_of(n).to_string(), v.dims()[1]))
+            .collect();
+        for (name, v) in &named {
+            let bound = init_bound(name, hidden, &fan_ins)?;
             let dims = v.dims().to_vec();
-            let fan_in = if dims.len() == 2 { dims[1] } else { hidden };
-            let n = v.elem_count();
-            let t = uniform(rng, (1, n), 1.0 / (fan_in as f32).sqrt(), llm)?.reshape(dims)?;
+            let t = uniform(rng, (1, v.elem_count()), bound, llm)?.reshape(dims)?;
             v.set(&t)?;
         }
         let mut vars = vec![input.clone()];
-        vars.extend(named.into_iter().map(|(_, v)| v));
-        let opt = AdamW::new(vars, 0.0)?;
+        let mut decays = vec![true];
+        for (name, v) in named {
+            // Biases are not decayed (the Hugging Face convention).
+            decays.push(!name.contains("bias"));
+            vars.push(v);
+        }
+        let opt = AdamW::for_method(vars, decays, settings)?;
         Ok(Self {
             encoder: PromptEncoder { input, lstm, mlp },
             opt,
         })
     }
+}
+
+/// The layer a weight belongs to: `mlp.0` for `mlp.0.weight` and `mlp.0.bias`.
+fn layer_of(name: &str) -> &str {
+    name.rsplit_once('.').map_or(name, |(layer, _)| layer)
+}
+
+/// PyTorch's initial bound for the encoder weight `name`: `nn.LSTM` draws every weight and bias
+/// from U(+-1/sqrt(hidden)); `nn.Linear` its weight and bias from U(+-1/sqrt(fan_in)), the
+/// layer's input width.
+fn init_bound(
+    name: &str,
+    hidden: usize,
+    fan_ins: &std::collections::HashMap<String, usize>,
+) -> Result<f32> {
+    let fan_in = if name.starts_with(P_TUNING_LSTM) {
+        hidden
+    } else {
+        *fan_ins
+            .get(layer_of(name))
+            .ok_or_else(|| anyhow::anyhow!("internal error: no weight for the encoder's {name}"))?
+    };
+    Ok(1.0 / (fan_in as f32).sqrt())
 }
 
 impl Method for PTuning {
@@ -161,5 +207,42 @@ impl Method for PTuning {
 
     fn optimizer(&mut self) -> Option<&mut AdamW> {
         Some(&mut self.opt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::init_bound;
+    use std::collections::HashMap;
+
+    #[test]
+    fn encoder_weights_start_within_pytorchs_bounds() {
+        let fan_ins = HashMap::from([("mlp.0".to_string(), 256), ("mlp.2".to_string(), 64)]);
+        let close = |a: f32, b: f32| (a - b).abs() < 1e-7;
+        // nn.LSTM: 1/sqrt(hidden) for input, recurrent and bias weights, whatever the input.
+        for name in [
+            "lstm.weight_ih_l0",
+            "lstm.weight_hh_l1_reverse",
+            "lstm.bias_ih_l0",
+        ] {
+            assert!(close(
+                init_bound(name, 128, &fan_ins).unwrap(),
+                1.0 / 128f32.sqrt()
+            ));
+        }
+        // nn.Linear: 1/sqrt(fan_in) for the weight and its bias alike.
+        assert!(close(
+            init_bound("mlp.0.weight", 128, &fan_ins).unwrap(),
+            1.0 / 16.0
+        ));
+        assert!(close(
+            init_bound("mlp.0.bias", 128, &fan_ins).unwrap(),
+            1.0 / 16.0
+        ));
+        assert!(close(
+            init_bound("mlp.2.bias", 128, &fan_ins).unwrap(),
+            1.0 / 8.0
+        ));
+        assert!(init_bound("mlp.9.bias", 128, &fan_ins).is_err());
     }
 }

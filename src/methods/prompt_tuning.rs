@@ -7,7 +7,7 @@ use super::optim::AdamW;
 use super::step::gradient_step;
 use super::tensor_names::PROMPT_EMBEDDINGS;
 use super::RunRng;
-use super::{Batch, Method, Prompt, SoftInit, StepContext};
+use super::{Batch, Method, MethodSettings, Prompt, SoftInit, StepContext};
 use crate::model::Llm;
 use anyhow::{bail, Result};
 use candle_core::{Tensor, Var};
@@ -38,7 +38,7 @@ pub fn init_vectors(
     let encode = |text: &str| -> Result<Vec<u32>> { crate::task::tokenize(tok, text) };
     match init {
         SoftInit::Random => uniform(rng, (n, d), 0.5, llm),
-        SoftInit::Vocab => from_ids(sample_vocab_ids(llm, n, rng)),
+        SoftInit::Vocab => from_ids(sample_vocab_ids(llm, tok, n, rng)?),
         SoftInit::Labels => {
             let mut rows = Vec::with_capacity(n);
             for label in labels.iter().take(n) {
@@ -49,7 +49,7 @@ pub fn init_vectors(
                 let t = emb.index_select(&Tensor::new(ids.as_slice(), llm.device())?, 0)?;
                 rows.push(t.mean(0)?);
             }
-            let rest = sample_vocab_ids(llm, n - rows.len(), rng);
+            let rest = sample_vocab_ids(llm, tok, n - rows.len(), rng)?;
             if !rest.is_empty() {
                 // Exactly the slots the labels left (cycling them to `n` made n extra rows that
                 // no slot used but that were trained, counted and exported).
@@ -72,12 +72,13 @@ impl PromptTuning {
         labels: &[String],
         tok: &tokenizers::Tokenizer,
         rng: &mut RunRng,
+        settings: &MethodSettings,
     ) -> Result<Self> {
         if n == 0 {
             bail!("prompt tuning needs at least one soft slot ([P]) at the start of the template");
         }
         let soft = Var::from_tensor(&init_vectors(llm, n, init, labels, tok, rng)?)?;
-        let opt = AdamW::new(vec![soft.clone()], 0.0)?;
+        let opt = AdamW::for_method(vec![soft.clone()], vec![true], settings)?;
         Ok(Self { soft, opt })
     }
 }

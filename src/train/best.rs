@@ -1,6 +1,14 @@
 //! Best-checkpoint and patience tracking: the run keeps the state with the best dev score
 //! (the first evaluation, before any step, counts), and stops early after `patience`
 //! evaluations in a row without a strictly better score.
+//!
+//! A tie keeps the earlier checkpoint, on purpose. The dev metric is all an evaluation
+//! measures (no dev loss is computed, and a generation task's exact match of greedy text has
+//! none to offer), so there is no second number to break a tie by. Among equal scores the
+//! earlier state is fewer updates from its start, with less chance to have fitted the training
+//! rows' noise (early stopping's own preference); and a tie with step 0 keeps the untrained
+//! prompt, so a run never reports a gain from training that its dev score did not show. A
+//! tie-break on dev loss would need the evaluation (`train/eval.rs`) to return one.
 
 /// The best dev score so far and the snapshot taken at it.
 pub struct BestCheckpoint<S> {
@@ -98,6 +106,14 @@ mod tests {
         assert!(!record(&mut b, 20, 0.7, "s20").improved);
         assert!(!record(&mut b, 30, 0.6, "s30").improved);
         assert_eq!((b.score, b.step, b.snapshot), (0.7, 10, "s10"));
+    }
+
+    #[test]
+    fn a_tie_keeps_the_earlier_checkpoint_and_counts_against_patience() {
+        let mut b = BestCheckpoint::new(0.5, "init", 1);
+        let v = record(&mut b, 10, 0.5, "s10");
+        assert_eq!((b.step, b.snapshot), (0, "init"));
+        assert!(!v.improved && v.stop);
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub fn prepare_task(
     template
         .check(&spec.method.slot_rules(), &task.spec.fields)
         .map_err(|e| anyhow::anyhow!("template {template}: {e}"))?;
-    let method = methods::build(
+    let mut method = methods::build(
         spec.method,
         &spec.settings,
         &model.llm,
@@ -109,6 +109,7 @@ pub fn prepare_task(
     ] {
         check_context(task, split, set, prefix, context)?;
     }
+    method.use_train_split(&train_set);
     Ok(PreparedTask {
         template,
         method,

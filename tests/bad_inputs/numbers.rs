@@ -195,10 +195,59 @@ fn method_sizes_out_of_range_are_refused_naming_the_flag() {
             expect: &["--top-k"],
         },
         Case {
+            name: "AutoPrompt --candidate-rows 0",
+            setup: nothing,
+            args: train_with!("autoprompt", "--candidate-rows", "0"),
+            expect: &["--candidate-rows"],
+        },
+        Case {
+            name: "AutoPrompt --candidate-rows beyond a batch's bound",
+            setup: nothing,
+            args: train_with!("autoprompt", "--candidate-rows", "100000"),
+            expect: &["--candidate-rows", "4096"],
+        },
+        Case {
             name: "prefix tuning --prefix-len beyond the context",
             setup: nothing,
             args: train_with!("prefix-tuning", "--prefix-len", "100000"),
             expect: &["--prefix-len", "context"],
+        },
+    ]);
+}
+
+/// The optimiser's settings: a clipping norm and a weight decay that mean something.
+#[test]
+fn optimiser_settings_out_of_range_are_refused_naming_the_flag() {
+    run_cases(&[
+        Case {
+            name: "a negative --max-grad-norm",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--max-grad-norm=-1"),
+            expect: &["--max-grad-norm", "0 turns clipping off"],
+        },
+        Case {
+            name: "a --max-grad-norm that is not a number",
+            setup: nothing,
+            args: train_with!("fine-tuning", "--max-grad-norm", "NaN"),
+            expect: &["--max-grad-norm"],
+        },
+        Case {
+            name: "an infinite --max-grad-norm",
+            setup: nothing,
+            args: train_with!("prefix-tuning", "--max-grad-norm", "inf"),
+            expect: &["--max-grad-norm"],
+        },
+        Case {
+            name: "a negative --weight-decay",
+            setup: nothing,
+            args: train_with!("fine-tuning", "--weight-decay=-0.01"),
+            expect: &["--weight-decay", "between 0 and 1"],
+        },
+        Case {
+            name: "a --weight-decay above 1",
+            setup: nothing,
+            args: train_with!("p-tuning", "--weight-decay", "5"),
+            expect: &["--weight-decay"],
         },
     ]);
 }
