@@ -2,11 +2,17 @@
 //! reparameterisation is folded away) and `manifest.json` (method, template, verbalizer, task,
 //! model fingerprint, metrics, settings, tool version). Self-describing, so `gradprompt eval`
 //! can reload it and reproduce the test metric, and refuse it on a different model.
+//!
+//! A fine-tuned model is saved as a Hugging Face model folder instead (`config.json`,
+//! `model.safetensors`, `tokenizer.json`, with `manifest.json` beside them), so transformers
+//! loads it and `--model DIR` reads it back as a model; `eval` takes it either way (on the base
+//! model it carries its own weights; as `--model DIR` it is the model). Folders written before
+//! that (the weights in `prompt.safetensors`) still load.
 
 use crate::methods::prefix_tuning::kv_from_flat;
 use crate::methods::tensor_names::{PROMPT_EMBEDDINGS, TRIGGER_IDS};
 use crate::methods::{MethodKind, MethodSettings, Prompt};
-use crate::model::{Llm, Model};
+use crate::model::{hf, Config, Llm, Model};
 use crate::run::{RunResult, RunSpec, TrainConfig};
 use crate::task::{Task, TaskKind, Template};
 use anyhow::{anyhow, bail, Context, Result};
@@ -85,6 +91,15 @@ impl Manifest {
 pub struct Artifact {
     pub manifest: Manifest,
     pub tensors: Vec<(String, Tensor)>,
+    /// A fine-tuned model's config and tokenizer, which make its folder a Hugging Face model
+    /// folder; None for prompts and for fine-tuned folders in the older layout.
+    pub carried: Option<CarriedModel>,
+}
+
+/// What a fine-tuned model needs besides its weights to stand alone as a model folder.
+pub struct CarriedModel {
+    pub config: Config,
+    pub tokenizer: tokenizers::Tokenizer,
 }
 
 impl Artifact {
@@ -122,6 +137,10 @@ impl Artifact {
                 result: result.clone(),
             },
             tensors,
+            carried: (spec.method == MethodKind::FineTuning).then(|| CarriedModel {
+                config: c.clone(),
+                tokenizer: model.tokenizer.clone(),
+            }),
         }
     }
 
@@ -143,8 +162,14 @@ impl Artifact {
     pub fn save(&self, dir: &Path) -> Result<()> {
         // One folder swap, so a kill between the tensors and the manifest cannot leave one
         // prompt's tensors under another's manifest.
-        let tensors = self.serialize()?;
         let manifest = serde_json::to_string_pretty(&self.manifest)?;
+        if let Some(carried) = &self.carried {
+            let mut files = hf::folder_files(&carried.config, &self.tensors, &carried.tokenizer)?;
+            files.push((MANIFEST_FILE, manifest.into_bytes()));
+            let files: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+            return crate::atomic::write_folder(dir, &files);
+        }
+        let tensors = self.serialize()?;
         crate::atomic::write_folder(
             dir,
             &[
@@ -178,12 +203,28 @@ impl Artifact {
                 manifest.format
             );
         }
-        let st = dir.join(TENSORS_FILE);
-        let map = candle_core::safetensors::load(&st, &candle_core::Device::Cpu)
-            .map_err(|e| anyhow!("{}: not a valid safetensors file ({e})", st.display()))?;
+        let (map, carried) = if manifest.method == MethodKind::FineTuning
+            && dir.join(hf::WEIGHTS_FILE).is_file()
+        {
+            let m = hf::load(dir, &candle_core::Device::Cpu)?;
+            let carried = CarriedModel {
+                config: m.config,
+                tokenizer: m.tokenizer,
+            };
+            (m.tensors, Some(carried))
+        } else {
+            let st = dir.join(TENSORS_FILE);
+            let map = candle_core::safetensors::load(&st, &candle_core::Device::Cpu)
+                .map_err(|e| anyhow!("{}: not a valid safetensors file ({e})", st.display()))?;
+            (map, None)
+        };
         let mut tensors: Vec<(String, Tensor)> = map.into_iter().collect();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
-        let art = Artifact { manifest, tensors };
+        let art = Artifact {
+            manifest,
+            tensors,
+            carried,
+        };
         art.check_contents()
             .with_context(|| format!("{}", dir.display()))?;
         Ok(art)
@@ -249,10 +290,44 @@ impl Artifact {
             .with_context(|| format!("the prompt file has no tensor \"{name}\""))
     }
 
-    /// Refuses a model other than the one the prompt was trained on.
+    /// Whether `model` is this fine-tuned model itself (its folder loaded as `--model`): the
+    /// same config and the very same weights.
+    fn is_the_model(&self, model: &Model) -> Result<bool> {
+        if self.manifest.method != MethodKind::FineTuning
+            || self.carried.as_ref().map(|c| &c.config) != Some(model.config())
+        {
+            return Ok(false);
+        }
+        let ours: HashMap<&str, &Tensor> =
+            self.tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let theirs = model.llm.named_tensors();
+        if theirs.len() != ours.len() {
+            return Ok(false);
+        }
+        for (name, t) in &theirs {
+            let Some(o) = ours.get(name.as_str()) else {
+                return Ok(false);
+            };
+            if o.dims() != t.dims() {
+                return Ok(false);
+            }
+            let diff = (o.to_dtype(candle_core::DType::F32)? - t.to_dtype(candle_core::DType::F32)?)?
+                .abs()?
+                .flatten_all()?
+                .max(0)?
+                .to_scalar::<f32>()?;
+            if diff != 0.0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Refuses a model other than the one the prompt was trained on (for a fine-tuned model:
+    /// its base model, or the fine-tuned model itself).
     pub fn check_model(&self, model: &Model) -> Result<()> {
         let want = &self.manifest.model;
-        if want.fingerprint != model.fingerprint {
+        if want.fingerprint != model.fingerprint && !self.is_the_model(model)? {
             bail!(
                 "this prompt was trained on model {} (fingerprint {}, hidden size {}, {} layers); \
                  the loaded model {} has fingerprint {} (hidden size {}, {} layers). \
@@ -307,6 +382,10 @@ impl Artifact {
                     ..Default::default()
                 },
             ),
+            // Loaded as `--model DIR`, the model already is the fine-tuned one.
+            MethodKind::FineTuning if model.fingerprint != self.manifest.model.fingerprint => {
+                (None, Prompt::default())
+            }
             MethodKind::FineTuning => {
                 let map: HashMap<String, Tensor> = self.tensors.iter().cloned().collect();
                 let llm = Llm::from_tensors(model.config().clone(), map, model.llm.device())?;
