@@ -9,6 +9,8 @@
 //! model it carries its own weights; as `--model DIR` it is the model). Folders written before
 //! that (the weights in `prompt.safetensors`) still load.
 
+pub mod adapter;
+
 use crate::methods::prefix_tuning::kv_from_flat;
 use crate::methods::tensor_names::{PROMPT_EMBEDDINGS, TRIGGER_IDS};
 use crate::methods::{MethodKind, MethodSettings, Prompt};
@@ -179,7 +181,29 @@ impl Artifact {
         )
     }
 
+    /// A prompt folder, a fine-tuned model folder, or a PEFT adapter folder (which must carry
+    /// `gradprompt.json`; see [`Artifact::load_for`] for one that does not).
     pub fn load(dir: &Path) -> Result<Artifact> {
+        Self::load_for(dir, None, None)
+    }
+
+    /// As [`Artifact::load`]; a PEFT adapter without `gradprompt.json` takes its task from
+    /// `task` and its template from `template` (else the task's own, virtual tokens in front).
+    /// `template` is only for adapters: a prompt folder records its own.
+    pub fn load_for(dir: &Path, task: Option<&Task>, template: Option<&str>) -> Result<Artifact> {
+        if adapter::is_adapter(dir) {
+            return adapter::load(dir, task, template);
+        }
+        if template.is_some() && dir.join(MANIFEST_FILE).is_file() {
+            bail!(
+                "{}: --template is for PEFT adapter folders; this gradprompt prompt folder records the template it was trained with",
+                dir.display()
+            );
+        }
+        Self::load_prompt_folder(dir)
+    }
+
+    fn load_prompt_folder(dir: &Path) -> Result<Artifact> {
         let mf = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&mf).with_context(|| match crate::atomic::left_aside(dir) {
             Some(old) => format!(
@@ -203,21 +227,20 @@ impl Artifact {
                 manifest.format
             );
         }
-        let (map, carried) = if manifest.method == MethodKind::FineTuning
-            && dir.join(hf::WEIGHTS_FILE).is_file()
-        {
-            let m = hf::load(dir, &candle_core::Device::Cpu)?;
-            let carried = CarriedModel {
-                config: m.config,
-                tokenizer: m.tokenizer,
+        let (map, carried) =
+            if manifest.method == MethodKind::FineTuning && dir.join(hf::WEIGHTS_FILE).is_file() {
+                let m = hf::load(dir, &candle_core::Device::Cpu)?;
+                let carried = CarriedModel {
+                    config: m.config,
+                    tokenizer: m.tokenizer,
+                };
+                (m.tensors, Some(carried))
+            } else {
+                let st = dir.join(TENSORS_FILE);
+                let map = candle_core::safetensors::load(&st, &candle_core::Device::Cpu)
+                    .map_err(|e| anyhow!("{}: not a valid safetensors file ({e})", st.display()))?;
+                (map, None)
             };
-            (m.tensors, Some(carried))
-        } else {
-            let st = dir.join(TENSORS_FILE);
-            let map = candle_core::safetensors::load(&st, &candle_core::Device::Cpu)
-                .map_err(|e| anyhow!("{}: not a valid safetensors file ({e})", st.display()))?;
-            (map, None)
-        };
         let mut tensors: Vec<(String, Tensor)> = map.into_iter().collect();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         let art = Artifact {
@@ -311,11 +334,12 @@ impl Artifact {
             if o.dims() != t.dims() {
                 return Ok(false);
             }
-            let diff = (o.to_dtype(candle_core::DType::F32)? - t.to_dtype(candle_core::DType::F32)?)?
-                .abs()?
-                .flatten_all()?
-                .max(0)?
-                .to_scalar::<f32>()?;
+            let diff = (o.to_dtype(candle_core::DType::F32)?
+                - t.to_dtype(candle_core::DType::F32)?)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
             if diff != 0.0 {
                 return Ok(false);
             }
@@ -327,6 +351,9 @@ impl Artifact {
     /// its base model, or the fine-tuned model itself).
     pub fn check_model(&self, model: &Model) -> Result<()> {
         let want = &self.manifest.model;
+        if want.fingerprint.is_empty() {
+            return self.check_model_shape(model);
+        }
         if want.fingerprint != model.fingerprint && !self.is_the_model(model)? {
             bail!(
                 "this prompt was trained on model {} (fingerprint {}, hidden size {}, {} layers); \
@@ -340,6 +367,27 @@ impl Artifact {
                 model.fingerprint,
                 model.config().hidden_size,
                 model.config().num_hidden_layers
+            );
+        }
+        Ok(())
+    }
+
+    /// A PEFT adapter from elsewhere names its base model but not the exact weights: it is
+    /// checked by what its tensor's shape says (the hidden size, or the layers for a prefix).
+    fn check_model_shape(&self, model: &Model) -> Result<()> {
+        let want = &self.manifest.model;
+        let c = model.config();
+        let fits = (want.hidden_size == 0 || want.hidden_size == c.hidden_size)
+            && (want.layers == 0 || want.layers == c.num_hidden_layers);
+        if !fits {
+            bail!(
+                "this adapter was made for {} (hidden size {}, {} layers); the loaded model {} has hidden size {} and {} layers",
+                if want.spec.is_empty() { "another model" } else { &want.spec },
+                want.hidden_size,
+                want.layers,
+                model.spec,
+                c.hidden_size,
+                c.num_hidden_layers
             );
         }
         Ok(())

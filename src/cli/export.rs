@@ -39,6 +39,10 @@ pub struct ExportArgs {
     /// Export a prompt trained for another task than --task.
     #[arg(long, requires = "task")]
     allow_other_task: bool,
+    /// `base_model_name_or_path` in adapter_config.json: the model PEFT loads the adapter on
+    /// (default: the Hub name of a known model file, else the model's path).
+    #[arg(long, value_name = "NAME_OR_PATH")]
+    base_model: Option<String>,
 }
 
 impl ExportArgs {
@@ -51,8 +55,13 @@ impl ExportArgs {
         }
         // Held until the write is done: another process cannot write the same folder meanwhile.
         let _lock = gradprompt::atomic::claim_output(&self.out, self.overwrite)?;
+        if self.base_model.is_some() && !matches!(self.format, Format::Peft) {
+            anyhow::bail!("--base-model is for --format peft");
+        }
         match self.format {
-            Format::Peft => gradprompt::peft::export(&art, &self.out)?,
+            Format::Peft => {
+                gradprompt::peft::export_for(&art, &self.out, self.base_model.as_deref())?
+            }
             Format::Native => art.save(&self.out)?,
         }
         eprintln!("wrote {}", self.out.display());
