@@ -11,6 +11,8 @@
 //! (`artifact::adapter`) needs no `--template`. `base_model_name_or_path` is settable
 //! (`--base-model`), defaulting to the loaded model's name where it is known.
 
+pub mod recipe;
+
 use crate::artifact::adapter::Meta;
 pub use crate::artifact::adapter::{CONFIG_FILE, META_FILE, WEIGHTS_FILE};
 use crate::artifact::Artifact;
