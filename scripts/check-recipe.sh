@@ -18,6 +18,7 @@ cd "$(dirname "$0")/.."
 METHOD=${1:-prompt-tuning}
 STEPS=${STEPS:-3}
 WORK=${WORK:-$(mktemp -d)}
+mkdir -p "$WORK"
 BIN=${BIN:-target/release/gradprompt}
 [ -x "$BIN" ] || cargo build --release
 CACHE=${GRADPROMPT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gradprompt}

@@ -356,7 +356,7 @@ fn a_peft_prefix_adapter_saved_with_its_projection_reads_as_its_flat_prefix() {
 }
 
 #[test]
-fn a_bare_peft_adapter_asks_for_its_template_instead_of_guessing() {
+fn a_bare_peft_adapter_asks_for_its_task_instead_of_guessing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("pt");
     peft_folder(
@@ -368,21 +368,21 @@ fn a_bare_peft_adapter_asks_for_its_template_instead_of_guessing() {
         4,
         128,
     );
-    let task = sample("country-continent");
+    let rows = rows(tmp.path());
     let out = Command::new(BIN)
         .args([
-            "eval",
-            "--task",
-            task.to_str().unwrap(),
+            "predict",
             "--prompt",
             dir.to_str().unwrap(),
+            "--input",
+            rows.to_str().unwrap(),
         ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let msg = String::from_utf8_lossy(&out.stderr);
     assert!(
-        msg.contains("gradprompt.json") && msg.contains("--template"),
+        msg.contains("gradprompt.json") && msg.contains("--adapter-task"),
         "{msg}"
     );
     // Wider than the model's embeddings: refused by shape, naming both.
@@ -407,4 +407,122 @@ fn a_bare_peft_adapter_asks_for_its_template_instead_of_guessing() {
         msg.contains("SmolLM2") && msg.contains("hidden size 576"),
         "{msg}"
     );
+}
+
+#[test]
+fn a_recipe_carries_the_splits_the_batch_order_and_the_initial_vectors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    train("prompt-tuning", "country-continent", None, &run);
+    let task = sample("country-continent");
+    let recipe = tmp.path().join("recipe");
+    ok(&[
+        "export",
+        "--format",
+        "peft-recipe",
+        "--run",
+        run.to_str().unwrap(),
+        "--task",
+        task.to_str().unwrap(),
+        "--out",
+        recipe.to_str().unwrap(),
+    ]);
+    for f in [
+        "train.py",
+        "requirements.txt",
+        "README.md",
+        "recipe.json",
+        "init.safetensors",
+        "train.jsonl",
+        "dev.jsonl",
+        "test.jsonl",
+    ] {
+        assert!(recipe.join(f).is_file(), "{f} missing from the recipe");
+    }
+    let r = read_json(&recipe.join("recipe.json"));
+    assert_eq!(r["peft"]["class"], "PromptTuningConfig");
+    assert_eq!(r["steps"], 12);
+    let order = r["order"].as_array().unwrap();
+    assert_eq!(order.len(), 12);
+    assert!(order.iter().all(|b| b.as_array().unwrap().len() == 8));
+    let train_rows = std::fs::read_to_string(recipe.join("train.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    let n = r["peft"]["num_virtual_tokens"].as_u64().unwrap() as usize;
+    let init =
+        candle_core::safetensors::load(recipe.join("init.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    assert_eq!(init["prompt_embeddings"].dims(), &[n, 128]);
+    // 12 steps of 8 stay inside the first epoch: distinct examples of the training split, in
+    // a shuffled order, as gradprompt draws them.
+    let drawn: Vec<u64> = order
+        .iter()
+        .flat_map(|b| b.as_array().unwrap().iter().map(|i| i.as_u64().unwrap()))
+        .collect();
+    let mut sorted = drawn.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 96);
+    assert!(sorted.iter().all(|&i| (i as usize) < train_rows));
+    assert_ne!(drawn, sorted, "the order is not shuffled");
+    assert!(std::fs::read_to_string(recipe.join("README.md"))
+        .unwrap()
+        .contains("accelerate launch train.py --model"));
+}
+
+#[test]
+fn a_recipe_of_autoprompt_is_refused_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    train("autoprompt", "country-continent", None, &run);
+    let task = sample("country-continent");
+    let out = Command::new(BIN)
+        .args([
+            "export",
+            "--format",
+            "peft-recipe",
+            "--run",
+            run.to_str().unwrap(),
+            "--task",
+            task.to_str().unwrap(),
+            "--out",
+            tmp.path().join("recipe").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("AutoPrompt") && msg.contains("PEFT"), "{msg}");
+    assert!(!tmp.path().join("recipe").exists());
+}
+
+#[test]
+fn a_recipe_with_virtual_tokens_away_from_the_start_is_refused_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    train(
+        "p-tuning",
+        "country-continent",
+        Some("[P*2] {country} [P*2] is in [ANSWER]"),
+        &run,
+    );
+    let task = sample("country-continent");
+    let out = Command::new(BIN)
+        .args([
+            "export",
+            "--format",
+            "peft-recipe",
+            "--run",
+            run.to_str().unwrap(),
+            "--task",
+            task.to_str().unwrap(),
+            "--out",
+            tmp.path().join("recipe").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("only at the start"), "{msg}");
 }

@@ -247,7 +247,7 @@ pub fn load(dir: &Path, task: Option<&Task>, template: Option<&str>) -> Result<A
         (None, Some(given), _) => with_tokens(given, "--template")?,
         (None, None, Some(task)) => with_tokens(&task.spec.template, &format!("{}: template", task.dir.display()))?,
         (None, None, None) => bail!(
-            "{}: a PEFT adapter without {META_FILE}: which template it was trained with is unknown; pass --template (or --task, to use the task's own template)",
+            "{}: a PEFT adapter without {META_FILE}: which template it was trained with is unknown; give its task (eval and play: --task; predict: --adapter-task) and, unless it is the task's own template with the virtual tokens in front, --template",
             dir.display()
         ),
     };
