@@ -156,8 +156,11 @@ impl Artifact {
     }
 
     /// Bytes stored per task: the size of the tensors file (the manifest is a few kilobytes of
-    /// text on top, the same for every method).
+    /// text on top, the same for every method; a fine-tuned model's tokenizer and config too).
     pub fn stored_bytes(&self) -> Result<usize> {
+        if self.carried.is_some() {
+            return Ok(hf::weights_file(&self.tensors)?.len());
+        }
         Ok(self.serialize()?.len())
     }
 

@@ -74,6 +74,13 @@ fn a_fine_tuned_model_is_a_hugging_face_folder_that_loads_back_as_the_model() {
         !out.join("prompt.safetensors").exists(),
         "the weights are stored once, in model.safetensors"
     );
+    assert_eq!(
+        trained["artifact_bytes"].as_u64().unwrap(),
+        std::fs::metadata(out.join("model.safetensors"))
+            .unwrap()
+            .len(),
+        "the stored bytes are the weights file's size"
+    );
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["architectures"][0], "LlamaForCausalLM");

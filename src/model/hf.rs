@@ -92,13 +92,7 @@ pub fn folder_files(
     tokenizer: &Tokenizer,
 ) -> Result<Vec<(&'static str, Vec<u8>)>> {
     let config_json = serde_json::to_vec_pretty(&config.to_hf_json())?;
-    // transformers refuses a safetensors file whose metadata lacks `"format": "pt"`.
-    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
-    let contiguous = tensors
-        .iter()
-        .map(|(n, t)| Ok((n.as_str(), t.contiguous()?)))
-        .collect::<Result<Vec<_>>>()?;
-    let weights = safetensors::serialize(contiguous.iter().map(|(n, t)| (*n, t)), Some(meta))?;
+    let weights = weights_file(tensors)?;
     let tokenizer_json = tokenizer
         .to_string(true)
         .map_err(|e| anyhow!("cannot write the tokenizer as JSON: {e}"))?;
@@ -119,6 +113,20 @@ pub fn folder_files(
             serde_json::to_vec_pretty(&tokenizer_config)?,
         ),
     ])
+}
+
+/// `model.safetensors` holding `tensors`, as transformers reads it.
+pub fn weights_file(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
+    // transformers refuses a safetensors file whose metadata lacks `"format": "pt"`.
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    let contiguous = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.as_str(), t.contiguous()?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(safetensors::serialize(
+        contiguous.iter().map(|(n, t)| (*n, t)),
+        Some(meta),
+    )?)
 }
 
 /// Reads every tensor of a safetensors file, as f32, with an error naming the file when it is
