@@ -2,11 +2,19 @@
 //! reparameterisation is folded away) and `manifest.json` (method, template, verbalizer, task,
 //! model fingerprint, metrics, settings, tool version). Self-describing, so `gradprompt eval`
 //! can reload it and reproduce the test metric, and refuse it on a different model.
+//!
+//! A fine-tuned model is saved as a Hugging Face model folder instead (`config.json`,
+//! `model.safetensors`, `tokenizer.json`, with `manifest.json` beside them), so transformers
+//! loads it and `--model DIR` reads it back as a model; `eval` takes it either way (on the base
+//! model it carries its own weights; as `--model DIR` it is the model). Folders written before
+//! that (the weights in `prompt.safetensors`) still load.
+
+pub mod adapter;
 
 use crate::methods::prefix_tuning::kv_from_flat;
 use crate::methods::tensor_names::{PROMPT_EMBEDDINGS, TRIGGER_IDS};
 use crate::methods::{MethodKind, MethodSettings, Prompt};
-use crate::model::{Llm, Model};
+use crate::model::{hf, Config, Llm, Model};
 use crate::run::{RunResult, RunSpec, TrainConfig};
 use crate::task::{Task, TaskKind, Template};
 use anyhow::{anyhow, bail, Context, Result};
@@ -85,6 +93,15 @@ impl Manifest {
 pub struct Artifact {
     pub manifest: Manifest,
     pub tensors: Vec<(String, Tensor)>,
+    /// A fine-tuned model's config and tokenizer, which make its folder a Hugging Face model
+    /// folder; None for prompts and for fine-tuned folders in the older layout.
+    pub carried: Option<CarriedModel>,
+}
+
+/// What a fine-tuned model needs besides its weights to stand alone as a model folder.
+pub struct CarriedModel {
+    pub config: Config,
+    pub tokenizer: tokenizers::Tokenizer,
 }
 
 impl Artifact {
@@ -122,6 +139,10 @@ impl Artifact {
                 result: result.clone(),
             },
             tensors,
+            carried: (spec.method == MethodKind::FineTuning).then(|| CarriedModel {
+                config: c.clone(),
+                tokenizer: model.tokenizer.clone(),
+            }),
         }
     }
 
@@ -135,16 +156,25 @@ impl Artifact {
     }
 
     /// Bytes stored per task: the size of the tensors file (the manifest is a few kilobytes of
-    /// text on top, the same for every method).
+    /// text on top, the same for every method; a fine-tuned model's tokenizer and config too).
     pub fn stored_bytes(&self) -> Result<usize> {
+        if self.carried.is_some() {
+            return Ok(hf::weights_file(&self.tensors)?.len());
+        }
         Ok(self.serialize()?.len())
     }
 
     pub fn save(&self, dir: &Path) -> Result<()> {
         // One folder swap, so a kill between the tensors and the manifest cannot leave one
         // prompt's tensors under another's manifest.
-        let tensors = self.serialize()?;
         let manifest = serde_json::to_string_pretty(&self.manifest)?;
+        if let Some(carried) = &self.carried {
+            let mut files = hf::folder_files(&carried.config, &self.tensors, &carried.tokenizer)?;
+            files.push((MANIFEST_FILE, manifest.into_bytes()));
+            let files: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+            return crate::atomic::write_folder(dir, &files);
+        }
+        let tensors = self.serialize()?;
         crate::atomic::write_folder(
             dir,
             &[
@@ -154,7 +184,29 @@ impl Artifact {
         )
     }
 
+    /// A prompt folder, a fine-tuned model folder, or a PEFT adapter folder (which must carry
+    /// `gradprompt.json`; see [`Artifact::load_for`] for one that does not).
     pub fn load(dir: &Path) -> Result<Artifact> {
+        Self::load_for(dir, None, None)
+    }
+
+    /// As [`Artifact::load`]; a PEFT adapter without `gradprompt.json` takes its task from
+    /// `task` and its template from `template` (else the task's own, virtual tokens in front).
+    /// `template` is only for adapters: a prompt folder records its own.
+    pub fn load_for(dir: &Path, task: Option<&Task>, template: Option<&str>) -> Result<Artifact> {
+        if adapter::is_adapter(dir) {
+            return adapter::load(dir, task, template);
+        }
+        if template.is_some() && dir.join(MANIFEST_FILE).is_file() {
+            bail!(
+                "{}: --template is for PEFT adapter folders; this gradprompt prompt folder records the template it was trained with",
+                dir.display()
+            );
+        }
+        Self::load_prompt_folder(dir)
+    }
+
+    fn load_prompt_folder(dir: &Path) -> Result<Artifact> {
         let mf = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&mf).with_context(|| match crate::atomic::left_aside(dir) {
             Some(old) => format!(
@@ -178,12 +230,27 @@ impl Artifact {
                 manifest.format
             );
         }
-        let st = dir.join(TENSORS_FILE);
-        let map = candle_core::safetensors::load(&st, &candle_core::Device::Cpu)
-            .map_err(|e| anyhow!("{}: not a valid safetensors file ({e})", st.display()))?;
+        let (map, carried) =
+            if manifest.method == MethodKind::FineTuning && dir.join(hf::WEIGHTS_FILE).is_file() {
+                let m = hf::load(dir, &candle_core::Device::Cpu)?;
+                let carried = CarriedModel {
+                    config: m.config,
+                    tokenizer: m.tokenizer,
+                };
+                (m.tensors, Some(carried))
+            } else {
+                let st = dir.join(TENSORS_FILE);
+                let map = candle_core::safetensors::load(&st, &candle_core::Device::Cpu)
+                    .map_err(|e| anyhow!("{}: not a valid safetensors file ({e})", st.display()))?;
+                (map, None)
+            };
         let mut tensors: Vec<(String, Tensor)> = map.into_iter().collect();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
-        let art = Artifact { manifest, tensors };
+        let art = Artifact {
+            manifest,
+            tensors,
+            carried,
+        };
         art.check_contents()
             .with_context(|| format!("{}", dir.display()))?;
         Ok(art)
@@ -249,10 +316,48 @@ impl Artifact {
             .with_context(|| format!("the prompt file has no tensor \"{name}\""))
     }
 
-    /// Refuses a model other than the one the prompt was trained on.
+    /// Whether `model` is this fine-tuned model itself (its folder loaded as `--model`): the
+    /// same config and the very same weights.
+    fn is_the_model(&self, model: &Model) -> Result<bool> {
+        if self.manifest.method != MethodKind::FineTuning
+            || self.carried.as_ref().map(|c| &c.config) != Some(model.config())
+        {
+            return Ok(false);
+        }
+        let ours: HashMap<&str, &Tensor> =
+            self.tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        let theirs = model.llm.named_tensors();
+        if theirs.len() != ours.len() {
+            return Ok(false);
+        }
+        for (name, t) in &theirs {
+            let Some(o) = ours.get(name.as_str()) else {
+                return Ok(false);
+            };
+            if o.dims() != t.dims() {
+                return Ok(false);
+            }
+            let diff = (o.to_dtype(candle_core::DType::F32)?
+                - t.to_dtype(candle_core::DType::F32)?)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+            if diff != 0.0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Refuses a model other than the one the prompt was trained on (for a fine-tuned model:
+    /// its base model, or the fine-tuned model itself).
     pub fn check_model(&self, model: &Model) -> Result<()> {
         let want = &self.manifest.model;
-        if want.fingerprint != model.fingerprint {
+        if want.fingerprint.is_empty() {
+            return self.check_model_shape(model);
+        }
+        if want.fingerprint != model.fingerprint && !self.is_the_model(model)? {
             bail!(
                 "this prompt was trained on model {} (fingerprint {}, hidden size {}, {} layers); \
                  the loaded model {} has fingerprint {} (hidden size {}, {} layers). \
@@ -265,6 +370,27 @@ impl Artifact {
                 model.fingerprint,
                 model.config().hidden_size,
                 model.config().num_hidden_layers
+            );
+        }
+        Ok(())
+    }
+
+    /// A PEFT adapter from elsewhere names its base model but not the exact weights: it is
+    /// checked by what its tensor's shape says (the hidden size, or the layers for a prefix).
+    fn check_model_shape(&self, model: &Model) -> Result<()> {
+        let want = &self.manifest.model;
+        let c = model.config();
+        let fits = (want.hidden_size == 0 || want.hidden_size == c.hidden_size)
+            && (want.layers == 0 || want.layers == c.num_hidden_layers);
+        if !fits {
+            bail!(
+                "this adapter was made for {} (hidden size {}, {} layers); the loaded model {} has hidden size {} and {} layers",
+                if want.spec.is_empty() { "another model" } else { &want.spec },
+                want.hidden_size,
+                want.layers,
+                model.spec,
+                c.hidden_size,
+                c.num_hidden_layers
             );
         }
         Ok(())
@@ -307,6 +433,10 @@ impl Artifact {
                     ..Default::default()
                 },
             ),
+            // Loaded as `--model DIR`, the model already is the fine-tuned one.
+            MethodKind::FineTuning if model.fingerprint != self.manifest.model.fingerprint => {
+                (None, Prompt::default())
+            }
             MethodKind::FineTuning => {
                 let map: HashMap<String, Tensor> = self.tensors.iter().cloned().collect();
                 let llm = Llm::from_tensors(model.config().clone(), map, model.llm.device())?;

@@ -37,9 +37,26 @@ pub struct Served {
 /// Loads saved prompts for `model`. Each must be a prompt (not a fine-tuned model copy), for
 /// this model, and for a task no other loaded prompt serves.
 pub fn load_prompts(model: &Model, dirs: &[PathBuf]) -> Result<Vec<Served>> {
+    load_prompts_for(model, dirs, None, None)
+}
+
+/// As [`load_prompts`]; a PEFT adapter folder without `gradprompt.json` serves `adapter_task`
+/// with `template` (else that task's own template), as `Artifact::load_for` reads it.
+pub fn load_prompts_for(
+    model: &Model,
+    dirs: &[PathBuf],
+    adapter_task: Option<&Task>,
+    template: Option<&str>,
+) -> Result<Vec<Served>> {
     let mut out: Vec<Served> = Vec::with_capacity(dirs.len());
     for dir in dirs {
-        let art = Artifact::load(dir)?;
+        let adapter_without_meta = crate::artifact::adapter::is_adapter(dir)
+            && !dir.join(crate::artifact::adapter::META_FILE).is_file();
+        let art = if adapter_without_meta {
+            Artifact::load_for(dir, adapter_task, template)?
+        } else {
+            Artifact::load(dir)?
+        };
         let m = &art.manifest;
         if m.method == MethodKind::FineTuning {
             bail!(

@@ -26,6 +26,14 @@ pub struct PredictArgs {
     /// to stdout.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// The task a PEFT adapter folder without gradprompt.json serves (its name, fields and
+    /// verbalizer); prompt folders and adapters with gradprompt.json say their own.
+    #[arg(long, value_name = "TASK_DIR")]
+    adapter_task: Option<PathBuf>,
+    /// The template such an adapter was trained with (default: --adapter-task's own, with the
+    /// virtual tokens in front).
+    #[arg(long, requires = "adapter_task")]
+    template: Option<String>,
 }
 
 impl PredictArgs {
@@ -33,8 +41,17 @@ impl PredictArgs {
         if self.batch_size == 0 {
             anyhow::bail!("--batch-size must be at least 1");
         }
+        let adapter_task = match &self.adapter_task {
+            Some(dir) => Some(gradprompt::task::Task::load(dir)?),
+            None => None,
+        };
         let model = Model::load(&self.model)?;
-        let served = serve::load_prompts(&model, &self.prompt)?;
+        let served = serve::load_prompts_for(
+            &model,
+            &self.prompt,
+            adapter_task.as_ref(),
+            self.template.as_deref(),
+        )?;
         let inputs = serve::read_inputs(&self.input, &served)?;
         let predictions = serve::predict(&model, &served, &inputs, self.batch_size)?;
         let mut text = String::new();

@@ -1,5 +1,7 @@
-//! Loading a Hugging Face model folder: `config.json`, `tokenizer.json` and either
-//! `model.safetensors` or sharded `*.safetensors` with `model.safetensors.index.json`.
+//! A Hugging Face model folder, both ways: loading `config.json`, `tokenizer.json` and either
+//! `model.safetensors` or sharded `*.safetensors` with `model.safetensors.index.json`; and the
+//! files of such a folder for a model we hold (a fine-tuned copy), which transformers'
+//! `AutoModelForCausalLM.from_pretrained` loads and [`load`] reads back.
 
 use super::config::Config;
 use anyhow::{anyhow, bail, Context, Result};
@@ -8,6 +10,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use tokenizers::Tokenizer;
 
+pub const CONFIG_FILE: &str = "config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
+
 pub struct HfModel {
     pub config: Config,
     pub tensors: HashMap<String, Tensor>,
@@ -15,7 +22,7 @@ pub struct HfModel {
 }
 
 pub fn load(dir: &Path, device: &Device) -> Result<HfModel> {
-    let config_path = dir.join("config.json");
+    let config_path = dir.join(CONFIG_FILE);
     if !config_path.is_file() {
         bail!(
             "{}: no config.json in this folder (a Hugging Face model folder needs config.json, \
@@ -24,14 +31,14 @@ pub fn load(dir: &Path, device: &Device) -> Result<HfModel> {
         );
     }
     let config = Config::from_hf_json(&config_path)?;
-    let tok_path = dir.join("tokenizer.json");
+    let tok_path = dir.join(TOKENIZER_FILE);
     if !tok_path.is_file() {
         bail!("{}: no tokenizer.json in this folder", dir.display());
     }
     let tokenizer = Tokenizer::from_file(&tok_path)
         .map_err(|e| anyhow!("{}: not a valid tokenizer: {e}", tok_path.display()))?;
 
-    let single = dir.join("model.safetensors");
+    let single = dir.join(WEIGHTS_FILE);
     let index = dir.join("model.safetensors.index.json");
     let files: Vec<std::path::PathBuf> = if single.is_file() {
         vec![single]
@@ -73,6 +80,53 @@ fn shard_files(index: &Path) -> Result<BTreeSet<String>> {
             })
         })
         .collect()
+}
+
+/// The files of a Hugging Face model folder holding `tensors` (named as in a checkpoint, a tied
+/// head left out as `Llm::named_tensors` does): `config.json`, `model.safetensors`,
+/// `tokenizer.json` and `tokenizer_config.json`, as (file name, bytes) for one atomic folder
+/// write.
+pub fn folder_files(
+    config: &Config,
+    tensors: &[(String, Tensor)],
+    tokenizer: &Tokenizer,
+) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    let config_json = serde_json::to_vec_pretty(&config.to_hf_json())?;
+    let weights = weights_file(tensors)?;
+    let tokenizer_json = tokenizer
+        .to_string(true)
+        .map_err(|e| anyhow!("cannot write the tokenizer as JSON: {e}"))?;
+    // Without it, AutoTokenizer picks a class from model_type (LlamaTokenizerFast), which adds
+    // a BOS token gradprompt never adds; the plain fast tokenizer encodes exactly as we do.
+    let tokenizer_config = serde_json::json!({
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "add_bos_token": false,
+        "add_eos_token": false,
+        "model_max_length": config.max_position_embeddings,
+    });
+    Ok(vec![
+        (CONFIG_FILE, config_json),
+        (WEIGHTS_FILE, weights),
+        (TOKENIZER_FILE, tokenizer_json.into_bytes()),
+        (
+            TOKENIZER_CONFIG_FILE,
+            serde_json::to_vec_pretty(&tokenizer_config)?,
+        ),
+    ])
+}
+
+/// `model.safetensors` holding `tensors`, as transformers reads it.
+pub fn weights_file(tensors: &[(String, Tensor)]) -> Result<Vec<u8>> {
+    // transformers refuses a safetensors file whose metadata lacks `"format": "pt"`.
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    let contiguous = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.as_str(), t.contiguous()?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(safetensors::serialize(
+        contiguous.iter().map(|(n, t)| (*n, t)),
+        Some(meta),
+    )?)
 }
 
 /// Reads every tensor of a safetensors file, as f32, with an error naming the file when it is
