@@ -83,9 +83,12 @@ fn an_exported_prompt_reloads_to_the_same_metric_and_refuses_another_model() {
         let art = Artifact::load(&out).unwrap();
         assert_eq!(art.manifest.method, m);
         assert_eq!(art.manifest.result.test_metric, r.test_metric);
-        let bytes = std::fs::metadata(out.join("prompt.safetensors"))
-            .unwrap()
-            .len() as usize;
+        // A fine-tuned run is a Hugging Face model folder: its weights are model.safetensors.
+        let stored = match m {
+            MethodKind::FineTuning => "model.safetensors",
+            _ => "prompt.safetensors",
+        };
+        let bytes = std::fs::metadata(out.join(stored)).unwrap().len() as usize;
         assert_eq!(
             bytes, r.artifact_bytes,
             "{m:?}: stored bytes are the file's size"

@@ -24,7 +24,6 @@ use super::job::Job;
 use super::record_writer::RecordWriter;
 use super::Options;
 use crate::artifact::Artifact;
-use crate::methods::MethodKind;
 use crate::model::Model;
 use crate::run::{Command, Event, MultiTaskSpec, RunSpec};
 use crate::runs::{RunRecord, RunStatus, RunStore, TaskRef};
@@ -357,8 +356,10 @@ impl Session {
             return None;
         };
         let id = self.store.new_id(spec.method);
-        // A fine-tuned model is a whole model copy: its size is measured, not written.
-        let out = (spec.method != MethodKind::FineTuning).then(|| self.store.prompt_dir(&id));
+        // Every run keeps what it trained, a fine-tuned model too (a Hugging Face model folder:
+        // 538 MB for SmolLM2 in f32, and about 2.2 GB of checkpoint while it trains, removed when
+        // it completes), so it can be evaluated, played with and exported like a prompt.
+        let out = Some(self.store.prompt_dir(&id));
         let spec = RunSpec { out, ..spec };
         let mut record = RunRecord::new(id.clone(), &model, &task.spec.name, &task.dir, spec);
         record.colour = Some(super::colors::pick(&self.store.runs));

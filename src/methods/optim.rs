@@ -202,13 +202,29 @@ pub fn global_norm(grads: &[Tensor]) -> Result<f64> {
         else {
             bail!("internal error: gradients must be contiguous f32 on the CPU");
         };
-        let partial: Vec<f64> = data[o0..o1]
-            .par_chunks(CHUNK)
-            .map(|c| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum())
-            .collect();
+        let partial: Vec<f64> = data[o0..o1].par_chunks(CHUNK).map(sum_of_squares).collect();
         sum += partial.iter().sum::<f64>();
     }
     Ok(sum.sqrt())
+}
+
+/// The sum of squares of a chunk, in f64. Eight independent sums, so the loop vectorises: one
+/// running sum is a chain of dependent adds, and made the fused AdamW step on SmolLM2's 135M
+/// gradients 0.089 s -> 0.169 s (`gradprompt bench --only adamw`).
+fn sum_of_squares(c: &[f32]) -> f64 {
+    let mut lanes = [0f64; 8];
+    let mut blocks = c.chunks_exact(8);
+    for b in &mut blocks {
+        for (l, &x) in lanes.iter_mut().zip(b) {
+            *l += f64::from(x) * f64::from(x);
+        }
+    }
+    let tail: f64 = blocks
+        .remainder()
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum();
+    lanes.iter().sum::<f64>() + tail
 }
 
 struct Update<'a> {

@@ -71,10 +71,9 @@ pub fn write(
     let prepared = crate::train::prepare(model, task, &spec)?;
     let mut rng = prepared.rng;
     let cfg = &m.config;
-    let per_step = cfg.batch_size * cfg.grad_accum.max(1);
     let mut sampler = EpochSampler::new(prepared.train_set.len());
     let order: Vec<Vec<usize>> = (0..prepared.steps)
-        .map(|_| sampler.next(per_step, &mut rng))
+        .map(|_| crate::train::draw_indices(&mut sampler, &prepared.train_set, cfg, &mut rng))
         .collect();
     let n = prepared.template.soft_count();
     let c = model.config();

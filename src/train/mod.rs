@@ -221,6 +221,23 @@ fn draw_batch(
     cfg: &TrainConfig,
     rng: &mut RunRng,
 ) -> Batch {
+    Batch {
+        rows: draw_indices(sampler, train_set, cfg, rng)
+            .into_iter()
+            .map(|i| Row::gold(&train_set[i]))
+            .collect(),
+        micro_batch: cfg.batch_size,
+    }
+}
+
+/// The training-split indices of one update, as a run draws them (the PEFT recipe replays a
+/// run's batch order with this).
+pub fn draw_indices(
+    sampler: &mut EpochSampler,
+    train_set: &[Encoded],
+    cfg: &TrainConfig,
+    rng: &mut RunRng,
+) -> Vec<usize> {
     let n = cfg.batch_size * cfg.grad_accum.max(1);
     let lengths: Option<Vec<usize>> = cfg.group_by_length.then(|| {
         train_set
@@ -228,14 +245,7 @@ fn draw_batch(
             .map(|e| e.prompt.len() + e.candidates[e.gold].len())
             .collect()
     });
-    Batch {
-        rows: sampler
-            .next(n, rng, lengths.as_deref())
-            .into_iter()
-            .map(|i| Row::gold(&train_set[i]))
-            .collect(),
-        micro_batch: cfg.batch_size,
-    }
+    sampler.next(n, rng, lengths.as_deref())
 }
 
 /// Dev is evaluated every `eval_every` steps and after the last step.
