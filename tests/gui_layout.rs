@@ -402,8 +402,12 @@ fn the_tab_row_stays_put_when_the_progress_bar_and_notices_come_and_go() {
     );
 }
 
-/// The widest node under the "Train loss per step" label: the loss plot.
+/// The widest node under the "Train loss per step" label: the loss plot. Before the first run
+/// the plots' column holds the "press Train" message instead (wrapped to the column's width).
 fn loss_plot(h: &Harness<'static, App>) -> egui::Rect {
+    if let Some(empty) = h.query_by_label_contains("No runs to plot yet") {
+        return empty.rect();
+    }
     let label = rect_of(h, "Train loss per step");
     h.query_all_by(|n| n.bounding_box().is_some())
         .map(|n| n.rect())
