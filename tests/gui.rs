@@ -1448,7 +1448,8 @@ fn resume_is_offered_only_where_a_checkpoint_is_and_never_read_only() {
     let app = app_at(dir.path(), "/nonexistent/model");
     let runs = dir.path().join("runs");
     // Two runs the workbench was closed on: one stopped after it saved a checkpoint, one
-    // before it had saved any; and a fine-tuning run, which writes no output folder.
+    // before it had saved any; and a fine-tuning run recorded before fine-tuning runs had an
+    // output folder (older runs folders hold such records).
     let mut ids = Vec::new();
     for (n, method) in [
         MethodKind::PromptTuning,
