@@ -7,10 +7,10 @@
 
 mod common;
 
-use common::{assert_learned, train_method};
+use common::{assert_learned, train_method, train_with_evals};
 use gradprompt::methods::MethodKind;
 use gradprompt::model::Model;
-use gradprompt::run::{Event, RunResult, RunSpec, TrainConfig};
+use gradprompt::run::RunResult;
 use gradprompt::task::Task;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -36,43 +36,11 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// Trains as `common::train_method` does (batch 8, dev every 10 steps, seed 1) and returns
-/// the result with every dev evaluation, step 0 first.
-fn train_with_evals(method: MethodKind, steps: usize) -> (RunResult, Vec<(usize, f64)>) {
-    let f = fixture();
-    let spec = RunSpec {
-        method,
-        settings: Default::default(),
-        template: None,
-        config: TrainConfig {
-            steps,
-            batch_size: 8,
-            eval_every: 10,
-            seed: 1,
-            ..Default::default()
-        },
-        out: None,
-    };
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let (_ctx, crx) = crossbeam_channel::unbounded();
-    let r = gradprompt::train::train(&f.model, &f.task, &spec, &tx, &crx).unwrap();
-    let evals = rx
-        .try_iter()
-        .filter_map(|e| match e {
-            Event::Eval {
-                step, dev_metric, ..
-            } => Some((step, dev_metric)),
-            _ => None,
-        })
-        .collect();
-    (r, evals)
-}
-
 /// The method learned: some dev evaluation after step 0 is strictly above its own step-0
 /// score, and it beats zero-shot with a falling train loss (`common::assert_learned`).
 fn learns(method: MethodKind, steps: usize) {
     let f = fixture();
-    let (r, evals) = train_with_evals(method, steps);
+    let (r, evals) = train_with_evals(&f.model, &f.task, method, Default::default(), steps);
     assert_eq!(evals.first().map(|e| e.0), Some(0), "{method:?}: {evals:?}");
     let start = evals[0].1;
     let best_after = evals[1..].iter().map(|e| e.1).fold(f64::MIN, f64::max);

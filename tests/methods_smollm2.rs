@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use gradprompt::methods::{MethodKind, MethodSettings};
-use gradprompt::run::{Event, RunResult, RunSpec, TrainConfig};
+use gradprompt::run::RunResult;
 use gradprompt::task::Task;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -57,31 +57,7 @@ fn fixture() -> &'static Fixture {
 /// without `loss_must_fall`, only that the best dev score beats zero-shot's).
 fn learns_with(method: MethodKind, steps: usize, settings: MethodSettings, loss_must_fall: bool) {
     let f = fixture();
-    let spec = RunSpec {
-        method,
-        settings,
-        template: None,
-        config: TrainConfig {
-            steps,
-            batch_size: 8,
-            eval_every: 10,
-            seed: 1,
-            ..Default::default()
-        },
-        out: None,
-    };
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let (_ctx, crx) = crossbeam_channel::unbounded();
-    let r = gradprompt::train::train(&f.model, &f.task, &spec, &tx, &crx).unwrap();
-    let evals: Vec<(usize, f64)> = rx
-        .try_iter()
-        .filter_map(|e| match e {
-            Event::Eval {
-                step, dev_metric, ..
-            } => Some((step, dev_metric)),
-            _ => None,
-        })
-        .collect();
+    let (r, evals) = train_with_evals(&f.model, &f.task, method, settings, steps);
     assert_eq!(evals.first().map(|e| e.0), Some(0), "{method:?}: {evals:?}");
     assert!(
         evals[1..].iter().any(|e| e.1 > evals[0].1),

@@ -213,10 +213,22 @@ pub fn train_method(
     method: gradprompt::methods::MethodKind,
     steps: usize,
 ) -> gradprompt::run::RunResult {
-    use gradprompt::run::{RunSpec, TrainConfig};
+    train_with_evals(model, task, method, Default::default(), steps).0
+}
+
+/// Trains with batch 8, dev every 10 steps and seed 1, and returns the result with every dev
+/// evaluation (step, score), step 0 first.
+pub fn train_with_evals(
+    model: &Model,
+    task: &gradprompt::task::Task,
+    method: gradprompt::methods::MethodKind,
+    settings: gradprompt::methods::MethodSettings,
+    steps: usize,
+) -> (gradprompt::run::RunResult, Vec<(usize, f64)>) {
+    use gradprompt::run::{Event, RunSpec, TrainConfig};
     let spec = RunSpec {
         method,
-        settings: Default::default(),
+        settings,
         template: None,
         config: TrainConfig {
             steps,
@@ -227,9 +239,19 @@ pub fn train_method(
         },
         out: None,
     };
-    let (tx, _rx) = crossbeam_channel::unbounded();
+    let (tx, rx) = crossbeam_channel::unbounded();
     let (_ctx, crx) = crossbeam_channel::unbounded();
-    gradprompt::train::train(model, task, &spec, &tx, &crx).unwrap()
+    let r = gradprompt::train::train(model, task, &spec, &tx, &crx).unwrap();
+    let evals = rx
+        .try_iter()
+        .filter_map(|e| match e {
+            Event::Eval {
+                step, dev_metric, ..
+            } => Some((step, dev_metric)),
+            _ => None,
+        })
+        .collect();
+    (r, evals)
 }
 
 /// A method learned: its train loss fell, and its best dev metric beats zero-shot's.
