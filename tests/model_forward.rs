@@ -375,3 +375,66 @@ fn block_op_gradients_equal_the_composed_ops_gradients() {
         }
     }
 }
+
+#[test]
+fn fine_tuning_weight_gradients_from_the_block_op_equal_the_composed_ops_gradients() {
+    // Full fine-tuning runs each block as the block op too, which computes every weight's
+    // gradient by hand (`G^T X`, bias row sums, RMSNorm weight sums) and hands them over outside
+    // candle's graph. Every weight (q/k/v biases included), the embeddings and the final norm
+    // must get the gradients candle's composed ops give, with padded rows in the batch.
+    let mut cfg = tiny_config(true);
+    cfg.attention_bias = true;
+    let mut tensors = random_tensors(&cfg, 9);
+    let dev = Device::Cpu;
+    for i in 0..cfg.num_hidden_layers {
+        for (p, width) in [
+            ("q_proj", cfg.num_attention_heads * cfg.head_dim),
+            ("k_proj", cfg.kv_dim()),
+            ("v_proj", cfg.kv_dim()),
+        ] {
+            let b = Tensor::randn(0f32, 0.3, width, &dev).unwrap();
+            tensors.insert(format!("model.layers.{i}.self_attn.{p}.bias"), b);
+        }
+    }
+    let frozen = gradprompt::model::Llm::from_tensors(cfg.clone(), tensors, &dev).unwrap();
+    let ids = Tensor::new(&[[3u32, 9, 4, 17, 22, 5], [8, 1, 30, 2, 0, 0]], &dev).unwrap();
+    let mask = Tensor::new(
+        &[[1f32, 1., 1., 1., 1., 1.], [1., 1., 1., 1., 0., 0.]],
+        &dev,
+    )
+    .unwrap();
+    let run = |llm: &gradprompt::model::Llm| {
+        let out = llm
+            .forward(&ForwardInput {
+                embeds: &llm.embed(&ids).unwrap(),
+                attention_mask: Some(&mask),
+                prefix: None,
+                logits: LogitRows::Rows(vec![2, 5, 8, 9]),
+                keep_kv: false,
+            })
+            .unwrap();
+        let targets = Tensor::new(&[1u32, 7, 30, 4], &dev).unwrap();
+        let loss = candle_nn::loss::cross_entropy(&out.logits, &targets).unwrap();
+        (llm.backward(&loss).unwrap(), loss)
+    };
+    let (op_model, op_vars) = frozen.trainable_copy().unwrap();
+    let (ref_model, ref_vars) = frozen.with_composed_backward().trainable_copy().unwrap();
+    let (g_op, l_op) = run(&op_model);
+    let (g_ref, l_ref) = run(&ref_model);
+    assert!(max_abs_diff(&l_op, &l_ref) < 1e-5, "losses differ");
+    assert!(op_vars.iter().any(|(n, _)| n.ends_with("q_proj.bias")));
+    for ((name, a), (_, b)) in op_vars.iter().zip(&ref_vars) {
+        let a = g_op
+            .get(a.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name} (block op)"));
+        let b = g_ref
+            .get(b.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name} (composed)"));
+        let scale = max_abs_diff(b, &b.zeros_like().unwrap()).max(1e-6);
+        let diff = max_abs_diff(a, b);
+        assert!(
+            diff < 1e-4 * scale.max(1.0),
+            "{name}: gradients differ by {diff} (largest {scale})"
+        );
+    }
+}

@@ -61,7 +61,7 @@ pub fn loss_and_grads_mixed(
         let s = score_mixed(llm, &prompts, chunk)?;
         let l = (s.nll_sum / total as f64)?;
         loss += l.to_scalar::<f32>()?;
-        let store = l.backward()?;
+        let store = llm.backward(&l)?;
         for (i, v) in vars.iter().enumerate() {
             if let Some(g) = store.get(v.as_tensor()) {
                 grads[i] = Some(match grads[i].take() {

@@ -45,6 +45,17 @@ impl Attention {
         })
     }
 
+    /// The same weights outside any gradient graph (storage shared).
+    pub fn detached(&self) -> Self {
+        Self {
+            q_proj: self.q_proj.detached(),
+            k_proj: self.k_proj.detached(),
+            v_proj: self.v_proj.detached(),
+            o_proj: self.o_proj.detached(),
+            ..*self
+        }
+    }
+
     /// The tensors under the names `load` takes them by.
     pub fn tensors(&self) -> Vec<(String, &Tensor)> {
         [

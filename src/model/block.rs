@@ -47,6 +47,17 @@ impl Block {
         out
     }
 
+    /// The same weights outside any gradient graph (storage shared): what the block op computes
+    /// with when the weights train, so its forward takes the frozen kernels.
+    pub fn detached(&self) -> Self {
+        Self {
+            input_norm: self.input_norm.detached(),
+            attn: self.attn.detached(),
+            post_norm: self.post_norm.detached(),
+            mlp: self.mlp.detached(),
+        }
+    }
+
     /// `x` `[b, t, d]` through the block, each row's text at positions from its `start`; also
     /// returns the keys (after RoPE) and values the attention used, prefix included.
     pub fn forward(

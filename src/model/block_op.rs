@@ -11,21 +11,40 @@
 //! multi-threaded kernels (RMSNorm, softmax, SwiGLU). Rotary embeddings are orthogonal, so their
 //! backward is the fused rotation by the negative angle.
 //!
-//! Only the input's (and a key/value prefix's) gradients are computed: the weights are frozen.
-//! The full fine-tuning baseline, whose weights are trainable, keeps the composed path
-//! (`Block::forward` in `block.rs`); so do tests, which compare the two (`Llm::with_composed_backward`).
+//! For the prompt methods only the input's (and a key/value prefix's) gradients are computed: the
+//! weights are frozen. The full fine-tuning baseline trains every weight: its blocks run the same
+//! op with a [`WeightGradSink`], and the backward also computes each weight's gradient
+//! (`G^T X` per projection, one row-sum per norm) and hands it to the model (`Llm::backward`),
+//! since candle's autograd sees only the op's input. On the composed graph a fine-tuning step was
+//! 1.16x PyTorch's, with about 14% of its samples in candle's elementwise kernels and 3% zeroing
+//! gradient buffers (docs/benchmarks.md). Tests compare both paths with candle's composed ops
+//! (`Llm::with_composed_backward`).
 
 use super::attention::prepend_prefix;
 use super::block::Block;
 use super::kernels;
 use super::rope::{Rope, Start};
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Module, Result, Shape, Tensor, D};
 use rayon::prelude::*;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+/// Where the block op puts the gradients of trainable weights: `(weight, gradient)` pairs that
+/// `Llm::backward` moves into candle's gradient store after the backward pass.
+pub(crate) type WeightGradSink = Arc<Mutex<Vec<(Tensor, Tensor)>>>;
+
+/// A block whose weights train: the weights themselves (the gradients are keyed by them) and
+/// where their gradients go.
+struct Trainable {
+    weights: Block,
+    sink: WeightGradSink,
+}
 
 /// Everything a block's forward needs besides its input.
 pub(super) struct BlockOp {
+    /// The weights the op computes with, outside any gradient graph.
     block: Block,
+    /// Set when the weights train (fine-tuning).
+    trainable: Option<Trainable>,
     rope: Rope,
     /// Additive attention bias `[b or 1, 1, t, n + t]`.
     mask: Tensor,
@@ -70,9 +89,22 @@ fn into_storage(t: &Tensor) -> Result<(CpuStorage, Shape)> {
 }
 
 impl BlockOp {
-    pub fn new(block: &Block, rope: &Rope, mask: &Tensor, prefix_len: usize, start: Start) -> Self {
+    /// `sink`: where the weights' gradients go when they train (the model's, for a trainable
+    /// copy); `None` for a frozen block.
+    pub fn new(
+        block: &Block,
+        rope: &Rope,
+        mask: &Tensor,
+        prefix_len: usize,
+        start: Start,
+        sink: Option<&WeightGradSink>,
+    ) -> Self {
         Self {
-            block: block.clone(),
+            block: block.detached(),
+            trainable: sink.map(|sink| Trainable {
+                weights: block.clone(),
+                sink: sink.clone(),
+            }),
             rope: rope.clone(),
             mask: mask.clone(),
             prefix_len,
@@ -172,7 +204,7 @@ impl BlockOp {
         } else {
             None
         };
-        if !want_dx {
+        if !want_dx && self.trainable.is_none() {
             return Ok((None, dprefix));
         }
         let dq = self
@@ -185,13 +217,108 @@ impl BlockOp {
         let merge = |g: Tensor, heads: usize| -> Result<Tensor> {
             g.transpose(1, 2)?.contiguous()?.reshape((rows, heads * hd))
         };
-        let dhn = ((merge(dq, h)?.matmul(&a.q_proj.weight)?
-            + merge(dk, kvh)?.matmul(&a.k_proj.weight)?)?
-            + merge(dv, kvh)?.matmul(&a.v_proj.weight)?)?;
+        let (dq, dk, dv) = (merge(dq, h)?, merge(dk, kvh)?, merge(dv, kvh)?);
+        let dhn = ((dq.matmul(&a.q_proj.weight)? + dk.matmul(&a.k_proj.weight)?)?
+            + dv.matmul(&a.v_proj.weight)?)?;
+        if let Some(tr) = &self.trainable {
+            let grads = OutputGrads {
+                dy: &dy,
+                dg: &dg,
+                du: &du,
+                dhn2: &dhn2,
+                dmid: &dmid,
+                dq: &dq,
+                dk: &dk,
+                dv: &dv,
+                dhn: &dhn,
+            };
+            let pairs = self.weight_grads(&s, &tr.weights, &grads)?;
+            tr.sink.lock().unwrap().extend(pairs);
+        }
+        if !want_dx {
+            return Ok((None, dprefix));
+        }
         let x = s.x.reshape((rows, d))?;
         let dx = (dmid + rms_norm_backward(&x, &l.input_norm.weight, l.input_norm.eps, &dhn)?)?;
         Ok((Some(dx.reshape((b, t, d))?), dprefix))
     }
+
+    /// Every weight's gradient, paired with the weight, from the gradients of the block's
+    /// projection outputs and norm outputs: `G^T X` for a projection `y = X W^T` (and the row sum
+    /// of `G` for its bias), and `sum over rows of G * x_hat` for an RMSNorm weight. The
+    /// projections' inputs are recomputed from what the forward kept (two norms, the SwiGLU
+    /// product and `probs @ v`: a few percent of a step) rather than kept for every block.
+    fn weight_grads(&self, s: &Saved, w: &Block, g: &OutputGrads) -> Result<Vec<(Tensor, Tensor)>> {
+        let (l, a) = (&self.block, &self.block.attn);
+        let (b, t, d) = s.x.dims3()?;
+        let rows = b * t;
+        let (h, hd) = (a.heads, a.head_dim);
+        let x = s.x.reshape((rows, d))?;
+        let mid = s.mid.reshape((rows, d))?;
+        let hn = l.input_norm.forward(&x)?;
+        let hn2 = l.post_norm.forward(&mid)?;
+        let act = kernels::swiglu(&s.gate, &s.up)?;
+        let act = act.reshape((rows, act.dim(D::Minus1)?))?;
+        let attn = s
+            .probs
+            .matmul(&s.v)?
+            .reshape((b, h, t, hd))?
+            .transpose(1, 2)?
+            .reshape((rows, h * hd))?;
+        let mut out = Vec::with_capacity(14);
+        let mut linear = |lin: &super::linear::Linear, gy: &Tensor, input: &Tensor| -> Result<()> {
+            out.push((lin.weight.clone(), gy.t()?.matmul(input)?));
+            if let Some(bias) = &lin.bias {
+                out.push((bias.clone(), gy.sum(0)?));
+            }
+            Ok(())
+        };
+        linear(&w.mlp.down_proj, g.dy, &act)?;
+        linear(&w.mlp.gate_proj, g.dg, &hn2)?;
+        linear(&w.mlp.up_proj, g.du, &hn2)?;
+        linear(&w.attn.o_proj, g.dmid, &attn)?;
+        linear(&w.attn.q_proj, g.dq, &hn)?;
+        linear(&w.attn.k_proj, g.dk, &hn)?;
+        linear(&w.attn.v_proj, g.dv, &hn)?;
+        let eps = l.post_norm.eps;
+        out.push((
+            w.post_norm.weight.clone(),
+            rms_norm_weight_grad(&mid, eps, g.dhn2)?,
+        ));
+        let eps = l.input_norm.eps;
+        out.push((
+            w.input_norm.weight.clone(),
+            rms_norm_weight_grad(&x, eps, g.dhn)?,
+        ));
+        Ok(out)
+    }
+}
+
+/// The gradients of a block's intermediate outputs, each `[rows, width]`, that its weights'
+/// gradients are made from.
+struct OutputGrads<'a> {
+    /// Of the block's output (= of `down_proj`'s output).
+    dy: &'a Tensor,
+    /// Of `gate_proj`'s and `up_proj`'s outputs.
+    dg: &'a Tensor,
+    du: &'a Tensor,
+    /// Of the post-attention norm's output.
+    dhn2: &'a Tensor,
+    /// Of the residual stream after attention (= of `o_proj`'s output).
+    dmid: &'a Tensor,
+    /// Of the q, k and v projections' outputs (heads merged, before RoPE).
+    dq: &'a Tensor,
+    dk: &'a Tensor,
+    dv: &'a Tensor,
+    /// Of the input norm's output.
+    dhn: &'a Tensor,
+}
+
+/// `sum over rows of g * x * r`, with `r = 1 / sqrt(mean(x^2) + eps)` per row: the gradient of
+/// an RMSNorm's weight, for `x` and `g` `[rows, d]`.
+fn rms_norm_weight_grad(x: &Tensor, eps: f64, g: &Tensor) -> Result<Tensor> {
+    let r = (x.sqr()?.mean_keepdim(1)? + eps)?.sqrt()?.recip()?;
+    (g * x.broadcast_mul(&r)?)?.sum(0)
 }
 
 /// The block applied to `x` (`[b, t, d]`), differentiable with respect to `x` and, when given,

@@ -54,6 +54,11 @@ impl Linear {
     fn trainable(&self) -> bool {
         self.weight.is_variable()
     }
+
+    /// The same values outside any gradient graph (storage shared, nothing copied).
+    pub(super) fn detached(&self) -> Self {
+        Self::new(self.weight.detach(), self.bias.as_ref().map(Tensor::detach))
+    }
 }
 
 impl Linear {

@@ -12,7 +12,7 @@
 
 use super::attention::attention_bias;
 use super::block::Block;
-use super::block_op::{self, BlockOp};
+use super::block_op::{self, BlockOp, WeightGradSink};
 use super::config::Config;
 use super::linear::Linear;
 use super::rms_norm::RmsNorm;
@@ -100,6 +100,9 @@ pub struct Llm {
     /// Differentiate through each block as candle's composed ops instead of the block op with
     /// its hand-written backward (the reference the block op is tested against).
     composed_backward: bool,
+    /// A trainable copy's blocks put their weights' gradients here (`block_op.rs`);
+    /// [`Llm::backward`] moves them into the gradient store.
+    weight_grads: Option<WeightGradSink>,
 }
 
 /// The model's own tensor names; each part below names its own (`Block`, `Attention`, ...).
@@ -167,6 +170,7 @@ impl Llm {
             rope,
             device: device.clone(),
             composed_backward: false,
+            weight_grads: None,
         })
     }
 
@@ -193,7 +197,11 @@ impl Llm {
             tensors.insert(name.clone(), var.as_tensor().clone());
             vars.push((name, var));
         }
-        let llm = Llm::from_tensors(self.cfg.clone(), tensors, &self.device)?;
+        let llm = Llm {
+            composed_backward: self.composed_backward,
+            weight_grads: Some(WeightGradSink::default()),
+            ..Llm::from_tensors(self.cfg.clone(), tensors, &self.device)?
+        };
         Ok((llm, vars))
     }
 
@@ -215,6 +223,27 @@ impl Llm {
             composed_backward: true,
             ..self.clone()
         }
+    }
+
+    /// The gradients of `loss` with respect to everything it was computed from, the weights of a
+    /// trainable copy included: use this rather than `loss.backward()` on a model whose weights
+    /// train, whose blocks hand their weights' gradients over outside candle's graph.
+    pub fn backward(&self, loss: &Tensor) -> Result<candle_core::backprop::GradStore> {
+        let Some(sink) = &self.weight_grads else {
+            return Ok(loss.backward()?);
+        };
+        // Left over from a backward that did not come through here: not this loss's.
+        sink.lock().unwrap().clear();
+        let mut store = loss.backward()?;
+        for (weight, grad) in sink.lock().unwrap().drain(..) {
+            // A weight used twice in one graph (never in a block today) gets both gradients.
+            let grad = match store.remove(&weight) {
+                Some(other) => (other + grad)?,
+                None => grad,
+            };
+            store.insert(&weight, grad);
+        }
+        Ok(store)
     }
 
     /// Whether the weights are trainable (a fine-tuning copy).
@@ -286,10 +315,13 @@ impl Llm {
         let mut kept = Vec::new();
         for (i, block) in self.blocks.iter().enumerate() {
             let prefix = input.prefix.map(|p| &p.layers[i]);
-            // A frozen block on a path that trains runs as one op with its own backward.
+            // A block on a path that trains runs as one op with its own backward; a trainable
+            // copy's weights get their gradients through the sink (`Llm::backward`).
             let trains = x.track_op() || prefix.is_some_and(|(k, v)| k.track_op() || v.track_op());
-            if trains && !input.keep_kv && !self.composed_backward && !self.is_trainable() {
-                let op = BlockOp::new(block, &self.rope, &mask, n, start.clone());
+            let weights_ok = !self.is_trainable() || self.weight_grads.is_some();
+            if trains && !input.keep_kv && !self.composed_backward && weights_ok {
+                let sink = self.weight_grads.as_ref();
+                let op = BlockOp::new(block, &self.rope, &mask, n, start.clone(), sink);
                 x = block_op::apply(op, &x, prefix)?;
                 continue;
             }

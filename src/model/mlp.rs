@@ -41,6 +41,15 @@ impl Mlp {
         .collect()
     }
 
+    /// The same weights outside any gradient graph (storage shared).
+    pub fn detached(&self) -> Self {
+        Self {
+            gate_proj: self.gate_proj.detached(),
+            up_proj: self.up_proj.detached(),
+            down_proj: self.down_proj.detached(),
+        }
+    }
+
     /// `silu(gate(hn)) * up(hn)` for the normed residual stream `hn` `[b, t, d]`: the down
     /// projection's input (the block adds `down_proj` of it to the residual in one pass).
     pub fn activation(&self, hn: &Tensor) -> candle_core::Result<Tensor> {

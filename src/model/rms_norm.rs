@@ -26,6 +26,14 @@ impl RmsNorm {
         vec![(WEIGHT.to_string(), &self.weight)]
     }
 
+    /// The same weight outside any gradient graph (storage shared).
+    pub fn detached(&self) -> Self {
+        Self {
+            weight: self.weight.detach(),
+            eps: self.eps,
+        }
+    }
+
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if x.track_op() || self.weight.track_op() {
             let var = x.sqr()?.mean_keepdim(D::Minus1)?;
