@@ -15,6 +15,55 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// How long freed memory stays in the process before mimalloc returns it to the OS (-1: never).
 const PURGE_DELAY_MS: std::os::raw::c_long = -1;
 
+/// The device models are loaded onto: the CPU unless `--device` (or the workbench's device
+/// choice) says otherwise. One per process: a model, its prompts and their optimiser live on one
+/// device, and a process trains one run at a time.
+static DEVICE: std::sync::Mutex<Option<candle_core::Device>> = std::sync::Mutex::new(None);
+
+/// The device `--device` names: `cpu`, `cuda` (= `cuda:0`), `cuda:N` or `metal`. A GPU this
+/// build was not compiled for is an error that says how to build it.
+pub fn parse_device(spec: &str) -> anyhow::Result<candle_core::Device> {
+    use candle_core::utils::{cuda_is_available, metal_is_available};
+    let spec = spec.trim().to_ascii_lowercase();
+    let cuda = match spec.as_str() {
+        "cpu" => return Ok(candle_core::Device::Cpu),
+        "metal" => {
+            if !metal_is_available() {
+                anyhow::bail!("--device metal: this gradprompt was built without Metal; build it on macOS with `cargo build --release --features metal`");
+            }
+            return Ok(candle_core::Device::new_metal(0)?);
+        }
+        "cuda" => Some(0),
+        s => s
+            .strip_prefix("cuda:")
+            .map(|n| n.parse::<usize>())
+            .transpose()
+            .ok()
+            .flatten(),
+    };
+    let Some(ordinal) = cuda else {
+        anyhow::bail!("--device {spec}: expected cpu, cuda, cuda:N (N a GPU number) or metal");
+    };
+    if !cuda_is_available() {
+        anyhow::bail!("--device {spec}: this gradprompt was built without CUDA; build it with `cargo build --release --features cuda` (needs the CUDA toolkit)");
+    }
+    Ok(candle_core::Device::new_cuda(ordinal)?)
+}
+
+/// Loads the models of this process onto `device` from now on.
+pub fn set_device(device: candle_core::Device) {
+    *DEVICE.lock().unwrap() = Some(device);
+}
+
+/// The device models are loaded onto (the CPU unless [`set_device`] chose another).
+pub fn device() -> candle_core::Device {
+    DEVICE
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or(candle_core::Device::Cpu)
+}
+
 /// The environment variable that sizes candle's own elementwise thread pool.
 pub const CANDLE_THREADS_VAR: &str = "CANDLE_NUM_THREADS";
 

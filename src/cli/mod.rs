@@ -32,6 +32,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Where models run: cpu, cuda, cuda:N or metal (a GPU needs a build with
+    /// `--features cuda` or `--features metal`; the GPU path is untested, docs/handoff.md).
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
     // Without a subcommand the workbench opens (workbench.rs).
     #[command(flatten)]
     workbench: workbench::WorkbenchArgs,
@@ -67,6 +71,7 @@ enum Command {
 /// Parses the process's arguments and runs what they ask for.
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
+    gradprompt::runtime::set_device(gradprompt::runtime::parse_device(&cli.device)?);
     let Some(command) = cli.command else {
         return cli.workbench.run();
     };
@@ -92,6 +97,23 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_device_is_a_global_flag_and_a_gpu_this_build_lacks_is_a_clear_error() {
+        let cli = Cli::try_parse_from(["gradprompt", "info", "--device", "cuda:1"]).unwrap();
+        assert_eq!(cli.device, "cuda:1");
+        if !candle_core::utils::cuda_is_available() {
+            let err = gradprompt::runtime::parse_device("cuda:1")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("--features cuda"), "{err}");
+        }
+        let err = gradprompt::runtime::parse_device("tpu")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cpu, cuda, cuda:N"), "{err}");
+        assert!(gradprompt::runtime::parse_device("CPU").unwrap().is_cpu());
     }
 
     #[test]

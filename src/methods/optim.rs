@@ -139,9 +139,11 @@ impl AdamW {
                 self.vars.len()
             );
         }
+        // The moments live in CPU memory and the update is a CPU kernel: a GPU's gradients come
+        // over (untested: no GPU here, docs/handoff.md). On the CPU this is a no-op.
         let grads: Vec<Tensor> = grads
             .iter()
-            .map(Tensor::contiguous)
+            .map(|g| g.to_device(&candle_core::Device::Cpu)?.contiguous())
             .collect::<candle_core::Result<_>>()?;
         let norm = global_norm(&grads)?;
         self.last_grad_norm = Some(norm);
@@ -167,9 +169,17 @@ impl AdamW {
                 correct1: (1.0 - self.beta1.powi(t)) as f32,
                 correct2: (1.0 - self.beta2.powi(t)) as f32,
             };
-            var.as_tensor()
-                .inplace_op2(grad, &op)
-                .map_err(|e| anyhow::anyhow!("AdamW update: {e}"))?;
+            let update = |t: &Tensor| {
+                t.inplace_op2(grad, &op)
+                    .map_err(|e| anyhow::anyhow!("AdamW update: {e}"))
+            };
+            if var.device().is_cpu() {
+                update(var.as_tensor())?;
+            } else {
+                let host = var.as_tensor().to_device(&candle_core::Device::Cpu)?;
+                update(&host)?;
+                var.set(&host.to_device(var.device())?)?;
+            }
         }
         Ok(())
     }

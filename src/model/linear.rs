@@ -90,7 +90,9 @@ impl Module for Linear {
         let (out_dim, in_dim) = self.weight.dims2()?;
         let rows = x.elem_count() / in_dim;
         let x2 = x.reshape((rows, in_dim))?;
-        let y = if !self.trainable() && x.track_op() {
+        // The input-only backward is a CPU op; on a GPU the frozen weight's gradient is computed
+        // and dropped (correct, slower).
+        let y = if !self.trainable() && x.track_op() && x.device().is_cpu() {
             let value = x2.detach().matmul(&self.weight.t()?)?;
             let grad_path = x2.apply_op1(InputGradOnly {
                 weight: self.weight.clone(),

