@@ -127,7 +127,11 @@ pub fn write(
         "answer_whitespace_rule": meta.answer_whitespace_rule,
         "optimizer": {
             "name": "AdamW", "lr": prepared.peak_lr, "betas": [0.9, 0.999], "eps": 1e-8,
-            "weight_decay": 0.0,
+            // Decay spares biases, as gradprompt's and the Trainer's does; clipping is the
+            // global norm over every trainable tensor (`torch.nn.utils.clip_grad_norm_`).
+            "weight_decay": m.settings.weight_decay,
+            "no_decay": ["bias"],
+            "max_grad_norm": m.settings.max_grad_norm,
         },
         "schedule": {
             "name": "linear warm-up then linear decay (gradprompt's lr_at)",

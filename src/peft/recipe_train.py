@@ -11,7 +11,8 @@ result shape. One JSON line per step goes to stdout: {"step", "loss", "lr"}.
 
 What matches gradprompt: the virtual tokens, the template rendering (the whitespace before
 [ANSWER] moved into every answer, no special tokens), the loss (mean over the answer tokens of
-the whole step, micro-batches included), AdamW (betas 0.9/0.999, eps 1e-8, no weight decay),
+the whole step, micro-batches included), AdamW (betas 0.9/0.999, eps 1e-8, the run's weight
+decay sparing biases, gradients clipped to the run's global norm),
 the learning-rate schedule, the batch order of every step, the dev evaluation (every
 eval_every steps and after the last, the best dev checkpoint kept, patience) and the test
 evaluation. Prompt Tuning starts from gradprompt's own initial vectors (init.safetensors).
@@ -181,9 +182,19 @@ def main():
     dev = [render.encode(r) for r in read_split("dev")]
     test = [render.encode(r) for r in read_split("test")]
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     o = recipe["optimizer"]
-    opt = torch.optim.AdamW(params, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], weight_decay=o["weight_decay"])
+    # Recipes written before weight decay and clipping were settings had neither.
+    # gradprompt spares every tensor whose name contains "bias" (the LSTM's bias_ih_l0 too).
+    spared = lambda n: any(s in n for s in o.get("no_decay", []))
+    groups = [
+        {"params": [p for n, p in named if not spared(n)], "weight_decay": o["weight_decay"]},
+        {"params": [p for n, p in named if spared(n)], "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    opt = torch.optim.AdamW(groups, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"])
+    max_grad_norm = o.get("max_grad_norm", 0.0)
     model, opt = acc.prepare(model, opt)
     device = acc.device
 
@@ -236,6 +247,8 @@ def main():
             loss = out.loss * n / total
             acc.backward(loss)
             step_loss += loss.item()
+        if max_grad_norm > 0:
+            acc.clip_grad_norm_(params, max_grad_norm)
         opt.step()
         losses.append(step_loss)
         print(json.dumps({"step": step + 1, "loss": step_loss, "lr": lr}), flush=True)
