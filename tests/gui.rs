@@ -441,6 +441,26 @@ fn a_real_run_trains_compares_inspects_and_exports() {
     });
     assert!(out.join("adapter_config.json").is_file());
     assert!(out.join("adapter_model.safetensors").is_file());
+    // The recipe: train.py, recipe.json and the task's splits, in a folder of their own.
+    let recipe = dir.path().join("recipe");
+    h.state_mut().export.out_path = recipe.display().to_string();
+    h.step();
+    h.get_by_label("Export PEFT recipe").click();
+    h.step();
+    step_until(&mut h, Duration::from_secs(120), "the recipe export", |a| {
+        a.export
+            .message
+            .as_ref()
+            .is_some_and(|m| m.as_ref().is_err() || m.as_ref().unwrap().contains("recipe"))
+    });
+    assert!(
+        matches!(&h.state().export.message, Some(Ok(m)) if m.contains("accelerate launch")),
+        "{:?}",
+        h.state().export.message
+    );
+    for f in ["train.py", "recipe.json", "train.jsonl", "test.jsonl"] {
+        assert!(recipe.join(f).is_file(), "{f} missing from the recipe");
+    }
 
     // Import the exported folder and evaluate it: the same test metric as at training time.
     h.state_mut().export.import_path = out.display().to_string();

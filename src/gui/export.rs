@@ -1,5 +1,6 @@
-//! Export a learned prompt (the native folder, and a Hugging Face PEFT adapter where the method
-//! has one), and import a prompt folder to evaluate it or try it in the playground.
+//! Export a learned prompt (the native folder, a Hugging Face PEFT adapter where the method has
+//! one, and a transformers + PEFT recipe that repeats the run under accelerate), and import a
+//! prompt folder to evaluate it or try it in the playground.
 
 use super::inspect::focus_picker;
 use super::job::{keyed_result, retain_key, Job, Keyed};
@@ -13,6 +14,8 @@ use std::sync::Arc;
 enum FileOp {
     Native(PathBuf),
     Peft(PathBuf),
+    /// The folder, and the base model `train.py` should be launched with.
+    Recipe(PathBuf, String),
     Import(PathBuf),
 }
 
@@ -44,6 +47,10 @@ impl Export {
             r.map(|art| match op {
                 FileOp::Native(out) => format!("wrote the prompt to {}", out.display()),
                 FileOp::Peft(out) => format!("wrote a PEFT adapter to {}", out.display()),
+                FileOp::Recipe(out, base) => format!(
+                    "wrote a PEFT recipe to {}: run `accelerate launch train.py --model {base}` inside it",
+                    out.display()
+                ),
                 FileOp::Import(p) => {
                     let msg = format!("imported {}", p.display());
                     imported = art.map(|a| (p, Arc::new(a)));
@@ -76,6 +83,50 @@ impl Export {
     ) {
         self.message = None;
         self.file_job = Some((op, Job::spawn(label, f)));
+    }
+
+    /// "Export PEFT recipe": the run as a transformers + PEFT `train.py` with the task's splits
+    /// (`peft::recipe`), for `accelerate launch` on a GPU machine. Needs the loaded model (the
+    /// recipe replays the run's initialisation and batch order) and the run's task.
+    fn recipe_button(
+        &mut self,
+        ui: &mut egui::Ui,
+        session: &Session,
+        a: &Arc<Artifact>,
+        out: &std::path::Path,
+        has_out: bool,
+    ) {
+        let problem = crate::peft::recipe::unsupported(a);
+        let r = ui.add_enabled(
+            has_out && problem.is_none(),
+            egui::Button::new("Export PEFT recipe"),
+        );
+        let r = match &problem {
+            Some(why) => r.on_disabled_hover_text(why),
+            None => r.on_hover_text(
+                "train.py + recipe.json + the task's splits: `accelerate launch train.py --model NAME` on one or many GPUs (docs/handoff.md)",
+            ),
+        };
+        if !r.clicked() {
+            return;
+        }
+        let task = session.task_source(&a.manifest.task);
+        match (session.model.ready().cloned(), task) {
+            (Some(model), Ok(task)) => {
+                let base = crate::peft::default_base_model(&model.spec);
+                let (a, o) = (a.clone(), out.to_path_buf());
+                self.start_file_job(
+                    FileOp::Recipe(o.clone(), base.clone()),
+                    format!("writing {}", o.display()),
+                    move || {
+                        let task = TaskSource::load(task)?;
+                        crate::peft::recipe::write(&model, &task, &a, &base, &o).map(|_| None)
+                    },
+                );
+            }
+            (None, _) => self.message = Some(Err("load the model first".into())),
+            (_, Err(e)) => self.message = Some(Err(e)),
+        }
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, session: &mut Session) -> Option<Action> {
@@ -140,6 +191,7 @@ impl Export {
                             move || crate::peft::export(&a, &o).map(|_| None),
                         );
                     }
+                    self.recipe_button(ui, session, a, &out, has_out);
                     if self.file_job.is_some() {
                         ui.spinner();
                     }
