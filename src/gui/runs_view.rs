@@ -379,7 +379,12 @@ impl RunsView {
                         "every test example with the prediction, its probability and whether \
                          it was right; the errors alone; the confusion matrix",
                     )
-                    .on_disabled_hover_text("the run has not saved a prompt (yet)")
+                    .on_disabled_hover_text(if r.multi.is_some() {
+                        "a multi-task run keeps no predictions yet; `gradprompt eval \
+                         --predictions FILE` on one task's prompt folder writes them"
+                    } else {
+                        "the run has not saved a prompt (yet)"
+                    })
                     .clicked()
                 {
                     self.predictions = Some(PredictionsView::open(&r));
