@@ -11,6 +11,7 @@ pub mod methods;
 pub mod model;
 pub mod peft;
 pub mod playground;
+pub mod predictions;
 pub mod pretrain;
 pub mod run;
 pub mod runs;

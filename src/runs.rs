@@ -1,6 +1,8 @@
 //! The on-disk record of every run: one folder per run under the runs folder, holding
 //! `run.json` (spec, task, model, status, loss curve, evaluations, result) and, for methods
-//! whose prompt is small, the trained prompt in `prompt/`. A multi-task run (one prompt per task
+//! whose prompt is small, the trained prompt in `prompt/`, with the test predictions of its
+//! final evaluation beside it (`prompt/predictions.jsonl`, [`crate::predictions`]; records from
+//! before predictions were kept have none and load as before). A multi-task run (one prompt per task
 //! over one frozen model, [`MultiTaskRecord`]) keeps one prompt folder per task in
 //! `prompt/<task>/` and the run's result in `prompt/multi-task.json`, as `train --out` lays them
 //! out; its record adds the tasks, each task's dev curve and the per-task scores, all optional in

@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The library's top-level modules, lowest first. A module may use only modules before it.
-const LAYERS: [&str; 16] = [
+const LAYERS: [&str; 17] = [
     "atomic",
     "runtime",
     "task",
+    "predictions",
     "model",
     "pretrain",
     "methods",

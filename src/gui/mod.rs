@@ -41,8 +41,9 @@
 //! [`App::with_saved`], as JSON under [`STORAGE_KEY`]); the window's size is eframe's own.
 //!
 //! One file per view: [`setup`] (model, task, method, settings), [`template_editor`] (the chip
-//! row), [`training`] (controls and progress), [`plots`], [`runs_view`], [`compare`],
-//! [`inspect`] (nearest tokens, triggers, playground) and [`export`] (native / PEFT, import).
+//! row), [`training`] (controls and progress), [`plots`], [`runs_view`] (with a run's test
+//! [`predictions`]), [`compare`], [`inspect`] (nearest tokens, triggers, playground) and
+//! [`export`] (native / PEFT, import).
 
 pub mod colors;
 pub mod compare;
@@ -51,6 +52,7 @@ pub mod inspect;
 pub mod job;
 pub mod plots;
 pub mod png;
+pub mod predictions;
 pub mod record_writer;
 pub mod runs_table;
 pub mod runs_view;
@@ -510,6 +512,7 @@ impl App {
         self.inspect.retain_focus(self.session.focus.as_ref());
         self.export.retain_focus(self.session.focus.as_ref());
         self.inspect.pump();
+        self.runs.pump();
         if let Some((dir, art)) = self.export.pump() {
             // An import was read: it becomes the focused prompt, already loaded.
             self.session.focus_imported(dir, art);
@@ -546,7 +549,7 @@ impl App {
             Action::Show(tab) => self.tab = tab,
             Action::OpenDialog(target) => self.open_dialog(target),
             Action::DeleteRun(id) => {
-                self.runs.selected.remove(&id);
+                self.runs.forget(&id);
                 self.plots.shown.remove(&id);
                 self.session.delete_run(&id);
             }
@@ -718,6 +721,7 @@ impl App {
         self.session.busy()
             || self.dialog.is_some()
             || self.inspect.busy()
+            || self.runs.busy()
             || self.export.busy()
             || self.compare.busy()
     }

@@ -6,7 +6,9 @@
 //!
 //! A run's Details (its label is a button) rename it, keep a free-text note (both saved in its
 //! run.json), and offer "Clone settings from this run", which puts its model, task(s), method,
-//! settings and template into the setup ([`clone_settings`]).
+//! settings and template into the setup ([`clone_settings`]). They also open the run's test
+//! predictions ([`super::predictions`]): every test example with its prediction, the errors
+//! alone, and the confusion matrix of a classification task.
 //!
 //! Run folders whose record could not be read are listed above them, each with a Remove that
 //! (after asking) moves the folder into the runs folder's `.removed/`. An interrupted or stopped
@@ -15,6 +17,7 @@
 //! shows no Delete, Remove, Resume or Save.
 
 use super::colors::RunColors;
+use super::predictions::PredictionsView;
 use super::runs_table::{columns, View};
 use super::session::ResumeOffer;
 use super::{run_label, Action, App, Focus, Session, Tab};
@@ -27,6 +30,8 @@ use std::path::PathBuf;
 
 /// The label of the button that copies a run's setup into the setup panel.
 pub const CLONE_SETTINGS: &str = "Clone settings from this run";
+/// The label of the button in a run's details that opens its test predictions.
+pub const TEST_PREDICTIONS: &str = "Test predictions";
 
 /// The runs view: the table of stored runs and the selection for the comparison.
 #[derive(Default)]
@@ -42,6 +47,8 @@ pub struct RunsView {
     /// A cloned run's template, put into the editor once its task is the current one (the
     /// editor is reset when a task arrives).
     pub pending_template: Option<(PathBuf, MethodKind, String)>,
+    /// The test predictions of a run, when opened from its details.
+    pub predictions: Option<PredictionsView>,
 }
 
 /// A run's name and note as the user edits them.
@@ -53,6 +60,25 @@ pub struct Details {
 }
 
 impl RunsView {
+    /// Picks up the predictions once they are read.
+    pub fn pump(&mut self) {
+        if let Some(p) = &mut self.predictions {
+            p.pump();
+        }
+    }
+
+    pub fn busy(&self) -> bool {
+        self.predictions.as_ref().is_some_and(|p| p.busy())
+    }
+
+    /// Forgets what it shows of a run that was deleted.
+    pub fn forget(&mut self, id: &str) {
+        self.selected.remove(id);
+        if self.predictions.as_ref().is_some_and(|p| p.run == id) {
+            self.predictions = None;
+        }
+    }
+
     pub fn ui(&mut self, ui: &mut egui::Ui, session: &mut Session) -> Option<Action> {
         let mut action = None;
         ui.horizontal(|ui| {
@@ -76,6 +102,11 @@ impl RunsView {
         });
         if let Some(a) = self.details_ui(ui, session) {
             action = Some(a);
+        }
+        if let Some(p) = &mut self.predictions {
+            if p.ui(ui) {
+                self.predictions = None;
+            }
         }
         let mut delete = None;
         let mut inspect = None;
@@ -189,7 +220,8 @@ impl RunsView {
                                         if ui
                                             .add(egui::Button::new(text).frame(false))
                                             .on_hover_text(format!(
-                                                "{}: details, rename, note, clone its settings",
+                                                "{}: details, rename, note, clone its \
+                                                 settings, test predictions",
                                                 r.id
                                             ))
                                             .clicked()
@@ -339,6 +371,23 @@ impl RunsView {
                     .clicked()
                 {
                     action = Some(Action::CloneSettings(d.id.clone()));
+                }
+                let saved = r.artifact_dir().is_some();
+                if ui
+                    .add_enabled(saved, egui::Button::new(TEST_PREDICTIONS))
+                    .on_hover_text(
+                        "every test example with the prediction, its probability and whether \
+                         it was right; the errors alone; the confusion matrix",
+                    )
+                    .on_disabled_hover_text(if r.multi.is_some() {
+                        "a multi-task run keeps no predictions yet; `gradprompt eval \
+                         --predictions FILE` on one task's prompt folder writes them"
+                    } else {
+                        "the run has not saved a prompt (yet)"
+                    })
+                    .clicked()
+                {
+                    self.predictions = Some(PredictionsView::open(&r));
                 }
                 if ui.button("Close").clicked() {
                     close = true;

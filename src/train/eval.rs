@@ -1,6 +1,10 @@
 //! Scoring a prompt on a split, the same way for every method: classification ranks the label
 //! answers by total log-probability; generation greedily continues the prompt and compares the
 //! normalised text with the target (see `task::metric`).
+//!
+//! [`predict`] returns the same scoring example by example ([`crate::predictions`]): the text
+//! each example showed the model, its gold answer, the prediction and, for classification, the
+//! label probability the ranking used. [`evaluate`] is its summary; neither scores twice.
 
 use crate::methods::cached_score::{self, Continuation};
 use crate::methods::input::embed_rows;
@@ -8,6 +12,7 @@ use crate::methods::score::score;
 use crate::methods::Prompt;
 use crate::methods::Row;
 use crate::model::{ForwardInput, Llm, LogitRows};
+use crate::predictions::{Prediction, Predictions};
 use crate::task::{exact_match, Encoded, Piece, TaskKind};
 use anyhow::Result;
 use candle_core::Tensor;
@@ -42,9 +47,82 @@ pub fn evaluate(
     };
     let prompt = &prompt.detached();
     match kind {
-        TaskKind::Classification => classify(llm, prompt, encoded, tok),
+        TaskKind::Classification => {
+            let p = classify(llm, prompt, encoded, tok)?;
+            Ok(Outcome {
+                metric: p.accuracy(),
+                predictions: p.rows.into_iter().map(|r| r.prediction).collect(),
+            })
+        }
         TaskKind::Generation => generate(llm, prompt, encoded, tok),
     }
+}
+
+/// Scores `encoded` as [`evaluate`] does and returns every example's result; its
+/// [`Predictions::accuracy`] is [`evaluate`]'s metric. Classification rows carry the predicted
+/// label's probability over the labels; generation rows the greedy text without a probability.
+pub fn predict(
+    llm: &Llm,
+    prompt: &Prompt,
+    kind: TaskKind,
+    encoded: &[Encoded],
+    tok: &tokenizers::Tokenizer,
+) -> Result<Predictions> {
+    let owned;
+    let llm = if llm.is_trainable() {
+        owned = llm.detached()?;
+        &owned
+    } else {
+        llm
+    };
+    let prompt = &prompt.detached();
+    match kind {
+        TaskKind::Classification => classify(llm, prompt, encoded, tok),
+        TaskKind::Generation => {
+            let out = generate(llm, prompt, encoded, tok)?;
+            let rows = encoded
+                .iter()
+                .zip(out.predictions)
+                .map(|(e, text)| Prediction {
+                    input: input_text(e, tok),
+                    gold: e.answer_text.clone(),
+                    correct: exact_match(&text, &e.answer_text),
+                    prediction: text,
+                    probability: None,
+                })
+                .collect();
+            Ok(Predictions {
+                kind,
+                labels: Vec::new(),
+                rows,
+            })
+        }
+    }
+}
+
+/// The text tokens of an example's prompt, decoded: what the model read around its soft
+/// vectors and triggers, which are left out.
+fn input_text(e: &Encoded, tok: &tokenizers::Tokenizer) -> String {
+    let ids: Vec<u32> = e
+        .prompt
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Token(id) => Some(*id),
+            Piece::Soft(_) | Piece::Trigger(_) => None,
+        })
+        .collect();
+    tok.decode(&ids, false)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// A candidate answer as text, without the whitespace the template moved into it.
+fn answer_label(ids: &[u32], tok: &tokenizers::Tokenizer) -> String {
+    tok.decode(ids, false)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// The candidates' total log-probabilities for each example. The prompt (soft vectors,
@@ -100,15 +178,16 @@ fn split_per_example(lp: &[f32], encoded: &[Encoded]) -> Vec<Vec<f32>> {
     out
 }
 
+/// Ranks each example's label answers by total log-probability (the metric), keeping the
+/// winner's probability normalised over the labels.
 fn classify(
     llm: &Llm,
     prompt: &Prompt,
     encoded: &[Encoded],
     tok: &tokenizers::Tokenizer,
-) -> Result<Outcome> {
+) -> Result<Predictions> {
     let lps = candidate_logprobs(llm, prompt, encoded)?;
-    let mut correct = 0;
-    let mut predictions = Vec::new();
+    let mut rows = Vec::with_capacity(encoded.len());
     for (e, lp) in encoded.iter().zip(&lps) {
         let best = lp
             .iter()
@@ -116,20 +195,36 @@ fn classify(
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map(|(i, _)| i)
             .unwrap_or(0);
-        if best == e.gold {
-            correct += 1;
-        }
-        predictions.push(
-            tok.decode(&e.candidates[best], false)
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-        );
+        rows.push(Prediction {
+            input: input_text(e, tok),
+            gold: answer_label(&e.candidates[e.gold], tok),
+            prediction: answer_label(&e.candidates[best], tok),
+            probability: Some(label_probability(lp, best)),
+            correct: best == e.gold,
+        });
     }
-    Ok(Outcome {
-        metric: crate::task::accuracy(correct, encoded.len()),
-        predictions,
+    let labels = encoded
+        .first()
+        .map(|e| e.candidates.iter().map(|c| answer_label(c, tok)).collect())
+        .unwrap_or_default();
+    Ok(Predictions {
+        kind: TaskKind::Classification,
+        labels,
+        rows,
     })
+}
+
+/// Candidate `i`'s probability among all candidates: the softmax of the total
+/// log-probabilities, in f64 (a label's total over several tokens can be far below f32's
+/// smallest exponent).
+fn label_probability(lp: &[f32], i: usize) -> f64 {
+    let at = lp[i] as f64;
+    let sum: f64 = lp.iter().map(|&l| (l as f64 - at).exp()).sum();
+    if sum.is_finite() && sum > 0.0 {
+        1.0 / sum
+    } else {
+        0.0
+    }
 }
 
 fn generate(
@@ -202,4 +297,22 @@ pub fn greedy_with_prompt(
         })?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_probability;
+
+    #[test]
+    fn a_labels_probability_is_the_softmax_of_the_total_log_probabilities() {
+        let p = label_probability(&[-1.0, -2.0, -3.0], 0);
+        let want = 1.0 / (1.0 + (-1.0f64).exp() + (-2.0f64).exp());
+        assert!((p - want).abs() < 1e-12, "{p} vs {want}");
+        // Totals of long answers lie far below exp's range in f32; their ratio still counts.
+        assert!((label_probability(&[-2000.0, -2000.0], 1) - 0.5).abs() < 1e-12);
+        assert_eq!(
+            label_probability(&[f32::NEG_INFINITY, f32::NEG_INFINITY], 0),
+            0.0
+        );
+    }
 }
