@@ -303,6 +303,11 @@ fn multi_task_prompt_tuning_beats_zero_shot_on_both_tasks_and_its_folders_work_a
             alone.metric,
             score.test_metric
         );
+        // Each task's test predictions beside its prompt, agreeing with its test score.
+        let kept = gradprompt::predictions::Predictions::load(&dir)
+            .unwrap()
+            .expect("predictions.jsonl in the task's folder");
+        assert!((kept.accuracy() - score.test_metric).abs() < 1e-9);
     }
     let summary = std::fs::read_to_string(out.path().join("multi-task.json")).unwrap();
     assert!(summary.contains("\"tasks\""), "{summary}");

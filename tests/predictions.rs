@@ -101,10 +101,9 @@ fn generation_predictions_are_the_greedy_text_scored_by_exact_match() {
     }
 }
 
-/// Needs the trainer to keep its final test evaluation's predictions (`train::finish` writes
-/// `Predictions::save` beside the artifact); see the i13 report.
+/// The trainer keeps its final test evaluation's predictions (`train::finish` writes
+/// `Predictions::save` beside the artifact).
 #[test]
-#[ignore = "waits for the train::finish hunk of issue 13 (error analysis)"]
 fn a_training_run_writes_its_test_predictions_into_its_folder() {
     let dir = tempfile::tempdir().unwrap();
     let model = Model::load("builtin").unwrap();

@@ -380,8 +380,9 @@ impl RunsView {
                          it was right; the errors alone; the confusion matrix",
                     )
                     .on_disabled_hover_text(if r.multi.is_some() {
-                        "a multi-task run keeps no predictions yet; `gradprompt eval \
-                         --predictions FILE` on one task's prompt folder writes them"
+                        "a multi-task run keeps each task's predictions in its task's folder \
+                         (predictions.jsonl beside the task's prompt); this view shows one \
+                         task's run only"
                     } else {
                         "the run has not saved a prompt (yet)"
                     })

@@ -274,7 +274,17 @@ fn finish(
     end: LoopEnd,
     started: Instant,
 ) -> Result<RunResult> {
-    let test_metric = evaluate(model, task, method, test_set)?;
+    // Scored once: the metric is the predictions' accuracy, and they are kept with the run
+    // (`predictions.jsonl` beside the prompt) for error analysis.
+    let llm = method.model(&model.llm);
+    let test = eval::predict(
+        llm,
+        &method.prompt(llm)?,
+        task.spec.kind,
+        test_set,
+        &model.tokenizer,
+    )?;
+    let test_metric = test.accuracy();
     let mut result = RunResult {
         method: spec.method.id().to_string(),
         task: task.spec.name.clone(),
@@ -303,6 +313,7 @@ fn finish(
     art.manifest.result = result.clone();
     if let Some(dir) = &spec.out {
         art.save(dir)?;
+        test.save(dir)?;
         if end.failure.is_none() && !end.interrupted {
             checkpoint::remove(dir)?;
         }

@@ -257,7 +257,18 @@ fn run_tasks(
     let losses = &p.losses;
     prompts.restore(&best.snapshot)?;
     let dev = best_dev;
-    let test = evaluate_all(model, tasks, &prompts, &sets, |s| &s.test)?;
+    // Scored once per task: the metric is the predictions' accuracy, and they are kept beside
+    // each task's prompt (`predictions.jsonl`) for error analysis.
+    let all = prompts.prompts(&model.llm)?;
+    let test_predictions = tasks
+        .iter()
+        .zip(&sets)
+        .zip(&all)
+        .map(|((task, s), p)| {
+            eval::predict(&model.llm, p, task.spec.kind, &s.test, &model.tokenizer)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let test: Vec<f64> = test_predictions.iter().map(|p| p.accuracy()).collect();
     let mut result = MultiTaskResult {
         method: run.method.id().to_string(),
         model: model.spec.clone(),
@@ -321,9 +332,10 @@ fn run_tasks(
     }
     result.wall_seconds = started.elapsed().as_secs_f64();
     if let Some(out) = &run.out {
-        for (dir, art) in &artifacts {
+        for ((dir, art), predictions) in artifacts.iter().zip(&test_predictions) {
             if let Some(dir) = dir {
                 art.save(dir)?;
+                predictions.save(dir)?;
             }
         }
         let json = serde_json::to_vec_pretty(&result)?;
