@@ -675,6 +675,35 @@ mod tests {
     }
 
     #[test]
+    fn the_seeds_are_saved_and_follow_a_seed_set_from_elsewhere() {
+        let mut s = Setup::new(&Options::new(PathBuf::from("runs")));
+        assert_eq!(s.seed_list(), Ok(vec![TrainConfig::default().seed]));
+        s.seeds = "4,5,6".into();
+        s.config.seed = 4;
+        let saved = s.saved(None, None);
+        let mut back = Setup::new(&Options::new(PathBuf::from("runs")));
+        back.restore(saved);
+        assert_eq!(back.seeds, "4,5,6");
+        // A run's settings cloned (or another method's kept): the field becomes its seed.
+        back.config.seed = 9;
+        back.follow_config_seed();
+        assert_eq!(back.seeds, "9");
+        // A list being typed that does not read yet is left alone.
+        back.seeds = "9,".into();
+        back.follow_config_seed();
+        assert_eq!(back.seeds, "9,");
+        // A setup saved before seeds existed: its one seed.
+        let old: SavedSetup = serde_json::from_str(
+            r#"{"method": "p-tuning", "config": {"steps": 40, "lr": null,
+                "batch_size": 4, "grad_accum": 1, "eval_every": 10, "patience": 0,
+                "warmup": 0.1, "seed": 3}}"#,
+        )
+        .unwrap();
+        back.restore(old);
+        assert_eq!(back.seeds, "3");
+    }
+
+    #[test]
     fn switching_methods_keeps_each_methods_settings() {
         let mut s = Setup::new(&Options::new(PathBuf::from("runs")));
         s.config.steps = 300;
