@@ -376,7 +376,13 @@ impl TrainArgs {
                 };
                 return self
                     .refuse_if_interrupted(interrupt, &outcome, out.as_deref())
-                    .with_context(|| format!("seed {seed}{left}"));
+                    .with_context(|| {
+                        format!(
+                            "stopped during seed {seed} ({} of {}){left}",
+                            i + 1,
+                            seeds.len()
+                        )
+                    });
             }
             let test = outcome.test_metric();
             metric = outcome.metric();
