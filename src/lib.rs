@@ -17,5 +17,6 @@ pub mod run;
 pub mod runs;
 pub mod runtime;
 pub mod serve;
+pub mod stats;
 pub mod task;
 pub mod train;

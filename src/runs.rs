@@ -178,6 +178,10 @@ pub struct RunRecord {
     pub name: Option<String>,
     #[serde(default)]
     pub note: String,
+    /// How many test examples each task had when the run started, by task name: the n of the
+    /// test score's confidence interval. Empty in records written before it existed.
+    #[serde(default)]
+    pub test_examples: Vec<(String, usize)>,
 }
 
 /// One task of a multi-task run.
@@ -249,6 +253,7 @@ impl RunRecord {
             metric: None,
             name: None,
             note: String::new(),
+            test_examples: Vec::new(),
         }
     }
 

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 const LAYERS: [&str; 17] = [
     "atomic",
     "runtime",
+    // Arithmetic on scores and seed lists, used by the front ends.
+    "stats",
     "task",
     "predictions",
     "model",

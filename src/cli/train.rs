@@ -1,5 +1,8 @@
 //! `gradprompt train`: train a method on a task (or several tasks' prompts in one run) with a
-//! progress bar, then print the result.
+//! progress bar, then print the result. With `--seeds 0,1,2` the same configuration runs once
+//! per seed, in order (each with its own result, and its own `DIR/seed-N/` under `--out`), and
+//! a summary follows: each seed's test score, their mean, sample standard deviation and n
+//! (`gradprompt::stats`).
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -9,6 +12,7 @@ use gradprompt::model::{self, Model};
 use gradprompt::run::{
     Command, Event, Mix, MultiTaskResult, MultiTaskSpec, RunResult, RunSpec, TrainConfig,
 };
+use gradprompt::stats;
 use gradprompt::task::Task;
 use gradprompt::train::checkpoint;
 use gradprompt::train::worker::Worker;
@@ -16,7 +20,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -32,7 +36,8 @@ pub struct TrainArgs {
     /// comes from the checkpoint. A run killed at any moment ends as it would have.
     #[arg(long, value_name = "DIR", conflicts_with_all = [
         "task", "method", "template", "out", "overwrite", "mix", "shared_tokens", "steps", "lr",
-        "batch_size", "grad_accum", "eval_every", "patience", "seed", "save_every", "group_by_length",
+        "batch_size", "grad_accum", "eval_every", "patience", "seed", "seeds", "save_every",
+        "group_by_length",
         "num_virtual_tokens", "init", "prefix_len", "encoder", "triggers", "top_k",
         "max_grad_norm", "weight_decay", "candidate_rows",
     ])]
@@ -74,6 +79,11 @@ pub struct TrainArgs {
     patience: usize,
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     seed: u64,
+    /// Run the same configuration once per seed, in order (e.g. 0,1,2), then print each seed's
+    /// test score with their mean, sample standard deviation and n. With --out DIR each seed
+    /// writes DIR/seed-N/ and the summary goes to DIR/seeds.json.
+    #[arg(long, value_name = "LIST", conflicts_with = "seed")]
+    seeds: Option<Seeds>,
     /// Fill each batch with rows of like length (less padding; batches less random).
     #[arg(long)]
     group_by_length: bool,
@@ -145,6 +155,69 @@ impl fmt::Display for Init {
     }
 }
 
+/// `--seeds`' list, checked as clap reads it (so a bad list is refused before any training).
+#[derive(Clone, Debug)]
+struct Seeds(Vec<u64>);
+
+impl FromStr for Seeds {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        stats::parse_seeds(s).map(Seeds)
+    }
+}
+
+/// Where seed `seed`'s run writes under `--out DIR`.
+pub fn seed_dir(out: &Path, seed: u64) -> PathBuf {
+    out.join(format!("seed-{seed}"))
+}
+
+/// The file the summary of a `--seeds` run is written to, in `--out DIR`.
+pub const SEEDS_SUMMARY: &str = "seeds.json";
+
+/// What the model and the tasks are, loaded once for every seed.
+struct Loaded {
+    model: Arc<Model>,
+    tasks: Arc<Vec<Task>>,
+}
+
+/// Ctrl-C and SIGTERM, installed once per process: they send Stop to the run in progress
+/// (whichever seed it is) and are remembered, so no further seed starts.
+struct Interrupt {
+    flag: Arc<AtomicBool>,
+    commands: Arc<Mutex<Option<crossbeam_channel::Sender<Command>>>>,
+}
+
+impl Interrupt {
+    fn install() -> Interrupt {
+        let flag = Arc::new(AtomicBool::new(false));
+        let commands: Arc<Mutex<Option<crossbeam_channel::Sender<Command>>>> =
+            Arc::new(Mutex::new(None));
+        {
+            let (flag, commands) = (flag.clone(), commands.clone());
+            // Only one handler per process; a second `train` in one process is not a thing.
+            let _ = ctrlc::set_handler(move || {
+                flag.store(true, Ordering::SeqCst);
+                if let Some(c) = commands.lock().ok().and_then(|c| c.clone()) {
+                    let _ = c.send(Command::Stop);
+                }
+            });
+        }
+        Interrupt { flag, commands }
+    }
+
+    /// From now on a signal stops the run behind `commands`.
+    fn follow(&self, commands: &crossbeam_channel::Sender<Command>) {
+        if let Ok(mut c) = self.commands.lock() {
+            *c = Some(commands.clone());
+        }
+    }
+
+    fn interrupted(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
 impl TrainArgs {
     fn spec(&self) -> RunSpec {
         RunSpec {
@@ -196,23 +269,36 @@ impl TrainArgs {
     }
 
     pub fn run(self) -> Result<()> {
+        let interrupt = Interrupt::install();
+        if let Some(seeds) = &self.seeds {
+            return self.run_seeds(&seeds.0, &interrupt);
+        }
         // The output folder is claimed before the slow loads, and held to the end: another
         // process cannot write the same folder meanwhile.
         let (_lock, worker, out) = match &self.resume {
             Some(dir) => self.start_resume(dir)?,
             None => self.start()?,
         };
-        self.follow(worker, out)
+        let outcome = self.follow(worker, &interrupt)?;
+        self.print(&outcome)?;
+        self.refuse_if_interrupted(&interrupt, &outcome, out.as_deref())
     }
 
     fn start(&self) -> Result<(Option<OutputLock>, Worker, Option<PathBuf>)> {
         let spec = self.spec();
         spec.check()?;
-        let multi = self.multi_spec()?;
+        self.multi_spec()?;
         let lock = match &self.out {
             Some(dir) => Some(gradprompt::atomic::claim_output(dir, self.overwrite)?),
             None => None,
         };
+        let loaded = self.load()?;
+        let worker = self.spawn(&loaded, self.seed, self.out.clone())?;
+        Ok((lock, worker, self.out.clone()))
+    }
+
+    /// Reads the task folders and the model (once, however many seeds run on them).
+    fn load(&self) -> Result<Loaded> {
         let tasks = self
             .task
             .iter()
@@ -221,14 +307,108 @@ impl TrainArgs {
         let model = Arc::new(Model::load(
             self.model.as_deref().unwrap_or(model::BUILTIN),
         )?);
-        let worker = match multi {
-            Some(multi) => Worker::spawn_tasks(model, Arc::new(tasks), multi),
+        Ok(Loaded {
+            model,
+            tasks: Arc::new(tasks),
+        })
+    }
+
+    /// Starts the run of `seed` writing to `out`: one task's, or the tasks' together.
+    fn spawn(&self, loaded: &Loaded, seed: u64, out: Option<PathBuf>) -> Result<Worker> {
+        let mut spec = self.spec();
+        spec.config.seed = seed;
+        spec.out = out;
+        let model = loaded.model.clone();
+        Ok(match self.multi_spec()? {
+            Some(multi) => Worker::spawn_tasks(
+                model,
+                loaded.tasks.clone(),
+                MultiTaskSpec { run: spec, ..multi },
+            ),
             None => {
-                let task = tasks.into_iter().next().expect("--task is required");
+                let task = loaded.tasks.first().expect("--task is required").clone();
                 Worker::spawn(model, Arc::new(task), spec)
             }
-        };
-        Ok((lock, worker, self.out.clone()))
+        })
+    }
+
+    /// `--seeds`: every check and every output folder (`DIR` and each `DIR/seed-N`) before the
+    /// first run, so a refusal never comes after hours of training; then one run per seed, in
+    /// order, each printed as it ends, and the summary.
+    fn run_seeds(&self, seeds: &[u64], interrupt: &Interrupt) -> Result<()> {
+        self.spec().check()?;
+        self.multi_spec()?;
+        let mut locks = Vec::new();
+        if let Some(dir) = &self.out {
+            locks.push(gradprompt::atomic::claim_output(dir, self.overwrite)?);
+            for &seed in seeds {
+                locks.push(gradprompt::atomic::claim_output(
+                    &seed_dir(dir, seed),
+                    self.overwrite,
+                )?);
+            }
+        }
+        let loaded = self.load()?;
+        // The n of a single task's test score (a multi-task run's score is a mean over tasks
+        // of different sizes: no one proportion, so no interval).
+        let test_examples = (loaded.tasks.len() == 1).then(|| loaded.tasks[0].test.len());
+        let mut done: Vec<SeedScore> = Vec::new();
+        let mut results = Vec::new();
+        let mut metric = String::new();
+        for (i, &seed) in seeds.iter().enumerate() {
+            let out = self.out.as_deref().map(|d| seed_dir(d, seed));
+            if !self.json {
+                eprintln!("seed {seed} ({} of {})", i + 1, seeds.len());
+            }
+            let worker = self.spawn(&loaded, seed, out.clone())?;
+            let outcome = self
+                .follow(worker, interrupt)
+                .with_context(|| format!("seed {seed} ({} of {})", i + 1, seeds.len()))?;
+            if !self.json {
+                self.print(&outcome)?;
+            }
+            if interrupt.interrupted() {
+                let left = stats::format_seeds(&seeds[i + 1..]);
+                let left = if left.is_empty() {
+                    String::new()
+                } else {
+                    format!("; seeds not run: {left}")
+                };
+                return self
+                    .refuse_if_interrupted(interrupt, &outcome, out.as_deref())
+                    .with_context(|| {
+                        format!(
+                            "stopped during seed {seed} ({} of {}){left}",
+                            i + 1,
+                            seeds.len()
+                        )
+                    });
+            }
+            let test = outcome.test_metric();
+            metric = outcome.metric();
+            done.push(SeedScore {
+                seed,
+                test_metric: test,
+                dev_metric: outcome.dev_metric(),
+                test_examples,
+                test_ci95: test_examples.and_then(|n| stats::wilson_interval(test, n)),
+                out,
+            });
+            results.push(outcome.to_json()?);
+        }
+        let summary = SeedsSummary::of(metric, done);
+        if let Some(dir) = &self.out {
+            let text = serde_json::to_string_pretty(&summary)?;
+            gradprompt::atomic::write_file(&dir.join(SEEDS_SUMMARY), text.as_bytes())?;
+        }
+        if self.json {
+            let all = serde_json::json!({ "summary": summary, "runs": results });
+            println!("{}", serde_json::to_string(&all)?);
+        } else {
+            summary.print();
+        }
+        drop(locks);
+        Ok(())
     }
 
     /// `--resume DIR`: the checkpoint names the task, the model and every setting.
@@ -282,19 +462,12 @@ impl TrainArgs {
         Ok((Some(lock), worker, Some(dir.to_path_buf())))
     }
 
-    /// Shows the run's progress, prints its result and turns Ctrl-C into Stop.
-    fn follow(&self, worker: Worker, out: Option<PathBuf>) -> Result<()> {
-        // Ctrl-C and SIGTERM stop the run the way the workbench's Stop does: the best
-        // checkpoint so far is evaluated and saved, then the command exits non-zero.
-        let interrupted = Arc::new(AtomicBool::new(false));
-        {
-            let commands = worker.commands.clone();
-            let interrupted = interrupted.clone();
-            // Only one handler per process; a second `train` in one process is not a thing.
-            let _ = ctrlc::set_handler(move || {
-                interrupted.store(true, Ordering::SeqCst);
-                let _ = commands.send(Command::Stop);
-            });
+    /// Shows the run's progress and returns how it ended; Ctrl-C and SIGTERM stop it the way
+    /// the workbench's Stop does (the best checkpoint so far is evaluated and saved).
+    fn follow(&self, worker: Worker, interrupt: &Interrupt) -> Result<Outcome> {
+        interrupt.follow(&worker.commands);
+        if interrupt.interrupted() {
+            let _ = worker.commands.send(Command::Stop);
         }
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -348,21 +521,30 @@ impl TrainArgs {
         }
         bar.finish_and_clear();
         worker.join();
-        let stopped = interrupted.load(Ordering::SeqCst);
-        let (steps, best_step) = match outcome {
-            Some(Ok(Outcome::One(r))) => {
-                self.print_one(&r)?;
-                (r.steps, r.best_step)
-            }
-            Some(Ok(Outcome::Tasks(r))) => {
-                self.print_tasks(&r)?;
-                (r.steps, r.best_step)
-            }
+        match outcome {
+            Some(Ok(o)) => Ok(o),
             Some(Err(e)) => bail!("{e}"),
             None => bail!("the training thread ended without a result"),
-        };
-        if stopped {
-            let saved = match &out {
+        }
+    }
+
+    fn print(&self, outcome: &Outcome) -> Result<()> {
+        match outcome {
+            Outcome::One(r) => self.print_one(r),
+            Outcome::Tasks(r) => self.print_tasks(r),
+        }
+    }
+
+    /// After a run that a signal stopped: the command fails, saying what was saved where.
+    fn refuse_if_interrupted(
+        &self,
+        interrupt: &Interrupt,
+        outcome: &Outcome,
+        out: Option<&Path>,
+    ) -> Result<()> {
+        if interrupt.interrupted() {
+            let (steps, best_step) = outcome.steps();
+            let saved = match out {
                 Some(d) if checkpoint::dir_of(d).exists() => format!(
                     "the best checkpoint (step {best_step}) and its result were saved to {}; continue with --resume {}",
                     d.display(),
@@ -437,6 +619,108 @@ enum Outcome {
     Tasks(Box<MultiTaskResult>),
 }
 
+impl Outcome {
+    /// Steps trained, and the step of the best checkpoint.
+    fn steps(&self) -> (usize, usize) {
+        match self {
+            Outcome::One(r) => (r.steps, r.best_step),
+            Outcome::Tasks(r) => (r.steps, r.best_step),
+        }
+    }
+
+    /// The test score (a multi-task run's: the mean over its tasks).
+    fn test_metric(&self) -> f64 {
+        match self {
+            Outcome::One(r) => r.test_metric,
+            Outcome::Tasks(r) => r.test_metric,
+        }
+    }
+
+    fn dev_metric(&self) -> f64 {
+        match self {
+            Outcome::One(r) => r.dev_metric,
+            Outcome::Tasks(r) => r.dev_metric,
+        }
+    }
+
+    /// The metric's name; a multi-task run's is the mean of its tasks' metrics.
+    fn metric(&self) -> String {
+        match self {
+            Outcome::One(r) => r.metric.to_string(),
+            Outcome::Tasks(r) => {
+                let mut names: Vec<String> = r.tasks.iter().map(|t| t.metric.to_string()).collect();
+                names.dedup();
+                format!("mean {}", names.join("/"))
+            }
+        }
+    }
+
+    /// The result as `train --json` prints it.
+    fn to_json(&self) -> Result<serde_json::Value> {
+        Ok(match self {
+            Outcome::One(r) => serde_json::to_value(r)?,
+            Outcome::Tasks(r) => serde_json::to_value(r)?,
+        })
+    }
+}
+
+/// One seed's score in a `--seeds` summary.
+#[derive(serde::Serialize)]
+struct SeedScore {
+    seed: u64,
+    test_metric: f64,
+    dev_metric: f64,
+    /// The test split's size: the n of the interval (absent for a multi-task run).
+    test_examples: Option<usize>,
+    /// The 95% Wilson score interval of the test score, as (low, high).
+    test_ci95: Option<(f64, f64)>,
+    out: Option<PathBuf>,
+}
+
+/// What `--seeds` prints at the end, and writes to `DIR/seeds.json`.
+#[derive(serde::Serialize)]
+struct SeedsSummary {
+    metric: String,
+    seeds: Vec<SeedScore>,
+    /// Over the seeds' test scores.
+    mean: f64,
+    /// The sample standard deviation (n - 1); absent for a single seed.
+    std: Option<f64>,
+    /// How many seeds.
+    n: usize,
+}
+
+impl SeedsSummary {
+    fn of(metric: String, seeds: Vec<SeedScore>) -> SeedsSummary {
+        let tests: Vec<f64> = seeds.iter().map(|s| s.test_metric).collect();
+        SeedsSummary {
+            metric,
+            mean: stats::mean(&tests).unwrap_or(f64::NAN),
+            std: stats::sample_std(&tests),
+            n: tests.len(),
+            seeds,
+        }
+    }
+
+    fn print(&self) {
+        println!("test {} over {} seeds:", self.metric, self.n);
+        for s in &self.seeds {
+            let score = match s.test_examples {
+                Some(n) => stats::score_with_interval(s.test_metric, Some(n)),
+                None => format!("{:.4}", s.test_metric),
+            };
+            println!("  seed {}: {score}", s.seed);
+        }
+        match self.std {
+            Some(std) => println!("  mean {:.4}, sample std {std:.4}, n={}", self.mean, self.n),
+            None => println!(
+                "  mean {:.4}, n={} (one seed: no standard deviation)",
+                self.mean, self.n
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,6 +782,42 @@ mod tests {
             SoftInit::Text("a b".into())
         );
         assert!("words".parse::<Init>().is_err());
+    }
+
+    fn try_parse(extra: &[&str]) -> Result<TrainArgs, String> {
+        let mut argv = vec!["train", "--task", "t", "--method", "p-tuning"];
+        argv.extend_from_slice(extra);
+        Wrap::try_parse_from(argv)
+            .map(|w| w.args)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn seeds_takes_a_list_and_refuses_bad_ones_and_seed_beside_it() {
+        assert_eq!(parse(&["--seeds", "0,1,2"]).seeds.unwrap().0, vec![0, 1, 2]);
+        assert!(parse(&[]).seeds.is_none());
+        let e = try_parse(&["--seeds", "0,,x"]).err().unwrap();
+        assert!(
+            e.contains("--seeds") && e.contains("item 2 is empty"),
+            "{e}"
+        );
+        let e = try_parse(&["--seeds", "3,1,3"]).err().unwrap();
+        assert!(e.contains("seed 3 is listed twice"), "{e}");
+        let e = try_parse(&["--seeds", "0,1", "--seed", "4"]).err().unwrap();
+        assert!(e.contains("--seeds") && e.contains("--seed <SEED>"), "{e}");
+        let e = Wrap::try_parse_from(["train", "--resume", "d", "--seeds", "1,2"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--seeds"), "{e}");
+    }
+
+    #[test]
+    fn each_seed_writes_its_own_folder_under_out() {
+        assert_eq!(
+            seed_dir(Path::new("runs/x"), 2),
+            PathBuf::from("runs/x/seed-2")
+        );
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //! background thread when the run's model is the one loaded), with its steps, dev score, seed
 //! and how it ended. The bars are drawn as a table of their own (label, bar, value), so no
 //! label is ever dropped or cut however many rows there are; the table copies or saves as CSV.
+//!
+//! Uncertainty: each row's test score comes with its 95% Wilson interval on the run's test
+//! split ("0.857 [0.71, 0.94], n=35", and a whisker on its bar), and runs that differ only in
+//! seed form a [`SeedGroup`], shown as mean ± sample standard deviation over its seeds (with
+//! n), a bar and a ±std whisker. The arithmetic is [`crate::stats`]'s.
 
 use super::colors::RunColors;
 use super::job::Job;
@@ -19,6 +24,7 @@ use crate::methods::MethodKind;
 use crate::playground::Learned;
 use crate::run::MultiTaskResult;
 use crate::runs::{RunRecord, RunStatus};
+use crate::stats;
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
@@ -34,6 +40,9 @@ pub struct Row {
     pub task: String,
     pub metric: String,
     pub test: f64,
+    /// The test split's size: the n of the test score's interval (unknown for a record written
+    /// before runs kept it, unless its task is the current one).
+    pub test_n: Option<usize>,
     pub trainable: usize,
     pub model_params: usize,
     pub bytes: usize,
@@ -91,6 +100,7 @@ fn row(r: &RunRecord, baseline: bool) -> Option<Row> {
         task: r.task.clone(),
         metric: res.metric.to_string(),
         test: res.test_metric,
+        test_n: None,
         trainable: res.trainable_params,
         model_params: res.model_params,
         bytes: res.artifact_bytes,
@@ -125,6 +135,7 @@ fn task_rows(r: &RunRecord) -> Vec<Row> {
             task: t.task.clone(),
             metric: t.metric.to_string(),
             test: t.test_metric,
+            test_n: None,
             trainable: res.trainable_params,
             model_params: res.model_params,
             bytes: t.artifact_bytes,
@@ -234,6 +245,129 @@ pub fn rows(session: &Session, selected: &BTreeSet<String>) -> Vec<Row> {
             }
         }
     }
+    for r in &mut out {
+        r.test_n = test_examples(session, &r.id, &r.task);
+    }
+    out
+}
+
+/// How many test examples run `id` was scored on for `task`: what the run recorded when it
+/// started, else (a record written before runs kept it) the current task's, when it is the
+/// run's task folder.
+pub fn test_examples(session: &Session, id: &str, task: &str) -> Option<usize> {
+    let r = session.store.get(id)?;
+    if let Some((_, n)) = r.test_examples.iter().find(|(t, _)| t == task) {
+        return Some(*n);
+    }
+    let current = session.task.as_ref()?;
+    let dir = match &r.multi {
+        Some(m) => &m.tasks.iter().find(|t| t.name == task)?.dir,
+        None => &r.task_dir,
+    };
+    (current.spec.name == task && current.dir == *dir).then(|| current.test.len())
+}
+
+/// Runs that differ only in seed: the same model, task folder(s), method, settings, template
+/// and training settings. For a multi-task run, one group per task (of runs with the same
+/// tasks).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedGroup {
+    /// "prompt-tuning on synthetic, seeds 0,1,2".
+    pub label: String,
+    pub task: String,
+    pub metric: String,
+    /// The runs, one per seed (the latest run of a seed repeated), in seed order.
+    pub ids: Vec<String>,
+    pub seeds: Vec<u64>,
+    pub tests: Vec<f64>,
+    pub summary: stats::Summary,
+}
+
+impl SeedGroup {
+    /// "test accuracy 0.850 ± 0.050 (n=3)": mean ± sample standard deviation over the seeds.
+    pub fn line(&self) -> String {
+        format!("test {} {}", self.metric, self.summary.line())
+    }
+}
+
+/// What runs that differ only in seed have in common (empty: a record that cannot be said).
+fn group_key(r: &RunRecord) -> String {
+    let mut spec = r.spec.clone();
+    spec.config.seed = 0;
+    spec.out = None;
+    let tasks = r.multi.as_ref().map(|m| {
+        (
+            m.tasks.iter().map(|t| &t.dir).collect::<Vec<_>>(),
+            m.mix,
+            m.shared_tokens,
+        )
+    });
+    serde_json::to_string(&(&r.model, &r.task_dir, &spec, tasks)).unwrap_or_default()
+}
+
+/// A complete run's test score on `task` (its own, or one task's of a multi-task run).
+fn test_on(r: &RunRecord, task: &str) -> Option<(f64, String)> {
+    if !r.status.is_complete() {
+        return None;
+    }
+    match (&r.result, r.multi.as_ref().and_then(|m| m.result.as_ref())) {
+        (Some(res), None) if r.multi.is_none() => Some((res.test_metric, res.metric.to_string())),
+        (_, Some(res)) => res
+            .tasks
+            .iter()
+            .find(|t| t.task == task)
+            .map(|t| (t.test_metric, t.metric.to_string())),
+        _ => None,
+    }
+}
+
+/// The seed groups of the rows shown: for each row, every finished (or early-stopped) run in
+/// the store that differs from it only in seed, the latest of each seed; a group needs two
+/// seeds or more.
+pub fn seed_groups(session: &Session, rows: &[Row]) -> Vec<SeedGroup> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    for row in rows {
+        let Some(rec) = session.store.get(&row.id) else {
+            continue;
+        };
+        let key = group_key(rec);
+        let full = format!("{key}\n{}", row.task);
+        if key.is_empty() || keys.contains(&full) {
+            continue;
+        }
+        keys.push(full);
+        let mut members: Vec<(u64, &RunRecord, f64, String)> = Vec::new();
+        for r in session.store.runs.iter().rev() {
+            let seed = r.spec.config.seed;
+            if members.iter().any(|m| m.0 == seed) || group_key(r) != key {
+                continue;
+            }
+            if let Some((test, metric)) = test_on(r, &row.task) {
+                members.push((seed, r, test, metric));
+            }
+        }
+        if members.len() < 2 {
+            continue;
+        }
+        members.sort_by_key(|m| m.0);
+        let tests: Vec<f64> = members.iter().map(|m| m.2).collect();
+        let seeds: Vec<u64> = members.iter().map(|m| m.0).collect();
+        out.push(SeedGroup {
+            label: format!(
+                "{} on {}, seeds {}",
+                rec.method().id(),
+                row.task,
+                stats::format_seeds(&seeds)
+            ),
+            task: row.task.clone(),
+            metric: members[0].3.clone(),
+            ids: members.iter().map(|m| m.1.id.clone()).collect(),
+            summary: stats::Summary::of(&tests).expect("two seeds or more"),
+            seeds,
+            tests,
+        });
+    }
     out
 }
 
@@ -274,7 +408,7 @@ its vectors, so many parameters train; only the vectors it produced are stored, 
 is dropped at export: hence a large trainable share next to a few kilobytes stored.";
 
 /// The header of the comparison table (and of its CSV).
-pub const CSV_HEADER: [&str; 17] = [
+pub const CSV_HEADER: [&str; 20] = [
     "run",
     "id",
     "method",
@@ -282,6 +416,9 @@ pub const CSV_HEADER: [&str; 17] = [
     "status",
     "metric",
     "test",
+    "test_examples",
+    "test_ci95_low",
+    "test_ci95_high",
     "dev",
     "steps",
     "steps_asked",
@@ -313,6 +450,7 @@ pub fn csv(rows: &[Row], learned: impl Fn(&Row) -> Option<String>) -> String {
         } else {
             String::new()
         };
+        let ci = r.test_n.and_then(|n| stats::wilson_interval(r.test, n));
         let fields = [
             r.run.clone(),
             r.id.clone(),
@@ -321,6 +459,9 @@ pub fn csv(rows: &[Row], learned: impl Fn(&Row) -> Option<String>) -> String {
             r.status.label().to_string(),
             r.metric.clone(),
             format!("{}", r.test),
+            r.test_n.map(|n| n.to_string()).unwrap_or_default(),
+            ci.map(|c| format!("{:.4}", c.0)).unwrap_or_default(),
+            ci.map(|c| format!("{:.4}", c.1)).unwrap_or_default(),
             format!("{}", r.dev),
             r.steps.to_string(),
             r.total_steps.to_string(),
@@ -476,7 +617,7 @@ impl Compare {
             .show(ui, |ui| {
             egui::Grid::new("compare")
                 .striped(true)
-                .num_columns(12)
+                .num_columns(13)
                 .show(ui, |ui| {
                     // The table scrolls sideways: its cells keep their lines whole rather
                     // than wrap the last column to a word per line.
@@ -485,6 +626,7 @@ impl Compare {
                         "run",
                         "task",
                         "test metric",
+                        "test, 95% interval",
                         "dev",
                         "steps",
                         "seed",
@@ -502,6 +644,8 @@ impl Compare {
                         ui.label(egui::RichText::new(&r.run).color(color_of(r)));
                         ui.label(&r.task);
                         ui.label(format!("{:.3} {}", r.test, r.metric));
+                        ui.label(stats::score_with_interval(r.test, r.test_n))
+                            .on_hover_text(INTERVAL_NOTE);
                         ui.label(format!("{:.3}", r.dev));
                         let steps = ui.label(format!("{} / {}", r.steps, r.total_steps));
                         if r.status != RunStatus::Finished {
@@ -558,9 +702,15 @@ impl Compare {
             for (label, s) in storage(session, selected) {
                 storage_ui(ui, &label, &s);
             }
+            let groups = seed_groups(session, &rows);
             ui.add_space(8.0);
             ui.strong("Test metric");
-            let rect = bars_ui(ui, &rows, color_of);
+            let mut rect = bars_ui(ui, &rows, color_of);
+            if !groups.is_empty() {
+                ui.add_space(6.0);
+                ui.strong("Runs that differ only in seed (mean ± sample std over the seeds)");
+                rect = rect.union(groups_ui(ui, &groups));
+            }
             let path = session
                 .store
                 .dir()
@@ -629,6 +779,67 @@ impl Compare {
     }
 }
 
+/// What the interval column means, for a hover.
+pub const INTERVAL_NOTE: &str = "95% confidence interval of the test score (Wilson score \
+interval) on n test examples: how far the score could be from the run's true accuracy by the luck \
+of a small test set";
+
+/// A whisker over a bar of `rect` (scaled 0..1): a line from `lo` to `hi` with end caps.
+fn whisker(p: &egui::Painter, rect: egui::Rect, lo: f64, hi: f64, color: egui::Color32) {
+    let x = |v: f64| rect.left() + rect.width() * v.clamp(0.0, 1.0) as f32;
+    let y = rect.center().y;
+    let stroke = egui::Stroke::new(1.5, color);
+    p.line_segment([egui::pos2(x(lo), y), egui::pos2(x(hi), y)], stroke);
+    for v in [lo, hi] {
+        p.line_segment(
+            [egui::pos2(x(v), y - 5.0), egui::pos2(x(v), y + 5.0)],
+            stroke,
+        );
+    }
+}
+
+/// Each seed group as a bar at its mean with a ±std whisker, and the line beside it.
+fn groups_ui(ui: &mut egui::Ui, groups: &[SeedGroup]) -> egui::Rect {
+    let width = (ui.available_width() * 0.45).clamp(120.0, 480.0);
+    egui::Grid::new("compare-seed-groups")
+        .num_columns(3)
+        .spacing([8.0, 4.0])
+        .show(ui, |ui| {
+            for g in groups {
+                ui.label(&g.label);
+                let (rect, resp) =
+                    ui.allocate_exact_size(egui::vec2(width, 16.0), egui::Sense::hover());
+                let p = ui.painter();
+                p.rect_filled(rect, 2.0, ui.visuals().extreme_bg_color);
+                let bar = egui::Rect::from_min_size(
+                    rect.min,
+                    egui::vec2(rect.width() * g.summary.mean.clamp(0.0, 1.0) as f32, 16.0),
+                );
+                p.rect_filled(bar, 2.0, ui.visuals().selection.bg_fill);
+                if let Some(s) = g.summary.std {
+                    whisker(
+                        p,
+                        rect,
+                        g.summary.mean - s,
+                        g.summary.mean + s,
+                        ui.visuals().text_color(),
+                    );
+                }
+                let each: Vec<String> = g
+                    .seeds
+                    .iter()
+                    .zip(&g.tests)
+                    .map(|(s, t)| format!("seed {s}: {t:.3}"))
+                    .collect();
+                resp.on_hover_text(format!("{}\n{}", g.label, each.join("\n")));
+                ui.label(g.line());
+                ui.end_row();
+            }
+        })
+        .response
+        .rect
+}
+
 /// The test metric as horizontal bars, one table row each: the label in a column of its own
 /// (never dropped nor cut, however many bars: egui_plot dropped one of six bar labels), the bar
 /// scaled to 0..1, and the value; hovering a bar says everything about it.
@@ -651,9 +862,20 @@ fn bars_ui(
                 let v = r.test.clamp(0.0, 1.0) as f32;
                 let bar = egui::Rect::from_min_size(rect.min, egui::vec2(rect.width() * v, 16.0));
                 p.rect_filled(bar, 2.0, color_of(r));
+                let ci = r.test_n.and_then(|n| stats::wilson_interval(r.test, n));
+                if let Some((lo, hi)) = ci {
+                    whisker(p, rect, lo, hi, ui.visuals().text_color());
+                }
                 resp.on_hover_text(format!(
-                    "{}\n{}: test {:.3} {}, dev {:.3}, {} of {} steps, seed {}",
-                    r.label, r.task, r.test, r.metric, r.dev, r.steps, r.total_steps, r.seed
+                    "{}\n{}: test {} {}, dev {:.3}, {} of {} steps, seed {}",
+                    r.label,
+                    r.task,
+                    stats::score_with_interval(r.test, r.test_n),
+                    r.metric,
+                    r.dev,
+                    r.steps,
+                    r.total_steps,
+                    r.seed
                 ));
                 ui.label(format!("{:.3}", r.test));
                 ui.end_row();
@@ -702,6 +924,7 @@ mod tests {
             task: "t".into(),
             metric: "accuracy".into(),
             test: 0.75,
+            test_n: Some(20),
             trainable: 0,
             model_params: 1000,
             bytes: 16,
@@ -723,7 +946,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], CSV_HEADER.join(","));
         assert!(
-            text.contains("\"mine, \"\"best\"\"\",1-001-autoprompt,autoprompt,t,early-stopped,accuracy,0.75,0.5,60,100,3,0,0.000000,16,2.000,\"[T*2] {x}\n[ANSWER]\",\"triggers: \"\"atlas globe\"\"\""),
+            text.contains("\"mine, \"\"best\"\"\",1-001-autoprompt,autoprompt,t,early-stopped,accuracy,0.75,20,0.5313,0.8881,0.5,60,100,3,0,0.000000,16,2.000,\"[T*2] {x}\n[ANSWER]\",\"triggers: \"\"atlas globe\"\"\""),
             "{text}"
         );
     }

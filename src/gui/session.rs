@@ -15,6 +15,11 @@
 //! (each task's dev curve too), and the worker continues it ([`Worker::resume`],
 //! [`Worker::resume_tasks`]) under the same id.
 //!
+//! A run can be repeated over seeds ([`Session::seeds`], the setup's "seeds"): each run queued
+//! is then recorded once per seed, in order, as runs that differ only in seed (the comparison
+//! groups them). Each run records its task's test split size when it starts, the n of its test
+//! score's confidence interval.
+//!
 //! When another workbench owns the runs folder the store is read-only
 //! ([`crate::runs::ReadOnly`]): the session then queues, writes, deletes and removes nothing,
 //! and [`Session::recheck_runs_folder`] re-reads the folder (taking it over if the other one
@@ -221,6 +226,10 @@ pub struct Session {
     resuming: HashMap<String, RunStatus>,
     /// Runs just stopped whose checkpoint is being looked for on disk.
     checkpoint_checks: Vec<(String, Job<bool>)>,
+    /// The seeds each run queued by [`Session::queue_run`] and [`Session::queue_tasks`] is
+    /// repeated over, as the setup's "seeds" reads (it sets this as it is drawn). Empty: the
+    /// spec's own seed, once. Err: the list cannot be read, and queueing says so.
+    pub seeds: Result<Vec<u64>, String>,
 }
 
 impl Session {
@@ -275,6 +284,7 @@ impl Session {
             stopping: None,
             resuming: Default::default(),
             checkpoint_checks: Vec::new(),
+            seeds: Ok(Vec::new()),
         };
         session.load_model(&opts.model);
         if let Some(dir) = opts.task.clone().or_else(|| session.default_task()) {
@@ -340,9 +350,50 @@ impl Session {
         }
     }
 
-    /// Records a new run of the current task with the current model and queues it; it starts
-    /// when the model is ready and the run before it has ended. Returns the run id.
+    /// The seeds a run of `spec` is queued with: [`Session::seeds`], or the spec's own seed
+    /// when that is empty or the method draws nothing at random (zero-shot runs once).
+    fn seeds_for(&self, spec: &RunSpec) -> Result<Vec<u64>, String> {
+        let seeds = self
+            .seeds
+            .as_ref()
+            .map_err(|e| format!("cannot queue: the setup's seeds: {e}"))?;
+        if seeds.is_empty() || spec.method == crate::methods::MethodKind::ZeroShot {
+            return Ok(vec![spec.config.seed]);
+        }
+        Ok(seeds.clone())
+    }
+
+    /// Records a new run of the current task with the current model and queues it, once per
+    /// seed of [`Session::seeds`] (in order); each starts when the model is ready and the run
+    /// before it has ended. Returns the first run's id ([`Session::queue_run_seeds`] returns
+    /// them all).
     pub fn queue_run(&mut self, spec: RunSpec) -> Option<String> {
+        self.queue_run_seeds(spec).into_iter().next()
+    }
+
+    /// [`Session::queue_run`], returning every seed's run id, in order.
+    pub fn queue_run_seeds(&mut self, spec: RunSpec) -> Vec<String> {
+        let seeds = match self.seeds_for(&spec) {
+            Ok(s) => s,
+            Err(e) => {
+                self.notice = Some(e);
+                return Vec::new();
+            }
+        };
+        let mut ids = Vec::new();
+        for seed in seeds {
+            let mut spec = spec.clone();
+            spec.config.seed = seed;
+            match self.queue_one(spec) {
+                Some(id) => ids.push(id),
+                None => break,
+            }
+        }
+        ids
+    }
+
+    /// Records one run of the current task with the current model and queues it.
+    fn queue_one(&mut self, spec: RunSpec) -> Option<String> {
         if let Err(e) = self.store.check_writable() {
             self.notice = Some(format!("cannot train here: {e:#}"));
             return None;
@@ -372,8 +423,27 @@ impl Session {
     /// Records a multi-task run of the task folders `dirs` (in order) with the current model and
     /// queues it; each task's prompt goes to `prompt/<task>/` in the run's folder. Refused with
     /// a notice when the spec cannot train (fewer than two tasks, a method whose prompts cannot
-    /// share a batch, a number out of range). Returns the run id.
+    /// share a batch, a number out of range). Queued once per seed of [`Session::seeds`], in
+    /// order; returns the first run's id.
     pub fn queue_tasks(&mut self, spec: MultiTaskSpec, dirs: &[PathBuf]) -> Option<String> {
+        let seeds = match self.seeds_for(&spec.run) {
+            Ok(s) => s,
+            Err(e) => {
+                self.notice = Some(e);
+                return None;
+            }
+        };
+        let mut first = None;
+        for seed in seeds {
+            let mut spec = spec.clone();
+            spec.run.config.seed = seed;
+            let id = self.queue_tasks_one(spec, dirs)?;
+            first.get_or_insert(id);
+        }
+        first
+    }
+
+    fn queue_tasks_one(&mut self, spec: MultiTaskSpec, dirs: &[PathBuf]) -> Option<String> {
         if let Err(e) = self.store.check_writable() {
             self.notice = Some(format!("cannot train here: {e:#}"));
             return None;
@@ -1014,6 +1084,13 @@ impl Session {
             return;
         };
         let r = &mut self.store.runs[i];
+        r.test_examples = match &tasks {
+            RunTasks::One(t) | RunTasks::Resume(t, _) => vec![(t.spec.name.clone(), t.test.len())],
+            RunTasks::Many(ts) | RunTasks::ResumeMany(ts, _) => ts
+                .iter()
+                .map(|t| (t.spec.name.clone(), t.test.len()))
+                .collect(),
+        };
         r.metric = match &tasks {
             RunTasks::One(t) | RunTasks::Resume(t, _) => Some(t.spec.metric),
             RunTasks::Many(ts) | RunTasks::ResumeMany(ts, _) => {

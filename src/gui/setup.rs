@@ -1,6 +1,7 @@
 //! Setup: the model, the task (or, for the learned-prompt methods, several tasks ticked for one
 //! run, with how batches mix them and the shared part), the method and its settings (defaults
-//! from the papers), with the method's "when to use it" note.
+//! from the papers), with the method's "when to use it" note, and the seeds a run is repeated
+//! over ("0,1,2" queues three runs that differ only in seed; the session does the queueing).
 
 use super::{Action, DialogTarget, ModelState, Options, Session};
 use crate::methods::task_prompts::{check_multi_task, MULTI_TASK_METHODS};
@@ -9,6 +10,9 @@ use crate::run::{default_lr, Mix, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+
+/// The label of the seeds field.
+pub const SEEDS: &str = "seeds";
 
 /// The checkbox that turns a run into a multi-task run.
 pub const SEVERAL_TASKS: &str = "several tasks in one run";
@@ -39,6 +43,9 @@ pub struct Setup {
     pub kept: Vec<Kept>,
     /// The template each method was last given, per task (a template names its task's fields).
     pub templates: Vec<KeptTemplate>,
+    /// The seeds each run is repeated over, as typed ("0", "0,1,2"); its first seed is
+    /// `config.seed`.
+    pub seeds: String,
 }
 
 /// A method's settings as the user left them.
@@ -76,6 +83,8 @@ pub struct SavedSetup {
     pub shared_tokens: usize,
     pub kept: Vec<Kept>,
     pub templates: Vec<KeptTemplate>,
+    /// Absent from setups saved before seeds could be repeated: then `config.seed` alone.
+    pub seeds: Option<String>,
 }
 
 impl Default for SavedSetup {
@@ -100,6 +109,23 @@ impl Setup {
             shared_tokens: 0,
             kept: Vec::new(),
             templates: Vec::new(),
+            seeds: TrainConfig::default().seed.to_string(),
+        }
+    }
+
+    /// The seeds Train repeats a run over, read from the seeds field.
+    pub fn seed_list(&self) -> Result<Vec<u64>, String> {
+        crate::stats::parse_seeds(&self.seeds)
+    }
+
+    /// The seeds field follows a seed set from elsewhere (a run's settings cloned, another
+    /// method's kept configuration): when the list reads and its first seed is not
+    /// `config.seed` any more, the field becomes that seed alone.
+    fn follow_config_seed(&mut self) {
+        if let Ok(list) = self.seed_list() {
+            if list.first() != Some(&self.config.seed) {
+                self.seeds = self.config.seed.to_string();
+            }
         }
     }
 
@@ -175,6 +201,7 @@ impl Setup {
             shared_tokens: self.shared_tokens,
             kept: self.kept.clone(),
             templates: self.templates.clone(),
+            seeds: Some(self.seeds.clone()),
         }
     }
 
@@ -190,6 +217,8 @@ impl Setup {
         self.shared_tokens = s.shared_tokens;
         self.kept = s.kept;
         self.templates = s.templates;
+        self.seeds = s.seeds.unwrap_or_else(|| self.config.seed.to_string());
+        self.follow_config_seed();
     }
 
     /// Whether Train queues a multi-task run: several tasks ticked on, with a method whose
@@ -342,8 +371,45 @@ impl Setup {
             }
         });
         ui.label(egui::RichText::new(self.method.when_to_use()).italics());
+        self.follow_config_seed();
         self.settings_ui(ui);
+        self.seeds_ui(ui, session);
         action
+    }
+
+    /// The seeds field: one run per seed; its list goes to the session, which queues.
+    fn seeds_ui(&mut self, ui: &mut egui::Ui, session: &mut Session) {
+        if self.method == MethodKind::ZeroShot {
+            // Nothing is drawn at random: one run, whatever the seeds.
+            session.seeds = Ok(Vec::new());
+            return;
+        }
+        ui.horizontal_wrapped(|ui| {
+            let l = ui.label(SEEDS);
+            ui.add(
+                egui::TextEdit::singleline(&mut self.seeds)
+                    .hint_text("0, or 0,1,2")
+                    .desired_width(field_width(ui, 160.0)),
+            )
+            .labelled_by(l.id)
+            .on_hover_text(
+                "one run per seed, in order (0,1,2 queues three runs that differ only in \
+                 seed); Compare shows their mean ± standard deviation",
+            );
+        });
+        let list = self.seed_list();
+        match &list {
+            Ok(seeds) => {
+                self.config.seed = seeds[0];
+                if seeds.len() > 1 {
+                    ui.weak(format!("Train queues {} runs, one per seed", seeds.len()));
+                }
+            }
+            Err(e) => {
+                ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+        }
+        session.seeds = list;
     }
 
     /// The multi-task part of the setup: the switch (disabled, with the reason, for methods
@@ -544,9 +610,6 @@ impl Setup {
                 )
                 .labelled_by(l.id);
                 ui.end_row();
-                let l = ui.label("seed");
-                ui.add(egui::DragValue::new(&mut c.seed)).labelled_by(l.id);
-                ui.end_row();
             }
         });
     }
@@ -609,6 +672,35 @@ mod tests {
             MethodSettings::default().encoder_hidden
         );
         assert!(s.templates.is_empty() && s.model.is_none());
+    }
+
+    #[test]
+    fn the_seeds_are_saved_and_follow_a_seed_set_from_elsewhere() {
+        let mut s = Setup::new(&Options::new(PathBuf::from("runs")));
+        assert_eq!(s.seed_list(), Ok(vec![TrainConfig::default().seed]));
+        s.seeds = "4,5,6".into();
+        s.config.seed = 4;
+        let saved = s.saved(None, None);
+        let mut back = Setup::new(&Options::new(PathBuf::from("runs")));
+        back.restore(saved);
+        assert_eq!(back.seeds, "4,5,6");
+        // A run's settings cloned (or another method's kept): the field becomes its seed.
+        back.config.seed = 9;
+        back.follow_config_seed();
+        assert_eq!(back.seeds, "9");
+        // A list being typed that does not read yet is left alone.
+        back.seeds = "9,".into();
+        back.follow_config_seed();
+        assert_eq!(back.seeds, "9,");
+        // A setup saved before seeds existed: its one seed.
+        let old: SavedSetup = serde_json::from_str(
+            r#"{"method": "p-tuning", "config": {"steps": 40, "lr": null,
+                "batch_size": 4, "grad_accum": 1, "eval_every": 10, "patience": 0,
+                "warmup": 0.1, "seed": 3}}"#,
+        )
+        .unwrap();
+        back.restore(old);
+        assert_eq!(back.seeds, "3");
     }
 
     #[test]
