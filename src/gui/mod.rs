@@ -320,6 +320,8 @@ impl App {
         let mut app = App::new(opts);
         if let Some(s) = saved {
             app.setup.restore(s.setup);
+            // The saved seeds count even while the side panel (which sets them) is collapsed.
+            app.session.seeds = app.setup.seed_list();
             app.side_open = s.layout.side_open;
             app.side_width = s.layout.side_width.max(SIDE_MIN);
             app.tab = s.layout.tab;
@@ -433,9 +435,10 @@ impl App {
                 mix: self.setup.mix,
                 shared_tokens: self.setup.shared_tokens,
             };
-            let id = self.session.queue_tasks(spec, &dirs)?;
-            self.plots.shown.insert(id.clone());
-            return Some(id);
+            // Every seed's run is plotted.
+            let ids = self.session.queue_tasks_seeds(spec, &dirs);
+            self.plots.shown.extend(ids.iter().cloned());
+            return ids.into_iter().next();
         }
         if let Err(e) = self.editor.check(method, self.session.task.as_deref()) {
             self.session.notice = Some(format!("the template is not valid: {e}"));
@@ -465,15 +468,16 @@ impl App {
         template: Option<String>,
         config: crate::run::TrainConfig,
     ) -> Option<String> {
-        let id = self.session.queue_run(RunSpec {
+        // Every seed's run is plotted.
+        let ids = self.session.queue_run_seeds(RunSpec {
             method,
             settings,
             template,
             config,
             out: None,
-        })?;
-        self.plots.shown.insert(id.clone());
-        Some(id)
+        });
+        self.plots.shown.extend(ids.iter().cloned());
+        ids.into_iter().next()
     }
 
     /// Everything that moves without the user: the session's background results and events,

@@ -426,21 +426,28 @@ impl Session {
     /// share a batch, a number out of range). Queued once per seed of [`Session::seeds`], in
     /// order; returns the first run's id.
     pub fn queue_tasks(&mut self, spec: MultiTaskSpec, dirs: &[PathBuf]) -> Option<String> {
+        self.queue_tasks_seeds(spec, dirs).into_iter().next()
+    }
+
+    /// [`Session::queue_tasks`], returning every seed's run id, in order.
+    pub fn queue_tasks_seeds(&mut self, spec: MultiTaskSpec, dirs: &[PathBuf]) -> Vec<String> {
         let seeds = match self.seeds_for(&spec.run) {
             Ok(s) => s,
             Err(e) => {
                 self.notice = Some(e);
-                return None;
+                return Vec::new();
             }
         };
-        let mut first = None;
+        let mut ids = Vec::new();
         for seed in seeds {
             let mut spec = spec.clone();
             spec.run.config.seed = seed;
-            let id = self.queue_tasks_one(spec, dirs)?;
-            first.get_or_insert(id);
+            match self.queue_tasks_one(spec, dirs) {
+                Some(id) => ids.push(id),
+                None => break,
+            }
         }
-        first
+        ids
     }
 
     fn queue_tasks_one(&mut self, spec: MultiTaskSpec, dirs: &[PathBuf]) -> Option<String> {
