@@ -109,7 +109,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = MethodSettings::default().candidate_rows)]
     candidate_rows: usize,
     /// AutoPrompt on a classification task: find K label tokens per class (the paper's
-    /// automatic label-token search) and use them as the verbalizer (0: the task's own).
+    /// automatic label-token search) and use them as the verbalizer (0: the task's own; K is 1
+    /// until a class can be scored by several tokens).
     #[arg(long, value_name = "K", default_value_t = MethodSettings::default().search_labels)]
     search_labels: usize,
     /// Clip each update's gradients to this global L2 norm (0: no clipping).

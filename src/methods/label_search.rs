@@ -29,8 +29,9 @@ const CLASSIFIER_STEPS: usize = 300;
 const CLASSIFIER_LR: f64 = 0.5;
 const CLASSIFIER_L2: f64 = 1e-3;
 
-/// Refuses `--search-labels` where it has no meaning: it replaces a classification task's
-/// verbalizer, and only AutoPrompt searches for one.
+/// Refuses `--search-labels` where it has no meaning (it replaces a classification task's
+/// verbalizer, and only AutoPrompt searches for one) or no support yet (more than one token
+/// per class, see [`use_as_verbalizer`]).
 pub fn check(k: usize, method: MethodKind, kind: TaskKind) -> Result<()> {
     if k == 0 {
         return Ok(());
@@ -43,6 +44,9 @@ pub fn check(k: usize, method: MethodKind, kind: TaskKind) -> Result<()> {
     }
     if kind != TaskKind::Classification {
         bail!("--search-labels finds label tokens for a classification task's classes; this task is a generation task (leave out --search-labels)");
+    }
+    if k > 1 {
+        bail!("--search-labels {k}: scoring a class by several label tokens is not supported yet (one answer per class); use --search-labels 1");
     }
     Ok(())
 }
@@ -277,6 +281,56 @@ fn train_classifier(features: &[Vec<f64>], labels: &[usize], classes: usize) -> 
         .collect()
 }
 
+/// Puts the found tokens in place of the verbalizer's answers in every encoded example: class
+/// c's candidate becomes its one found token. Scoring ranks candidates by their sequence
+/// log-probability, one candidate per class (`task::Encoded`), so several tokens per class
+/// (scored by [`class_logprob`]) need a candidate list per class there first; until then more
+/// than one token per class is refused here, naming why.
+pub fn use_as_verbalizer(found: &[Vec<u32>], splits: &mut [&mut Vec<Encoded>]) -> Result<()> {
+    if let Some(many) = found.iter().find(|t| t.len() != 1) {
+        bail!(
+            "--search-labels {}: scoring a class by several label tokens is not supported yet (one answer per class); use --search-labels 1",
+            many.len()
+        );
+    }
+    for set in splits.iter_mut() {
+        for e in set.iter_mut() {
+            if e.candidates.len() != found.len() {
+                bail!(
+                    "an example has {} answer candidates but the search found tokens for {} classes",
+                    e.candidates.len(),
+                    found.len()
+                );
+            }
+            e.candidates = found.to_vec();
+        }
+    }
+    Ok(())
+}
+
+/// The found tokens as text, by label (`labels` in the candidates' order): what a run's result
+/// and a saved prompt's manifest record, and what the CLI and the workbench show.
+pub fn as_text(
+    tok: &tokenizers::Tokenizer,
+    labels: &[String],
+    found: &[Vec<u32>],
+) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    labels
+        .iter()
+        .zip(found)
+        .map(|(label, tokens)| {
+            let words = tokens
+                .iter()
+                .map(|&t| {
+                    tok.decode(&[t], false)
+                        .map_err(|e| anyhow::anyhow!("cannot decode token {t}: {e}"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((label.clone(), words))
+        })
+        .collect()
+}
+
 /// A class's log-probability from its label tokens' log-probabilities: the log of the sum of
 /// their probabilities (the paper's verbalizer over several tokens per class).
 pub fn class_logprob(token_logprobs: &[f32]) -> f32 {
@@ -339,10 +393,33 @@ mod tests {
         assert!(u[0][0] > 0.0 && u[1][0] < 0.0, "{u:?}");
     }
 
+    fn example(gold: usize) -> Encoded {
+        Encoded {
+            prompt: vec![Piece::Token(5)],
+            candidates: vec![vec![10, 11], vec![12]],
+            gold,
+            answer_text: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_found_tokens_replace_every_split_s_answers_and_keep_the_gold_class() {
+        let (mut train, mut dev) = (vec![example(0), example(1)], vec![example(1)]);
+        use_as_verbalizer(&[vec![7], vec![8]], &mut [&mut train, &mut dev]).unwrap();
+        for e in train.iter().chain(&dev) {
+            assert_eq!(e.candidates, vec![vec![7], vec![8]]);
+        }
+        assert_eq!((train[0].gold, train[1].gold, dev[0].gold), (0, 1, 1));
+        let e = use_as_verbalizer(&[vec![7, 9], vec![8, 6]], &mut [&mut train]).unwrap_err();
+        assert!(e.to_string().contains("--search-labels 1"), "{e}");
+    }
+
     #[test]
     fn search_labels_is_refused_outside_autoprompt_classification() {
         assert!(check(0, MethodKind::PromptTuning, TaskKind::Generation).is_ok());
-        assert!(check(2, MethodKind::Autoprompt, TaskKind::Classification).is_ok());
+        assert!(check(1, MethodKind::Autoprompt, TaskKind::Classification).is_ok());
+        let e = check(2, MethodKind::Autoprompt, TaskKind::Classification).unwrap_err();
+        assert!(e.to_string().contains("--search-labels 1"), "{e}");
         let e = check(2, MethodKind::PromptTuning, TaskKind::Classification).unwrap_err();
         assert!(e.to_string().contains("--method autoprompt"), "{e}");
         let e = check(2, MethodKind::Autoprompt, TaskKind::Generation).unwrap_err();
