@@ -265,8 +265,17 @@ pub fn load(dir: &Path, task: Option<&Task>, template: Option<&str>) -> Result<A
             },
             layers: cfg.num_layers.unwrap_or(0),
             heads: cfg.num_attention_heads.unwrap_or(0),
-            kv_heads: 0,
-            head_dim: 0,
+            // A prefix's heads are the key/value heads (token_dim = kv_heads * head_dim, see
+            // above); the export writes them back from here. Left at 0, exporting an imported
+            // prefix adapter wrote token_dim 0 (tests/peft_golden.rs).
+            kv_heads: match (method, cfg.num_attention_heads) {
+                (MethodKind::PrefixTuning, Some(h)) => h,
+                _ => 0,
+            },
+            head_dim: match (method, cfg.token_dim, cfg.num_attention_heads) {
+                (MethodKind::PrefixTuning, Some(td), Some(h)) if h > 0 => td / h,
+                _ => 0,
+            },
             vocab_size: 0,
         },
     };

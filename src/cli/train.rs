@@ -39,7 +39,7 @@ pub struct TrainArgs {
         "batch_size", "grad_accum", "eval_every", "patience", "seed", "seeds", "save_every",
         "group_by_length",
         "num_virtual_tokens", "init", "prefix_len", "encoder", "triggers", "top_k",
-        "max_grad_norm", "weight_decay", "candidate_rows",
+        "max_grad_norm", "weight_decay", "candidate_rows", "search_labels",
     ])]
     resume: Option<PathBuf>,
     /// Steps between checkpoints written into --out (default: at each evaluation).
@@ -118,6 +118,11 @@ pub struct TrainArgs {
     /// AutoPrompt: training rows, apart from the batch, each step's candidates are judged on.
     #[arg(long, default_value_t = MethodSettings::default().candidate_rows)]
     candidate_rows: usize,
+    /// AutoPrompt on a classification task: find K label tokens per class (the paper's
+    /// automatic label-token search) and use them as the verbalizer (0: the task's own; K is 1
+    /// until a class can be scored by several tokens).
+    #[arg(long, value_name = "K", default_value_t = MethodSettings::default().search_labels)]
+    search_labels: usize,
     /// Clip each update's gradients to this global L2 norm (0: no clipping).
     #[arg(long, default_value_t = MethodSettings::default().max_grad_norm)]
     max_grad_norm: f64,
@@ -232,6 +237,7 @@ impl TrainArgs {
                 max_grad_norm: self.max_grad_norm,
                 weight_decay: self.weight_decay,
                 candidate_rows: self.candidate_rows,
+                search_labels: self.search_labels,
                 ..Default::default()
             },
             template: self.template.clone(),
@@ -304,6 +310,14 @@ impl TrainArgs {
             .iter()
             .map(|t| Task::load(t))
             .collect::<Result<Vec<_>>>()?;
+        for task in &tasks {
+            gradprompt::methods::label_search::check(
+                spec.settings.search_labels,
+                spec.method,
+                task.spec.kind,
+            )
+            .with_context(|| format!("--task {}", task.dir.display()))?;
+        }
         let model = Arc::new(Model::load(
             self.model.as_deref().unwrap_or(model::BUILTIN),
         )?);

@@ -6,13 +6,15 @@
 //! answers, `cached_score.rs` scores many answers from one key/value cache, `step.rs` is one
 //! training update and `optim.rs` its optimiser; `task_prompts.rs` trains many tasks' prompts
 //! in mixed batches; `init.rs` holds the starting values (seeded
-//! draws, vocabulary sampling) and `tensor_names.rs` the names of exported tensors.
+//! draws, vocabulary sampling) and `tensor_names.rs` the names of exported tensors;
+//! `label_search.rs` is AutoPrompt's automatic label-token search.
 
 pub mod autoprompt;
 pub mod cached_score;
 pub mod fine_tuning;
 pub mod init;
 pub mod input;
+pub mod label_search;
 pub mod optim;
 pub mod p_tuning;
 pub mod prefix_tuning;
@@ -178,6 +180,11 @@ pub struct MethodSettings {
     /// its batch; it loads with the default.
     #[serde(default = "default_candidate_rows")]
     pub candidate_rows: usize,
+    /// AutoPrompt: label tokens per class found by the paper's automatic search
+    /// (`label_search.rs`) in place of the task's verbalizer; 0 (the default, and every run
+    /// recorded before the search existed) keeps the verbalizer.
+    #[serde(default)]
+    pub search_labels: usize,
 }
 
 /// AutoPrompt's candidate rows: 4 (half a batch of 8) let noise decide, and on real sentiment
@@ -205,6 +212,7 @@ impl Default for MethodSettings {
             weight_decay: 0.0,
             max_grad_norm: DEFAULT_MAX_GRAD_NORM,
             candidate_rows: DEFAULT_CANDIDATE_ROWS,
+            search_labels: 0,
         }
     }
 }
