@@ -310,6 +310,7 @@ impl TrainArgs {
             .iter()
             .map(|t| Task::load(t))
             .collect::<Result<Vec<_>>>()?;
+        let spec = self.spec();
         for task in &tasks {
             gradprompt::methods::label_search::check(
                 spec.settings.search_labels,
