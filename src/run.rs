@@ -321,7 +321,10 @@ pub struct RunResult {
     pub train_loss_first: Option<f32>,
     pub train_loss_last: Option<f32>,
     pub metric: Metric,
+    /// NaN where unknown (a bare PEFT adapter's import): JSON writes it as `null`, read back.
+    #[serde(deserialize_with = "nan_if_null")]
     pub dev_metric: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub test_metric: f64,
     pub best_step: usize,
     pub trainable_params: usize,
@@ -334,9 +337,44 @@ pub struct RunResult {
     pub stopped_early: bool,
 }
 
+/// A score that JSON holds as `null` (serde_json writes NaN so) is NaN again: a prompt folder
+/// saved from an imported bare PEFT adapter, whose scores are unknown, must load back.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 #[cfg(test)]
 mod tests {
     use super::TrainConfig;
+
+    #[test]
+    fn unknown_scores_written_as_null_read_back_as_nan() {
+        let r = super::RunResult {
+            method: "prompt-tuning".into(),
+            task: "t".into(),
+            model: "m".into(),
+            template: "[P]{x}[ANSWER]".into(),
+            steps: 0,
+            train_loss_first: None,
+            train_loss_last: None,
+            metric: crate::task::Metric::Accuracy,
+            dev_metric: f64::NAN,
+            test_metric: 0.5,
+            best_step: 0,
+            trainable_params: 0,
+            model_params: 0,
+            artifact_bytes: 0,
+            wall_seconds: 0.0,
+            artifact: None,
+            readable: None,
+            stopped_early: false,
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"dev_metric\":null"), "{json}");
+        let back: super::RunResult = serde_json::from_str(&json).unwrap();
+        assert!(back.dev_metric.is_nan());
+        assert_eq!(back.test_metric, 0.5);
+    }
 
     fn refused(change: impl FnOnce(&mut TrainConfig)) -> String {
         let mut c = TrainConfig::default();
