@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The library's top-level modules, lowest first. A module may use only modules before it.
-const LAYERS: [&str; 17] = [
+const LAYERS: [&str; 18] = [
     "atomic",
     "runtime",
     // Arithmetic on scores and seed lists, used by the front ends.
