@@ -387,3 +387,34 @@ fn a_prompt_is_refused_on_a_task_whose_answers_end_otherwise() {
     assert!(err.contains("stop text \".\""), "{err}");
     art.manifest.check_task(&task, out, true).unwrap();
 }
+
+#[test]
+fn export_carries_the_bos_and_answer_end_choice_to_peft_and_the_recipe() {
+    let (_, out) = trained_capitals();
+    let art = Artifact::load(out).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = dir.path().join("adapter");
+    gradprompt::peft::export(&art, &adapter).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(adapter.join("gradprompt.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["adds_bos"], serde_json::json!(false));
+    assert_eq!(meta["answer_end"], serde_json::json!("eos"));
+    assert_eq!(meta["max_new_tokens"], serde_json::json!(32));
+    let back = Artifact::load(&adapter).unwrap();
+    assert_eq!(back.manifest.adds_bos, Some(false));
+    assert_eq!(back.manifest.answer_end, AnswerEnd::Eos);
+    assert_eq!(back.manifest.max_new_tokens, Some(32));
+
+    // train.py reads them from recipe.json's gradprompt_json.
+    let recipe = dir.path().join("recipe");
+    gradprompt::peft::recipe::write(builtin(), &capitals_ending_in_eos(), &art, "base", &recipe)
+        .unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(recipe.join("recipe.json")).unwrap())
+            .unwrap();
+    assert_eq!(r["gradprompt_json"]["adds_bos"], serde_json::json!(false));
+    assert_eq!(r["gradprompt_json"]["answer_end"], serde_json::json!("eos"));
+    let py = std::fs::read_to_string(recipe.join("train.py")).unwrap();
+    assert!(py.contains("gp.get(\"adds_bos\", False)") && py.contains("[self.eos]"));
+}
