@@ -418,3 +418,33 @@ fn export_carries_the_bos_and_answer_end_choice_to_peft_and_the_recipe() {
     let py = std::fs::read_to_string(recipe.join("train.py")).unwrap();
     assert!(py.contains("gp.get(\"adds_bos\", False)") && py.contains("[self.eos]"));
 }
+
+#[test]
+fn smollm2_adds_no_bos_and_ends_answers_with_im_end() {
+    // SmolLM2's GGUF: tokenizer.ggml.add_bos_token = false, eos_token_id = 2 (<|im_end|>).
+    let m = common::smollm2();
+    assert!(gradprompt::task::bos_tokens(&m.tokenizer)
+        .unwrap()
+        .is_empty());
+    assert_eq!(m.llm.cfg.eos_token_id, Some(2));
+    assert_eq!(m.tokenizer.id_to_token(2).as_deref(), Some("<|im_end|>"));
+    assert_eq!(model_token(&m.llm, END_OF_SEQUENCE).unwrap(), 2);
+    // The sample task's "." ends SmolLM2's own sentence: zero-shot answers stop there.
+    let task = sample("country-capital");
+    let p = gradprompt::train::prepare(&m, &task, &spec(MethodKind::ZeroShot, 0, None)).unwrap();
+    let dev = &p.dev_set[..8];
+    let r = evaluate(
+        &m.llm,
+        &Prompt::default(),
+        task.spec.kind,
+        dev,
+        &m.tokenizer,
+    )
+    .unwrap();
+    assert!(
+        r.predictions.iter().all(|p| !p.contains('.')),
+        "{:?}",
+        r.predictions
+    );
+    assert!(r.metric > 0.0, "{:?}", r.predictions);
+}
