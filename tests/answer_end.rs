@@ -448,3 +448,25 @@ fn smollm2_adds_no_bos_and_ends_answers_with_im_end() {
     );
     assert!(r.metric > 0.0, "{:?}", r.predictions);
 }
+
+#[test]
+fn a_saved_model_folder_says_add_bos_token_as_its_tokenizer_adds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (m, adds) in [
+        (
+            builtin_adding_bos(&dir.path().join("bos"), "post-processor"),
+            true,
+        ),
+        (Model::load("builtin").unwrap(), false),
+    ] {
+        let tensors: Vec<_> = m.llm.named_tensors();
+        let files =
+            gradprompt::model::hf::folder_files(m.config(), &tensors, &m.tokenizer).unwrap();
+        let (_, cfg) = files
+            .iter()
+            .find(|(n, _)| *n == "tokenizer_config.json")
+            .unwrap();
+        let cfg: serde_json::Value = serde_json::from_slice(cfg).unwrap();
+        assert_eq!(cfg["add_bos_token"], serde_json::json!(adds));
+    }
+}
