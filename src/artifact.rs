@@ -1,6 +1,7 @@
 //! A trained prompt on disk: `prompt.safetensors` (the learned tensors, after any
 //! reparameterisation is folded away) and `manifest.json` (method, template, verbalizer, task,
-//! model fingerprint, metrics, settings, tool version). Self-describing, so `gradprompt eval`
+//! model fingerprint, metrics, settings, tool version, whether a BOS began the text, and how
+//! generated answers end). Self-describing, so `gradprompt eval`
 //! can reload it and reproduce the test metric, and refuse it on a different model.
 //!
 //! A fine-tuned model is saved as a Hugging Face model folder instead (`config.json`,
@@ -16,7 +17,7 @@ use crate::methods::tensor_names::{PROMPT_EMBEDDINGS, TRIGGER_IDS};
 use crate::methods::{MethodKind, MethodSettings, Prompt};
 use crate::model::{hf, Config, Llm, Model};
 use crate::run::{RunResult, RunSpec, TrainConfig};
-use crate::task::{Task, TaskKind, Template};
+use crate::task::{AnswerEnd, Task, TaskKind, Template};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -53,6 +54,33 @@ pub struct Manifest {
     pub settings: MethodSettings,
     pub config: TrainConfig,
     pub result: RunResult,
+    /// Whether the prompt text began with the tokenizer's BOS (after any leading soft vectors):
+    /// true exactly when the model's tokenizer adds one (`task::bos_tokens`). A manifest
+    /// written before this was recorded says nothing and means false: gradprompt never added
+    /// BOS then. None: unknown (a PEFT adapter without `gradprompt.json`, which PEFT trained
+    /// with its tokenizer's own setting, the one it meets here).
+    #[serde(default = "no_bos")]
+    pub adds_bos: Option<bool>,
+    /// How a generated answer ended in training and ends in decoding: the model's EOS or the
+    /// task's stop text. Unmarked for classification, and in a manifest written before this was
+    /// recorded (its generation prompt was trained without an end; it is now decoded to EOS
+    /// within the task's budget, like every other).
+    #[serde(default)]
+    pub answer_end: AnswerEnd,
+    /// The decoding budget of a generation task (its `max_new_tokens`); None for
+    /// classification and in older manifests (the task's own budget then applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new_tokens: Option<usize>,
+}
+
+/// What a manifest written before BOS was recorded means: gradprompt added none.
+pub(crate) fn no_bos() -> Option<bool> {
+    Some(false)
+}
+
+/// Whether `tok` puts a BOS before text (see `task::bos_tokens`).
+pub fn tokenizer_adds_bos(tok: &tokenizers::Tokenizer) -> Result<bool> {
+    Ok(!crate::task::bos_tokens(tok)?.is_empty())
 }
 
 impl Manifest {
@@ -80,6 +108,13 @@ impl Manifest {
                 "task {:?}'s verbalizer is not the one it was trained with",
                 task.spec.name
             )
+        } else if self.answer_end != AnswerEnd::Unmarked && self.answer_end != task.answer_end() {
+            format!(
+                "it was trained with answers ending in {}, task {:?}'s answers end in {}",
+                end_name(&self.answer_end),
+                task.spec.name,
+                end_name(&task.answer_end())
+            )
         } else {
             return Ok(());
         };
@@ -87,6 +122,15 @@ impl Manifest {
             "{}: {why}; pass --allow-other-task to use it anyway",
             dir.display()
         )
+    }
+}
+
+/// An answer end in words, for errors.
+fn end_name(end: &AnswerEnd) -> String {
+    match end {
+        AnswerEnd::Eos => "the model's end-of-sequence token".into(),
+        AnswerEnd::Stop(s) => format!("the stop text {s:?}"),
+        AnswerEnd::Unmarked => "nothing".into(),
     }
 }
 
@@ -137,6 +181,12 @@ impl Artifact {
                 settings: spec.settings.clone(),
                 config: spec.config.clone(),
                 result: result.clone(),
+                // Tokenizing a one-letter probe cannot fail on a tokenizer that encoded the
+                // whole task already; were it to, "no BOS" is what was trained.
+                adds_bos: Some(tokenizer_adds_bos(&model.tokenizer).unwrap_or(false)),
+                answer_end: task.answer_end(),
+                max_new_tokens: (task.spec.kind == TaskKind::Generation)
+                    .then(|| task.max_new_tokens()),
             },
             tensors,
             carried: (spec.method == MethodKind::FineTuning).then(|| CarriedModel {
@@ -353,6 +403,7 @@ impl Artifact {
     /// Refuses a model other than the one the prompt was trained on (for a fine-tuned model:
     /// its base model, or the fine-tuned model itself).
     pub fn check_model(&self, model: &Model) -> Result<()> {
+        self.check_bos(model)?;
         let want = &self.manifest.model;
         if want.fingerprint.is_empty() {
             return self.check_model_shape(model);
@@ -370,6 +421,28 @@ impl Artifact {
                 model.fingerprint,
                 model.config().hidden_size,
                 model.config().num_hidden_layers
+            );
+        }
+        Ok(())
+    }
+
+    /// The prompt learned its vectors around a BOS, or without one: a tokenizer that does the
+    /// other (a prompt saved before gradprompt added the BOS a Llama or Mistral tokenizer adds)
+    /// would feed it a sequence it never saw.
+    fn check_bos(&self, model: &Model) -> Result<()> {
+        let Some(trained) = self.manifest.adds_bos else {
+            return Ok(());
+        };
+        let now = tokenizer_adds_bos(&model.tokenizer)?;
+        if trained != now {
+            let (then, here) = if trained {
+                ("with the tokenizer's BOS before the text", "adds none")
+            } else {
+                ("without a BOS token", "adds one")
+            };
+            bail!(
+                "this prompt was trained {then}, and the loaded model's tokenizer ({}) {here}; train the prompt again on this model",
+                model.spec
             );
         }
         Ok(())

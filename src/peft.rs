@@ -7,7 +7,8 @@
 //! can be exported.
 //!
 //! Beside them, `gradprompt.json` says how the adapter was made (the template, verbalizer,
-//! task and answer-whitespace rule, which PEFT's files cannot hold), so importing it back
+//! task, answer-whitespace rule, whether the tokenizer's BOS began the text and how generated
+//! answers end, which PEFT's files cannot hold), so importing it back
 //! (`artifact::adapter`) needs no `--template`. `base_model_name_or_path` is settable
 //! (`--base-model`), defaulting to the loaded model's name where it is known.
 

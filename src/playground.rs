@@ -164,8 +164,9 @@ pub fn answer(
             ))
         }
         TaskKind::Generation => {
-            let ids = crate::train::eval::greedy_with_prompt(llm, &prompt.detached(), &e, 16, tok)?;
-            Ok(Answer::Text(tok.decode(&ids, false).unwrap_or_default()))
+            // The same stop rule and budget as evaluation (the task's).
+            let text = crate::train::eval::greedy_answer(llm, &prompt.detached(), &e, tok)?;
+            Ok(Answer::Text(text))
         }
     }
 }

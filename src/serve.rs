@@ -14,16 +14,18 @@ use crate::methods::input::Row;
 use crate::methods::score::score_mixed;
 use crate::methods::{MethodKind, Prompt};
 use crate::model::Model;
-use crate::task::{encode, Example, Metric, Origins, Task, TaskKind, TaskSpec, Template};
-use crate::train::eval::greedy_with_prompt;
+use crate::task::{
+    encode, AnswerEnd, Example, Metric, Origins, Task, TaskKind, TaskSpec, Template,
+};
+use crate::train::eval::greedy_answer;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Greedy tokens a generation row may produce when nothing else bounds it (the sample tasks'
-/// answers are a few tokens; decoding stops earlier at a newline or end of sequence).
-pub const MAX_NEW_TOKENS: usize = 16;
+/// Greedy tokens a generation row may produce when its prompt records no budget (one saved
+/// before budgets were recorded): the task default. Decoding stops earlier at the answer's end.
+pub const MAX_NEW_TOKENS: usize = crate::task::DEFAULT_MAX_NEW_TOKENS;
 
 /// One task's saved prompt, ready to serve.
 pub struct Served {
@@ -103,6 +105,13 @@ fn task_of(art: &Artifact, dir: &Path) -> Task {
                 TaskKind::Generation => Metric::ExactMatch,
             },
             notes: String::new(),
+            // The end and budget the prompt was trained with; a prompt saved before they were
+            // recorded decodes as today's tasks do (to EOS, the default budget).
+            stop: match &m.answer_end {
+                AnswerEnd::Stop(stop) => Some(stop.clone()),
+                AnswerEnd::Eos | AnswerEnd::Unmarked => None,
+            },
+            max_new_tokens: m.max_new_tokens,
         },
         dir: dir.to_path_buf(),
         train: Vec::new(),
@@ -248,19 +257,8 @@ pub fn predict(
         // Any answer text will do: only the prompt is encoded for decoding.
         let e = encode_input(s, input, "-".into(), &model.tokenizer)
             .with_context(|| format!("input row {}", i + 1))?;
-        let ids = greedy_with_prompt(
-            &model.llm,
-            &prompts[input.task],
-            &e,
-            MAX_NEW_TOKENS,
-            &model.tokenizer,
-        )?;
-        let text = model
-            .tokenizer
-            .decode(&ids, false)
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        // The prompt's recorded stop rule and budget, as evaluation decodes.
+        let text = greedy_answer(&model.llm, &prompts[input.task], &e, &model.tokenizer)?;
         out[i] = Some(Prediction {
             task: s.task.spec.name.clone(),
             prediction: text.clone(),

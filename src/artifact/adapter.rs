@@ -18,7 +18,7 @@ use super::{Artifact, Manifest, ModelId, FORMAT};
 use crate::methods::tensor_names::PROMPT_EMBEDDINGS;
 use crate::methods::{Encoder, MethodKind, MethodSettings};
 use crate::run::{RunResult, TrainConfig};
-use crate::task::{Metric, Segment, Task, TaskKind, Template};
+use crate::task::{AnswerEnd, Metric, Segment, Task, TaskKind, Template};
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,7 @@ pub const META_FILE: &str = "gradprompt.json";
 pub const META_FORMAT: &str = "gradprompt-peft/1";
 /// The one answer-whitespace rule gradprompt (and the recipe's train.py) renders with.
 pub const ANSWER_WHITESPACE: &str = "moved-into-answer";
-pub const ANSWER_WHITESPACE_RULE: &str = "The template is filled in up to [ANSWER]; the whitespace right before [ANSWER] is cut from the prompt and put in front of every answer candidate (\" Paris\", as BPE tokenizers see a word after a space). Prompt and answer are tokenized separately, without special tokens (no BOS). PEFT's virtual tokens (or prefix) come before the prompt.";
+pub const ANSWER_WHITESPACE_RULE: &str = "The template is filled in up to [ANSWER]; the whitespace right before [ANSWER] is cut from the prompt and put in front of every answer candidate (\" Paris\", as BPE tokenizers see a word after a space). Prompt and answer are tokenized separately, without special tokens; the tokenizer's BOS goes before the prompt text exactly when adds_bos is true. PEFT's virtual tokens (or prefix) come before the prompt, BOS included: [virtual tokens][BOS] text. A generation answer is followed by the model's end-of-sequence token (answer_end \"eos\") or by the stop text, tokenized with the answer (answer_end {\"stop\": text}); the loss covers it, and greedy decoding stops there within max_new_tokens.";
 
 /// `gradprompt.json`: what PEFT's files leave out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +61,16 @@ pub struct Meta {
     pub config: Option<TrainConfig>,
     #[serde(default)]
     pub result: Option<RunResult>,
+    /// As `Manifest::adds_bos`; a `gradprompt.json` written before it was recorded means false
+    /// (neither gradprompt nor its recipe's train.py added BOS then).
+    #[serde(default = "super::no_bos")]
+    pub adds_bos: Option<bool>,
+    /// As `Manifest::answer_end` (older files: unmarked).
+    #[serde(default)]
+    pub answer_end: AnswerEnd,
+    /// As `Manifest::max_new_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new_tokens: Option<usize>,
 }
 
 impl Meta {
@@ -93,6 +103,9 @@ impl Meta {
             settings: Some(m.settings.clone()),
             config: Some(m.config.clone()),
             result: Some(m.result.clone()),
+            adds_bos: m.adds_bos,
+            answer_end: m.answer_end.clone(),
+            max_new_tokens: m.max_new_tokens,
         })
     }
 }
@@ -366,6 +379,15 @@ pub fn load(dir: &Path, task: Option<&Task>, template: Option<&str>) -> Result<A
             .and_then(|m| m.config.clone())
             .unwrap_or_default(),
         result,
+        // Without gradprompt.json: PEFT trained it with its tokenizer's own BOS setting (the one
+        // it meets here) and the task's answers as the task ends them.
+        adds_bos: meta.as_ref().and_then(|m| m.adds_bos),
+        answer_end: match (&meta, task) {
+            (Some(m), _) => m.answer_end.clone(),
+            (None, Some(t)) => t.answer_end(),
+            (None, None) => AnswerEnd::Unmarked,
+        },
+        max_new_tokens: meta.as_ref().and_then(|m| m.max_new_tokens),
     };
     let art = Artifact {
         manifest,

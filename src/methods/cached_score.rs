@@ -15,7 +15,7 @@
 //! `index_select` along the batch. The first answer token, when nothing stands between head and
 //! answer, is read from the head forward's last-position logits.
 
-use super::input::{embed_rows, Row};
+use super::input::{embed_rows, model_token, Row};
 use super::Prompt;
 use crate::model::{ForwardInput, KvPrefix, Llm, LogitRows};
 use crate::task::Piece;
@@ -147,7 +147,7 @@ fn score_chunk(
         for &r in &of_head[h] {
             let c = &rows[r];
             if c.tail.is_empty() {
-                first_idx.push((g * llm.cfg.vocab_size) as u32 + c.answer[0]);
+                first_idx.push((g * llm.cfg.vocab_size) as u32 + model_token(llm, c.answer[0])?);
                 first_row.push(r);
             }
             if c.tail.len() + c.answer.len() > 1 {
@@ -202,7 +202,7 @@ fn score_chunk(
                     continue;
                 }
                 positions.push((i * t + c.tail.len() + j - 1) as u32);
-                targets.push(id);
+                targets.push(model_token(llm, id)?);
                 owner_row.push(r);
             }
         }

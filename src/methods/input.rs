@@ -9,7 +9,7 @@
 
 use super::Prompt;
 use crate::model::{KvPrefix, Llm};
-use crate::task::{Encoded, Piece};
+use crate::task::{Encoded, Piece, END_OF_SEQUENCE};
 use anyhow::{bail, Result};
 use candle_core::Tensor;
 
@@ -48,6 +48,20 @@ impl Row {
     pub fn with_prompt(mut self, prompt: usize) -> Row {
         self.prompt = prompt;
         self
+    }
+}
+
+/// The model's id for an answer token: `task::END_OF_SEQUENCE` (which ends a generation target)
+/// becomes the model's end-of-sequence token; every other id is the model's already.
+pub fn model_token(llm: &Llm, id: u32) -> Result<u32> {
+    if id != END_OF_SEQUENCE {
+        return Ok(id);
+    }
+    match llm.cfg.eos_token_id {
+        Some(eos) => Ok(eos),
+        None => bail!(
+            "the model declares no end-of-sequence token (config.json \"eos_token_id\", GGUF \"tokenizer.ggml.eos_token_id\"), which ends a generation answer; give the task a \"stop\" text in its task.json instead"
+        ),
     }
 }
 
@@ -156,7 +170,7 @@ pub fn embed_mixed(
         }
         for (i, &id) in row.answer.iter().enumerate() {
             let at = r * t + row.pieces.len() + i;
-            ids[at] = id;
+            ids[at] = model_token(llm, id)?;
             mask[at] = 1.0;
         }
     }

@@ -3,7 +3,7 @@
 //! key/value-cached path (`cached_score.rs`) that evaluation and AutoPrompt's candidate search
 //! use must equal it.
 
-use super::input::{embed_mixed, mixed_prefix, Row};
+use super::input::{embed_mixed, mixed_prefix, model_token, Row};
 use super::Prompt;
 use crate::model::{ForwardInput, Llm, LogitRows};
 use anyhow::{bail, Result};
@@ -39,7 +39,7 @@ pub fn score_mixed(llm: &Llm, prompts: &[Prompt], rows: &[Row]) -> Result<Scored
         for (i, &id) in row.answer.iter().enumerate() {
             // The logits at the position before each answer token predict it.
             positions.push((r * t + row.pieces.len() + i - 1) as u32);
-            targets.push(id);
+            targets.push(model_token(llm, id)?);
             owner.push(r);
         }
     }

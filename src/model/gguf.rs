@@ -298,6 +298,20 @@ impl Meta<'_> {
             .collect();
         tok.add_special_tokens(special)
             .map_err(|e| anyhow!("special tokens: {e}"))?;
+        // llama.cpp adds BOS when `tokenizer.ggml.add_bos_token` says so; for the byte-level
+        // BPE models read here it adds none without the key. SmolLM2's GGUF says false.
+        let adds_bos = self
+            .content
+            .metadata
+            .get("tokenizer.ggml.add_bos_token")
+            .is_some_and(|v| v.to_bool().unwrap_or(false));
+        if adds_bos {
+            let id = self.usize("tokenizer.ggml.bos_token_id")?;
+            let token = tokens.get(id).with_context(|| {
+                format!("tokenizer.ggml.bos_token_id {id} is not a token of tokenizer.ggml.tokens")
+            })?;
+            tok.with_post_processor(Some(super::hf::bos_processor(token, id as u32)?));
+        }
         Ok(tok)
     }
 }

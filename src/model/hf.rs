@@ -35,8 +35,9 @@ pub fn load(dir: &Path, device: &Device) -> Result<HfModel> {
     if !tok_path.is_file() {
         bail!("{}: no tokenizer.json in this folder", dir.display());
     }
-    let tokenizer = Tokenizer::from_file(&tok_path)
+    let mut tokenizer = Tokenizer::from_file(&tok_path)
         .map_err(|e| anyhow!("{}: not a valid tokenizer: {e}", tok_path.display()))?;
+    honour_add_bos_token(dir, &config, &mut tokenizer)?;
 
     let single = dir.join(WEIGHTS_FILE);
     let index = dir.join("model.safetensors.index.json");
@@ -62,6 +63,74 @@ pub fn load(dir: &Path, device: &Device) -> Result<HfModel> {
         tensors,
         tokenizer,
     })
+}
+
+/// transformers' Llama tokenizers add BOS when `tokenizer_config.json` says `"add_bos_token":
+/// true`, whatever `tokenizer.json`'s post-processor holds (they rebuild it); where the
+/// post-processor does not already add one, it is added here, so the tokenizer itself answers
+/// whether BOS is added (`task::bos_tokens`). `false` or no key: `tokenizer.json` decides. The
+/// built-in model has no tokenizer_config.json and no post-processor: no BOS.
+fn honour_add_bos_token(dir: &Path, config: &Config, tok: &mut Tokenizer) -> Result<()> {
+    let path = dir.join(TOKENIZER_CONFIG_FILE);
+    if !path.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
+        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+    if v.get("add_bos_token").and_then(|b| b.as_bool()) != Some(true)
+        || !crate::task::bos_tokens(tok)?.is_empty()
+    {
+        return Ok(());
+    }
+    let named = match v.get("bos_token") {
+        Some(serde_json::Value::String(s)) => Some(s.clone()),
+        Some(o) => o
+            .get("content")
+            .and_then(|c| c.as_str())
+            .map(str::to_string),
+        None => None,
+    };
+    let (token, id) = match named {
+        Some(t) => {
+            let id = tok.token_to_id(&t).with_context(|| {
+                format!(
+                    "{}: \"bos_token\" {t:?} is not in tokenizer.json",
+                    path.display()
+                )
+            })?;
+            (t, id)
+        }
+        None => {
+            let id = config.bos_token_id.with_context(|| {
+                format!("{}: \"add_bos_token\" is true but neither it nor config.json names the BOS token; add \"bos_token\"", path.display())
+            })?;
+            let t = tok.id_to_token(id).with_context(|| {
+                format!("config.json: \"bos_token_id\" {id} is not in tokenizer.json")
+            })?;
+            (t, id)
+        }
+    };
+    tok.with_post_processor(Some(bos_processor(&token, id)?));
+    Ok(())
+}
+
+/// A post-processor that puts `token` (id `id`) before every text, as Llama's tokenizer.json
+/// does (`<s> $A`, and `<s> $A <s> $B` for pairs).
+pub(crate) fn bos_processor(
+    token: &str,
+    id: u32,
+) -> Result<tokenizers::processors::template::TemplateProcessing> {
+    let bos = serde_json::json!({"SpecialToken": {"id": token, "type_id": 0}});
+    let seq = |s: &str, t: u32| serde_json::json!({"Sequence": {"id": s, "type_id": t}});
+    let json = serde_json::json!({
+        "type": "TemplateProcessing",
+        "single": [bos, seq("A", 0)],
+        "pair": [bos, seq("A", 0), {"SpecialToken": {"id": token, "type_id": 1}}, seq("B", 1)],
+        "special_tokens": {token: {"id": token, "ids": [id], "tokens": [token]}},
+    });
+    serde_json::from_value(json).map_err(|e| anyhow!("cannot build a BOS post-processor: {e}"))
 }
 
 fn shard_files(index: &Path) -> Result<BTreeSet<String>> {
@@ -97,10 +166,11 @@ pub fn folder_files(
         .to_string(true)
         .map_err(|e| anyhow!("cannot write the tokenizer as JSON: {e}"))?;
     // Without it, AutoTokenizer picks a class from model_type (LlamaTokenizerFast), which adds
-    // a BOS token gradprompt never adds; the plain fast tokenizer encodes exactly as we do.
+    // a BOS token whatever tokenizer.json says; the plain fast tokenizer encodes exactly as we
+    // do, its BOS (if any) from tokenizer.json's post-processor, which add_bos_token repeats.
     let tokenizer_config = serde_json::json!({
         "tokenizer_class": "PreTrainedTokenizerFast",
-        "add_bos_token": false,
+        "add_bos_token": !crate::task::bos_tokens(tokenizer)?.is_empty(),
         "add_eos_token": false,
         "model_max_length": config.max_position_embeddings,
     });

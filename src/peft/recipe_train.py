@@ -10,9 +10,12 @@ it (`gradprompt eval --prompt OUT --task ...` reads it back) and results.json in
 result shape. One JSON line per step goes to stdout: {"step", "loss", "lr"}.
 
 What matches gradprompt: the virtual tokens, the template rendering (the whitespace before
-[ANSWER] moved into every answer, no special tokens), the loss (mean over the answer tokens of
-the whole step, micro-batches included), AdamW (betas 0.9/0.999, eps 1e-8, the run's weight
-decay sparing biases, gradients clipped to the run's global norm),
+[ANSWER] moved into every answer; the tokenizer's BOS before the prompt text exactly when the
+run's gradprompt.json says adds_bos, after PEFT's virtual tokens; a generation target followed
+by the model's end-of-sequence token or the task's stop text, as its answer_end says), greedy
+decoding to that end within max_new_tokens, exact match on the text before it, the loss (mean
+over the answer tokens of the whole step, micro-batches included), AdamW (betas 0.9/0.999, eps
+1e-8, the run's weight decay sparing biases, gradients clipped to the run's global norm),
 the learning-rate schedule, the batch order of every step, the dev evaluation (every
 eval_every steps and after the last, the best dev checkpoint kept, patience) and the test
 evaluation. Prompt Tuning starts from gradprompt's own initial vectors (init.safetensors).
@@ -66,18 +69,59 @@ def parse_template(t):
     raise ValueError(f"template {t!r} has no [ANSWER]")
 
 
+def first_id(x):
+    return x[0] if isinstance(x, (list, tuple)) else x
+
+
 class Renderer:
     """An example as gradprompt encodes it: the prompt ids and each answer candidate's ids."""
 
-    def __init__(self, recipe, tok):
+    def __init__(self, recipe, tok, config):
         self.segments = [s for s in parse_template(recipe["template"]) if s[0] != "slot"]
         self.tok = tok
         self.kind = recipe["kind"]
         self.labels = recipe["labels"]
         self.answers = recipe["answers"]
+        gp = recipe["gradprompt_json"]
+        # Recipes written before these were recorded: no BOS, nothing after the answer.
+        self.end = gp.get("answer_end", "unmarked")
+        self.max_new_tokens = gp.get("max_new_tokens") or recipe["max_new_tokens"]
+        # gradprompt's BOS is what the tokenizer itself puts before a text; its EOS is the
+        # model config's eos_token_id (SmolLM2: <|im_end|>, 2).
+        self.bos = []
+        if gp.get("adds_bos", False):
+            plain = self.ids("a")
+            full = tok("a", add_special_tokens=True)["input_ids"]
+            self.bos = full[: len(full) - len(plain)] if full[len(full) - len(plain) :] == plain else []
+            if not self.bos and tok.bos_token_id is not None:
+                self.bos = [tok.bos_token_id]
+            if not self.bos:
+                raise SystemExit("gradprompt.json says adds_bos, but this tokenizer has no BOS token")
+        eos = first_id(getattr(config, "eos_token_id", None))
+        self.eos = eos if eos is not None else tok.eos_token_id
+        if self.kind == "generation" and self.end == "eos" and self.eos is None:
+            raise SystemExit("the run ends answers with the model's end-of-sequence token, and this model declares none")
 
     def ids(self, text):
         return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def target(self, ws, answer):
+        """A generation target: the answer, then its end (EOS, or the stop text tokenized with it)."""
+        if isinstance(self.end, dict) and "stop" in self.end:
+            return self.ids(ws + answer + self.end["stop"])
+        if self.end == "eos":
+            return self.ids(ws + answer) + [self.eos]
+        return self.ids(ws + answer)
+
+    def answer_before_stop(self, new_ids):
+        """The decoded answer: the text before the end-of-sequence token or the stop text, trimmed."""
+        new_ids = list(new_ids)
+        if self.eos is not None and self.eos in new_ids:
+            new_ids = new_ids[: new_ids.index(self.eos)]
+        text = self.tok.decode(new_ids)
+        if isinstance(self.end, dict) and self.end.get("stop"):
+            text = text.split(self.end["stop"])[0]
+        return text.strip()
 
     def encode(self, row):
         s = ""
@@ -90,12 +134,12 @@ class Renderer:
                 break
         body = s.rstrip()
         ws = s[len(body) :]
-        prompt = self.ids(body)
+        prompt = self.bos + self.ids(body)
         if self.kind == "classification":
             cands = [self.ids(ws + a) for a in self.answers]
             gold = self.labels.index(row["answer"])
         else:
-            cands, gold = [self.ids(ws + row["answer"])], 0
+            cands, gold = [self.target(ws, row["answer"])], 0
         return {"prompt": prompt, "candidates": cands, "gold": gold, "answer": row["answer"]}
 
 
@@ -177,7 +221,7 @@ def main():
         init = load_file(str(HERE / recipe["init"]))["prompt_embeddings"]
         with torch.no_grad():
             model.prompt_encoder["default"].embedding.weight.copy_(init)
-    render = Renderer(recipe, tok)
+    render = Renderer(recipe, tok, base.config)
     train = [render.encode(r) for r in read_split("train")]
     dev = [render.encode(r) for r in read_split("dev")]
     test = [render.encode(r) for r in read_split("test")]
@@ -215,10 +259,14 @@ def main():
                 else:
                     ids = torch.tensor([e["prompt"]], device=device)
                     out = acc.unwrap_model(model).generate(
-                        input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=recipe["max_new_tokens"], do_sample=False
+                        input_ids=ids,
+                        attention_mask=torch.ones_like(ids),
+                        max_new_tokens=render.max_new_tokens,
+                        do_sample=False,
+                        eos_token_id=render.eos,
                     )
-                    text = tok.decode(out[0, ids.shape[1] :]).split("\n")[0]
-                    correct += text.strip().lower() == e["answer"].strip().lower()
+                    text = render.answer_before_stop(out[0, ids.shape[1] :].tolist())
+                    correct += text == e["answer"].strip()
         model.train()
         return correct / max(len(examples), 1)
 

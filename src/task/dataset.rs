@@ -16,6 +16,14 @@
 //! is an input field; each name in `fields` must be present. Numbers and booleans are accepted
 //! as field values and read as text. Blank lines are skipped. Unknown keys in `task.json` are
 //! ignored.
+//!
+//! A generation task may also say how its answers end and how long they may be:
+//! - `"stop"`: a text that ends every answer (e.g. `"\n"`). Training appends it to each target
+//!   and greedy decoding stops where it first appears. Without it the answer ends with the
+//!   model's own end-of-sequence token ([`AnswerEnd::Eos`]), which is what a model that saw the
+//!   target then EOS in training learns to produce;
+//! - `"max_new_tokens"`: the decoding budget (default [`DEFAULT_MAX_NEW_TOKENS`]). It is fixed
+//!   per task, never taken from the gold answer, so the metric cannot peek at the answer.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -83,6 +91,39 @@ pub struct TaskSpec {
     pub metric: Metric,
     #[serde(default)]
     pub notes: String,
+    /// Generation only: the text that ends every answer (see the module docs); None: the
+    /// model's end-of-sequence token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<String>,
+    /// Generation only: the most tokens greedy decoding may produce (default
+    /// [`DEFAULT_MAX_NEW_TOKENS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new_tokens: Option<usize>,
+}
+
+/// The decoding budget of a generation task that names none: ample for the sample tasks'
+/// answers (at most 6 tokens on SmolLM2 and on the built-in model) and for a few words more.
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 32;
+
+/// The largest `max_new_tokens` a task may ask for (a typo like 320000 is refused, not run).
+pub const MAX_MAX_NEW_TOKENS: usize = 4096;
+
+/// How an answer ends: what follows it in training and where greedy decoding stops. Recorded
+/// in a saved prompt's manifest (`artifact::Manifest::answer_end`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerEnd {
+    /// The model's end-of-sequence token follows the answer (a generation task without
+    /// `"stop"`). The id comes from the model (`Config::eos_token_id`), not from the task.
+    Eos,
+    /// This text follows the answer (a generation task's `"stop"`).
+    Stop(String),
+    /// Nothing follows the answer: a classification task's label words, which are ranked, not
+    /// generated; and a generation prompt saved before gradprompt marked answer ends (trained
+    /// without an end marker, then scored by its first line and clause within the gold
+    /// answer's length + 4 tokens).
+    #[default]
+    Unmarked,
 }
 
 /// One example: its input fields and its answer (the label key for classification, the
@@ -241,6 +282,23 @@ impl Task {
         }
     }
 
+    /// How this task's answers end (see [`AnswerEnd`]).
+    pub fn answer_end(&self) -> AnswerEnd {
+        match (&self.spec.kind, &self.spec.stop) {
+            (TaskKind::Classification, _) => AnswerEnd::Unmarked,
+            (TaskKind::Generation, Some(stop)) => AnswerEnd::Stop(stop.clone()),
+            (TaskKind::Generation, None) => AnswerEnd::Eos,
+        }
+    }
+
+    /// The decoding budget for this task's answers (0 for classification, which decodes nothing).
+    pub fn max_new_tokens(&self) -> usize {
+        match self.spec.kind {
+            TaskKind::Classification => 0,
+            TaskKind::Generation => self.spec.max_new_tokens.unwrap_or(DEFAULT_MAX_NEW_TOKENS),
+        }
+    }
+
     /// The task's own template, parsed.
     pub fn template(&self) -> Result<Template> {
         Template::parse(&self.spec.template)
@@ -354,6 +412,34 @@ fn load_spec(path: &Path) -> Result<TaskSpec> {
             spec.kind.name(),
             fits.name()
         );
+    }
+    if spec.kind == TaskKind::Classification {
+        for key in ["stop", "max_new_tokens"] {
+            let given = match key {
+                "stop" => spec.stop.is_some(),
+                _ => spec.max_new_tokens.is_some(),
+            };
+            if given {
+                bail!(
+                    "{}: \"{key}\" is for generation tasks; a classification task ranks its labels and generates nothing",
+                    path.display()
+                );
+            }
+        }
+    }
+    if spec.stop.as_deref() == Some("") {
+        bail!(
+            "{}: \"stop\" is empty; give the text that ends every answer (e.g. \"\\n\"), or leave the key out to end answers with the model's end-of-sequence token",
+            path.display()
+        );
+    }
+    if let Some(n) = spec.max_new_tokens {
+        if !(1..=MAX_MAX_NEW_TOKENS).contains(&n) {
+            bail!(
+                "{}: \"max_new_tokens\" is {n}; it must be between 1 and {MAX_MAX_NEW_TOKENS}",
+                path.display()
+            );
+        }
     }
     let template =
         Template::parse(&spec.template).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -553,6 +639,59 @@ mod tests {
         assert_eq!(ex.answer, "7");
         assert!(task.labels().is_empty());
         assert_eq!(task.answer_text("Paris"), "Paris");
+    }
+
+    #[test]
+    fn a_generation_task_ends_answers_with_eos_unless_it_declares_a_stop() {
+        let line = "{\"country\": \"France\", \"target\": \"Paris\"}\n";
+        let files = [
+            ("train.jsonl", line),
+            ("dev.jsonl", line),
+            ("test.jsonl", line),
+        ];
+        let dir = folder(GEN_SPEC, &files);
+        let task = Task::load(dir.path()).unwrap();
+        assert_eq!(task.answer_end(), AnswerEnd::Eos);
+        assert_eq!(task.max_new_tokens(), DEFAULT_MAX_NEW_TOKENS);
+        let spec = GEN_SPEC.replace(
+            "\"notes\"",
+            "\"stop\": \"\\n\", \"max_new_tokens\": 8, \"notes\"",
+        );
+        let dir = folder(&spec, &files);
+        let task = Task::load(dir.path()).unwrap();
+        assert_eq!(task.answer_end(), AnswerEnd::Stop("\n".into()));
+        assert_eq!(task.max_new_tokens(), 8);
+        let cls = folder(
+            CLS_SPEC,
+            &[
+                ("train.jsonl", OK_TRAIN),
+                ("dev.jsonl", OK_ONE),
+                ("test.jsonl", OK_ONE),
+            ],
+        );
+        assert_eq!(
+            Task::load(cls.path()).unwrap().answer_end(),
+            AnswerEnd::Unmarked
+        );
+    }
+
+    #[test]
+    fn a_stop_or_budget_that_cannot_work_is_refused_naming_the_key() {
+        let e = load_err(
+            &GEN_SPEC.replace("\"notes\"", "\"stop\": \"\", \"notes\""),
+            &[],
+        );
+        assert!(e.contains("\"stop\" is empty"), "{e}");
+        let e = load_err(
+            &GEN_SPEC.replace("\"notes\"", "\"max_new_tokens\": 0, \"notes\""),
+            &[],
+        );
+        assert!(e.contains("\"max_new_tokens\" is 0"), "{e}");
+        let e = load_err(
+            &CLS_SPEC.replace("\"extra_key\"", "\"stop\": \".\", \"extra_key\""),
+            &[],
+        );
+        assert!(e.contains("\"stop\" is for generation tasks"), "{e}");
     }
 
     #[test]

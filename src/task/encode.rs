@@ -7,11 +7,26 @@
 //! The whitespace right before `[ANSWER]` moves from the prompt into each answer candidate:
 //! `The capital of {country} is [ANSWER]` scores `" Paris"`, which is how BPE tokenizers
 //! see a word after a space, instead of a prompt ending in a lone space token.
+//!
+//! Special tokens, as the model's own tokenizer settings place them and PEFT orders them:
+//! - BOS: put before the text exactly when the tokenizer adds it ([`bos_tokens`]: what its
+//!   post-processor puts in front of a text, which the loaders in `model` build from
+//!   `tokenizer.json`, `tokenizer_config.json`'s `add_bos_token` or GGUF's
+//!   `tokenizer.ggml.add_bos_token`). Soft vectors at the start of the template stay in front
+//!   of it, as PEFT feeds `[virtual tokens][BOS] text`; Prefix Tuning's prefix is not a
+//!   position of the input, so its BOS is the first text position after the prefix.
+//!   SmolLM2's GGUF says `add_bos_token = false` and the built-in model's tokenizer has no
+//!   post-processor: neither adds one.
+//! - The end of a generated answer ([`AnswerEnd`]): the generation target is the answer then
+//!   the model's end-of-sequence token ([`END_OF_SEQUENCE`] stands for it here, as this module
+//!   knows no model), or the answer then the task's `"stop"` text, tokenized with it. The loss
+//!   covers that end, so training teaches where an answer stops. Classification answers are
+//!   label words ranked against each other: nothing follows them.
 
 use anyhow::{bail, Context, Result};
 use tokenizers::Tokenizer;
 
-use super::dataset::{Example, Task, TaskKind};
+use super::dataset::{AnswerEnd, Example, Task, TaskKind};
 use super::template::{Segment, Template};
 
 /// One input position of the prompt.
@@ -25,16 +40,29 @@ pub enum Piece {
     Trigger(usize),
 }
 
+/// Stands for the model's end-of-sequence token at the end of a generation target: the task
+/// layer knows no model, so `methods::input::model_token` puts the model's own id
+/// (`Config::eos_token_id`: `<|im_end|>`, id 2, from SmolLM2's GGUF `tokenizer.ggml.eos_token_id`;
+/// `<|endoftext|>`, id 0, from the built-in model's config.json) in its place wherever ids meet
+/// the model. No vocabulary comes near this id.
+pub const END_OF_SEQUENCE: u32 = u32::MAX;
+
 /// An example ready for scoring: the prompt, then one of `candidates` follows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
     pub prompt: Vec<Piece>,
-    /// Token ids of each answer candidate (with the moved whitespace in front).
+    /// Token ids of each answer candidate (with the moved whitespace in front). A generation
+    /// target ends with its end marker ([`END_OF_SEQUENCE`], or the stop text's tokens).
     pub candidates: Vec<Vec<u32>>,
     /// Index of the correct candidate.
     pub gold: usize,
-    /// The correct answer as plain text (no leading whitespace), for display and exact match.
+    /// The correct answer as plain text (no leading whitespace, no end marker), for display
+    /// and exact match.
     pub answer_text: String,
+    /// How the answer ends: what greedy decoding stops at.
+    pub end: AnswerEnd,
+    /// The decoding budget (the task's `max_new_tokens`; 0 for classification).
+    pub max_new_tokens: usize,
 }
 
 /// Splits `s` into its body and its trailing whitespace.
@@ -49,6 +77,27 @@ pub fn tokenize(tok: &Tokenizer, text: &str) -> Result<Vec<u32>> {
         .encode(text, false)
         .map_err(|e| anyhow::anyhow!("cannot tokenize {text:?}: {e}"))?;
     Ok(encoding.get_ids().to_vec())
+}
+
+/// The token ids the tokenizer's own settings put before a text (its BOS, where it adds one;
+/// empty for SmolLM2 and the built-in model). Read off the tokenizer by encoding a probe text
+/// with and without special tokens, so every loader's way of saying it (a `tokenizer.json`
+/// post-processor, `add_bos_token`, GGUF metadata turned into a post-processor) counts alike.
+/// Tokens a tokenizer appends after a text (an EOS some add) are not taken: the answer follows
+/// the prompt, and the end of a generated answer is [`AnswerEnd`]'s business.
+pub fn bos_tokens(tok: &Tokenizer) -> Result<Vec<u32>> {
+    let probe = "a";
+    let plain = tokenize(tok, probe)?;
+    let with = tok
+        .encode(probe, true)
+        .map_err(|e| anyhow::anyhow!("cannot tokenize {probe:?} with special tokens: {e}"))?;
+    let with = with.get_ids();
+    // The text's last occurrence: a BOS may share an id with the probe's own token.
+    Ok((0..=with.len().saturating_sub(plain.len()))
+        .rev()
+        .find(|&at| with[at..].starts_with(&plain))
+        .map(|at| with[..at].to_vec())
+        .unwrap_or_default())
 }
 
 fn field_value<'a>(example: &'a Example, name: &str) -> Result<&'a str> {
@@ -116,6 +165,14 @@ pub fn encode(
     if prompt.is_empty() {
         bail!("the prompt before [ANSWER] is empty; the model needs at least one token or slot to predict from");
     }
+    let bos = bos_tokens(tok)?;
+    if !bos.is_empty() {
+        let at = prompt
+            .iter()
+            .position(|p| !matches!(p, Piece::Soft(_)))
+            .unwrap_or(prompt.len());
+        prompt.splice(at..at, bos.into_iter().map(Piece::Token));
+    }
 
     let candidate = |text: &str| -> Result<Vec<u32>> {
         let ids = tokenize(tok, &format!("{prefix}{text}"))?;
@@ -143,13 +200,25 @@ pub fn encode(
                 .collect::<Result<Vec<_>>>()?;
             (candidates, gold)
         }
-        TaskKind::Generation => (vec![candidate(&example.answer)?], 0),
+        TaskKind::Generation => {
+            let target = match task.answer_end() {
+                AnswerEnd::Stop(stop) => candidate(&format!("{}{stop}", example.answer))?,
+                AnswerEnd::Eos | AnswerEnd::Unmarked => {
+                    let mut ids = candidate(&example.answer)?;
+                    ids.push(END_OF_SEQUENCE);
+                    ids
+                }
+            };
+            (vec![target], 0)
+        }
     };
     Ok(Encoded {
         prompt,
         candidates,
         gold,
         answer_text: task.answer_text(&example.answer).to_string(),
+        end: task.answer_end(),
+        max_new_tokens: task.max_new_tokens(),
     })
 }
 
@@ -240,6 +309,8 @@ mod tests {
             verbalizer: (kind == TaskKind::Classification).then_some(verbalizer),
             metric: Metric::Accuracy,
             notes: String::new(),
+            stop: None,
+            max_new_tokens: None,
         };
         Task {
             spec,
@@ -285,7 +356,7 @@ mod tests {
             e.prompt,
             tokens(&["The", "Ġcapital", "Ġof", "ĠFrance", "Ġis"])
         );
-        assert_eq!(e.candidates, vec![vec![id("ĠParis")]]);
+        assert_eq!(e.candidates, vec![vec![id("ĠParis"), END_OF_SEQUENCE]]);
         assert_eq!(e.gold, 0);
         assert_eq!(e.answer_text, "Paris");
         // Without a space before the slot the answer is the bare word.
@@ -296,7 +367,10 @@ mod tests {
             &task(TaskKind::Generation),
             &tok,
         );
-        assert_eq!(tok_e.unwrap().candidates, vec![vec![id("Paris")]]);
+        assert_eq!(
+            tok_e.unwrap().candidates,
+            vec![vec![id("Paris"), END_OF_SEQUENCE]]
+        );
     }
 
     #[test]
@@ -322,7 +396,7 @@ mod tests {
         want.extend(tokens(&["Ġis"]));
         want.extend([Piece::Trigger(2), Piece::Soft(3)]);
         assert_eq!(e.prompt, want);
-        assert_eq!(e.candidates, vec![vec![id("ĠParis")]]);
+        assert_eq!(e.candidates, vec![vec![id("ĠParis"), END_OF_SEQUENCE]]);
     }
 
     #[test]
@@ -376,6 +450,58 @@ mod tests {
             segments: vec![Segment::Text("x".into())],
         };
         assert!(encode(&t, &example(&[], "europe"), &task, &tok).is_err());
+    }
+
+    /// The test tokenizer with a BOS added the way Llama's `tokenizer.json` adds it: a
+    /// TemplateProcessing post-processor `<s> $A`.
+    fn bos_tokenizer() -> Tokenizer {
+        let mut tok = tokenizer();
+        let bos = tokenizers::processors::template::TemplateProcessing::builder()
+            .try_single("[UNK] $A")
+            .unwrap()
+            .special_tokens(vec![("[UNK]".to_string(), 0)])
+            .build()
+            .unwrap();
+        tok.with_post_processor(Some(bos));
+        tok
+    }
+
+    #[test]
+    fn bos_is_added_only_when_the_tokenizer_adds_it_after_leading_soft_vectors() {
+        assert_eq!(bos_tokens(&tokenizer()).unwrap(), Vec::<u32>::new());
+        let tok = bos_tokenizer();
+        assert_eq!(bos_tokens(&tok).unwrap(), vec![0]);
+        let ex = example(&[("country", "France")], "Paris");
+        let task = task(TaskKind::Generation);
+        // PEFT's order: [virtual tokens][BOS] text.
+        let t = Template::parse("[P*2]The capital of {country} is [ANSWER]").unwrap();
+        let e = encode(&t, &ex, &task, &tok).unwrap();
+        let mut want = vec![Piece::Soft(0), Piece::Soft(1), Piece::Token(0)];
+        want.extend(tokens(&["The", "Ġcapital", "Ġof", "ĠFrance", "Ġis"]));
+        assert_eq!(e.prompt, want);
+        // Without leading soft vectors (zero-shot, AutoPrompt's triggers, Prefix Tuning) BOS
+        // is the first position; the answer never gets one.
+        let t = Template::parse("[T]The capital of {country} is [ANSWER]").unwrap();
+        let e = encode(&t, &ex, &task, &tok).unwrap();
+        assert_eq!(&e.prompt[..2], &[Piece::Token(0), Piece::Trigger(0)]);
+        assert_eq!(e.candidates, vec![vec![id("ĠParis"), END_OF_SEQUENCE]]);
+        // The same template on a tokenizer without BOS has no such token.
+        let e = encode(&t, &ex, &task, &tokenizer()).unwrap();
+        assert_eq!(e.prompt[0], Piece::Trigger(0));
+    }
+
+    #[test]
+    fn a_declared_stop_text_ends_the_target_instead_of_eos() {
+        let tok = tokenizer();
+        let mut task = task(TaskKind::Generation);
+        task.spec.stop = Some(" is".into());
+        task.spec.max_new_tokens = Some(5);
+        let t = Template::parse("The capital of {country} is [ANSWER]").unwrap();
+        let e = encode(&t, &example(&[("country", "France")], "Paris"), &task, &tok).unwrap();
+        assert_eq!(e.candidates, vec![vec![id("ĠParis"), id("Ġis")]]);
+        assert_eq!(e.end, AnswerEnd::Stop(" is".into()));
+        assert_eq!(e.max_new_tokens, 5);
+        assert_eq!(e.answer_text, "Paris");
     }
 
     #[test]

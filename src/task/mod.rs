@@ -3,7 +3,7 @@
 //! - [`dataset`]: task folders (`task.json` + JSONL splits) and their validation;
 //! - [`template`]: the template language (`{field}`, `[P*n]`, `[T*n]`, `[ANSWER]`);
 //! - [`encode`]: a template filled with one example, as tokens, slots and answer candidates;
-//! - [`metric`]: answer normalisation, exact match and accuracy.
+//! - [`metric`]: the answer before its stop, exact match and accuracy.
 //!
 //! This module knows nothing of models or prompt methods; it only needs a tokenizer.
 
@@ -12,7 +12,12 @@ pub mod encode;
 pub mod metric;
 pub mod template;
 
-pub use dataset::{Example, Metric, Origins, Split, Task, TaskKind, TaskSpec};
-pub use encode::{encode, render_text, split_answer_whitespace, tokenize, Encoded, Piece};
-pub use metric::{accuracy, exact_match, normalize_answer};
+pub use dataset::{
+    AnswerEnd, Example, Metric, Origins, Split, Task, TaskKind, TaskSpec, DEFAULT_MAX_NEW_TOKENS,
+};
+pub use encode::{
+    bos_tokens, encode, render_text, split_answer_whitespace, tokenize, Encoded, Piece,
+    END_OF_SEQUENCE,
+};
+pub use metric::{accuracy, exact_match, text_before_stop};
 pub use template::{Segment, SlotRules, SoftPlacement, Template, TemplateError};

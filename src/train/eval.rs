@@ -1,6 +1,7 @@
 //! Scoring a prompt on a split, the same way for every method: classification ranks the label
-//! answers by total log-probability; generation greedily continues the prompt and compares the
-//! normalised text with the target (see `task::metric`).
+//! answers by total log-probability; generation greedily continues the prompt up to the
+//! answer's end (the model's end-of-sequence token or the task's stop text) within the task's
+//! budget and compares the text before the end with the target (see `task::metric`).
 //!
 //! [`predict`] returns the same scoring example by example ([`crate::predictions`]): the text
 //! each example showed the model, its gold answer, the prediction and, for classification, the
@@ -13,7 +14,7 @@ use crate::methods::Prompt;
 use crate::methods::Row;
 use crate::model::{ForwardInput, Llm, LogitRows};
 use crate::predictions::{Prediction, Predictions};
-use crate::task::{exact_match, Encoded, Piece, TaskKind};
+use crate::task::{exact_match, text_before_stop, AnswerEnd, Encoded, Piece, TaskKind};
 use anyhow::Result;
 use candle_core::Tensor;
 
@@ -236,13 +237,11 @@ fn generate(
     let mut correct = 0;
     let mut predictions = Vec::new();
     for e in encoded {
-        let max_new = e.candidates[0].len() + 4;
-        let ids = greedy_with_prompt(llm, prompt, e, max_new, tok)?;
-        let text = tok.decode(&ids, false).unwrap_or_default();
-        if exact_match(&text, &e.answer_text) {
+        let answer = greedy_answer(llm, prompt, e, tok)?;
+        if exact_match(&answer, &e.answer_text) {
             correct += 1;
         }
-        predictions.push(text);
+        predictions.push(answer);
     }
     Ok(Outcome {
         metric: crate::task::accuracy(correct, encoded.len()),
@@ -250,8 +249,26 @@ fn generate(
     })
 }
 
+/// The answer greedy decoding gives for an encoded prompt: the text before its end (the model's
+/// end-of-sequence token or the stop text), whitespace-trimmed, within the example's budget
+/// (the task's `max_new_tokens`, never the gold answer's length: the metric must not know the
+/// answer before it is produced). Evaluation, the playground and serving all answer this way.
+pub fn greedy_answer(
+    llm: &Llm,
+    prompt: &Prompt,
+    e: &Encoded,
+    tok: &tokenizers::Tokenizer,
+) -> Result<String> {
+    let ids = greedy_with_prompt(llm, prompt, e, e.max_new_tokens, tok)?;
+    let text = tok.decode(&ids, false).unwrap_or_default();
+    Ok(text_before_stop(&text, &e.end).trim().to_string())
+}
+
 /// Greedy continuation of an encoded prompt (soft vectors, triggers and prefix in place), up to
-/// `max_new` tokens or the first newline / end of sequence.
+/// `max_new` tokens: it stops at the model's end-of-sequence token (not returned), or once the
+/// decoded text holds the example's stop text (the tokens that completed it are returned; cut
+/// the text with `task::text_before_stop`). The same rule for evaluation, the playground and
+/// serving.
 pub fn greedy_with_prompt(
     llm: &Llm,
     prompt: &Prompt,
@@ -278,15 +295,14 @@ pub fn greedy_with_prompt(
         if Some(next) == llm.cfg.eos_token_id {
             break;
         }
-        if tok
-            .decode(&[next], false)
-            .unwrap_or_default()
-            .contains('\n')
-            && !out.is_empty()
-        {
-            break;
-        }
         out.push(next);
+        if let AnswerEnd::Stop(stop) = &e.end {
+            // Decoded whole, as a stop text may span tokens or sit inside one.
+            let text = tok.decode(&out, false).unwrap_or_default();
+            if !stop.is_empty() && text.contains(stop.as_str()) {
+                break;
+            }
+        }
         let x = llm.embed(&Tensor::new(&[next], llm.device())?.unsqueeze(0)?)?;
         res = llm.forward(&ForwardInput {
             embeds: &x,
