@@ -30,7 +30,7 @@ fn an_out_that_holds_something_is_refused_and_left_as_it_was() {
             name: "train --out holding a saved prompt",
             setup: with_prompt,
             args: train_into!("p"),
-            expect: &["p already holds 2 file(s)", "--overwrite"],
+            expect: &["p already holds 3 file(s)", "--overwrite"],
         },
         Case {
             name: "train --out holding an unrelated manifest.json",
@@ -51,7 +51,7 @@ fn an_out_that_holds_something_is_refused_and_left_as_it_was() {
                 crate::copy_dir(crate::saved_prompt(), &r.join("q"));
             },
             args: &["export", "--prompt", "p", "--out", "q"],
-            expect: &["q already holds 2 file(s)", "--overwrite"],
+            expect: &["q already holds 3 file(s)", "--overwrite"],
         },
         Case {
             name: "export --out naming the prompt itself",
@@ -59,7 +59,7 @@ fn an_out_that_holds_something_is_refused_and_left_as_it_was() {
             args: &[
                 "export", "--prompt", "p", "--format", "native", "--out", "p",
             ],
-            expect: &["p already holds 2 file(s)", "--overwrite"],
+            expect: &["p already holds 3 file(s)", "--overwrite"],
         },
         Case {
             name: "export --out naming a file",
