@@ -21,7 +21,9 @@ pub struct GenerateArgs {
 impl GenerateArgs {
     pub fn run(self) -> Result<()> {
         let m = Model::load(&self.model)?;
-        let ids = m.encode(&self.prompt)?;
+        // BOS first exactly when the tokenizer's own settings add it, as training and scoring do.
+        let mut ids = gradprompt::task::bos_tokens(&m.tokenizer)?;
+        ids.extend(m.encode(&self.prompt)?);
         let out = generate::greedy(&m, &ids, self.max_new_tokens)?;
         println!("{}", m.decode(&out)?);
         Ok(())

@@ -399,6 +399,8 @@ mod tests {
             candidates: vec![vec![10, 11], vec![12]],
             gold,
             answer_text: String::new(),
+            end: crate::task::AnswerEnd::Unmarked,
+            max_new_tokens: 0,
         }
     }
 
