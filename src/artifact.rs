@@ -53,9 +53,26 @@ pub struct Manifest {
     pub settings: MethodSettings,
     pub config: TrainConfig,
     pub result: RunResult,
+    /// AutoPrompt's found label tokens (`--search-labels`), one list per label in the task's
+    /// label order; they replace the verbalizer's answers wherever the prompt is scored (see
+    /// [`Manifest::use_label_tokens`]). Ids, not text: a found token such as "og" does not
+    /// come back through the template's leading space. Absent from older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_token_ids: Option<Vec<Vec<u32>>>,
 }
 
 impl Manifest {
+    /// Puts the prompt's found label tokens in place of the verbalizer's answers in encoded
+    /// rows, as the run that trained it scored them; a prompt without them leaves the rows
+    /// as they are. Every path that scores a saved prompt calls this after encoding.
+    pub fn use_label_tokens(&self, sets: &mut [&mut Vec<crate::task::Encoded>]) -> Result<()> {
+        match &self.label_token_ids {
+            Some(found) => crate::methods::label_search::use_as_verbalizer(found, sets)
+                .context("the prompt's label tokens (manifest.json, label_token_ids)"),
+            None => Ok(()),
+        }
+    }
+
     /// Refuses a prompt trained for another task: the task's name, kind and verbalizer must be
     /// the ones it was trained with (a prompt scored on another task reported a metric the task
     /// does not use, with exit 0). `allow_other` lets an experiment through on purpose.
@@ -137,6 +154,7 @@ impl Artifact {
                 settings: spec.settings.clone(),
                 config: spec.config.clone(),
                 result: result.clone(),
+                label_token_ids: None,
             },
             tensors,
             carried: (spec.method == MethodKind::FineTuning).then(|| CarriedModel {

@@ -349,6 +349,7 @@ pub fn load(dir: &Path, task: Option<&Task>, template: Option<&str>) -> Result<A
             artifact: Some(dir.display().to_string()),
             readable: None,
             stopped_early: false,
+            label_tokens: None,
         });
     let manifest = Manifest {
         format: FORMAT.into(),
@@ -366,6 +367,7 @@ pub fn load(dir: &Path, task: Option<&Task>, template: Option<&str>) -> Result<A
             .and_then(|m| m.config.clone())
             .unwrap_or_default(),
         result,
+        label_token_ids: None,
     };
     let art = Artifact {
         manifest,

@@ -347,6 +347,9 @@ impl RunsView {
                     .desired_rows(2)
                     .desired_width(f32::INFINITY),
             );
+            if let Some(line) = r.result.as_ref().and_then(|res| res.label_tokens_line()) {
+                ui.label(format!("label tokens (found by the search): {line}"));
+            }
             ui.horizontal(|ui| {
                 let changed =
                     d.name.trim() != r.given_name().unwrap_or_default() || d.note != r.note;
