@@ -322,3 +322,55 @@ fn search_labels_outside_autoprompt_is_refused_before_training() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--method autoprompt"), "{stderr}");
 }
+
+#[test]
+fn the_final_hidden_states_times_the_output_embedding_are_the_forward_s_logits() {
+    // The label search classifies these states; the head applied to them must give the
+    // logits the forward gives at the same rows, or the classifier sees another model.
+    let model = Model::load("builtin").unwrap();
+    let (_, train) = encoded(&model, "country-continent", Split::Train);
+    let prompt = Prompt {
+        triggers: start_triggers(&model),
+        ..Default::default()
+    };
+    let rows: Vec<Row> = train.iter().take(5).map(Row::gold).collect();
+    let (embeds, mask, _) = embed_rows(&model.llm, &prompt, &rows).unwrap();
+    let t = embeds.dim(1).unwrap();
+    let at: Vec<u32> = rows
+        .iter()
+        .enumerate()
+        .map(|(r, row)| (r * t + row.pieces.len() - 1) as u32)
+        .collect();
+    let hidden = model.llm.final_hidden(&embeds, Some(&mask), &at).unwrap();
+    let logits = model
+        .llm
+        .forward(&ForwardInput {
+            embeds: &embeds,
+            attention_mask: Some(&mask),
+            prefix: None,
+            logits: LogitRows::Rows(at),
+            keep_kv: false,
+        })
+        .unwrap()
+        .logits;
+    assert!(model.llm.cfg.tie_word_embeddings);
+    let head = model
+        .llm
+        .embedding_matrix()
+        .to_dtype(hidden.dtype())
+        .unwrap();
+    let again = hidden.matmul(&head.t().unwrap()).unwrap();
+    let diff = (again - logits.to_dtype(hidden.dtype()).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-3, "largest difference {diff}");
+}

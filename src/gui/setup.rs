@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+/// The label of AutoPrompt's label-token search checkbox (`--search-labels 1`).
+pub const SEARCH_LABELS: &str = "search label tokens (AutoPrompt paper, section 2.2)";
 /// The label of the seeds field.
 pub const SEEDS: &str = "seeds";
 
@@ -565,7 +567,7 @@ impl Setup {
                     ui.label("label tokens");
                     let mut search = s.search_labels > 0;
                     if ui
-                        .checkbox(&mut search, "search label tokens (AutoPrompt paper, section 2.2)")
+                        .checkbox(&mut search, SEARCH_LABELS)
                         .on_hover_text("a classification task's classes are scored by the token the search finds for each (one per class) instead of the verbalizer's words")
                         .changed()
                     {
