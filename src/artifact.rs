@@ -66,11 +66,15 @@ impl Manifest {
     /// rows, as the run that trained it scored them; a prompt without them leaves the rows
     /// as they are. Every path that scores a saved prompt calls this after encoding.
     pub fn use_label_tokens(&self, sets: &mut [&mut Vec<crate::task::Encoded>]) -> Result<()> {
-        match &self.label_token_ids {
-            Some(found) => crate::methods::label_search::use_as_verbalizer(found, sets)
-                .context("the prompt's label tokens (manifest.json, label_token_ids)"),
-            None => Ok(()),
+        let Some(found) = &self.label_token_ids else {
+            return Ok(());
+        };
+        let vocab = self.model.vocab_size;
+        if let Some(bad) = found.iter().flatten().find(|&&id| id as usize >= vocab) {
+            bail!("manifest.json, label_token_ids: token {bad} is outside the model's vocabulary of {vocab}; the file was edited or damaged (remove label_token_ids to score with the task's verbalizer)");
         }
+        crate::methods::label_search::use_as_verbalizer(found, sets)
+            .context("the prompt's label tokens (manifest.json, label_token_ids)")
     }
 
     /// Refuses a prompt trained for another task: the task's name, kind and verbalizer must be

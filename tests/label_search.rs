@@ -302,6 +302,19 @@ fn a_manifest_written_before_the_label_search_loads_without_label_tokens() {
         eval["test_metric"].as_f64(),
         Some(art.manifest.result.test_metric)
     );
+
+    // Ids outside the vocabulary (an edited file) are refused naming the field, not a panic.
+    let labels = Task::load(&task_dir).unwrap().labels().len();
+    json["label_token_ids"] = serde_json::json!(vec![vec![u32::MAX]; labels]);
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["eval", "--task", task_dir.to_str().unwrap(), "--prompt"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("label_token_ids"), "{stderr}");
 }
 
 #[test]
