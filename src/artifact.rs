@@ -71,6 +71,12 @@ pub struct Manifest {
     /// classification and in older manifests (the task's own budget then applies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_new_tokens: Option<usize>,
+    /// AutoPrompt's found label tokens (`--search-labels`), one list per label in the task's
+    /// label order; they replace the verbalizer's answers wherever the prompt is scored (see
+    /// [`Manifest::use_label_tokens`]). Ids, not text: a found token such as "og" does not
+    /// come back through the template's leading space. Absent from older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_token_ids: Option<Vec<Vec<u32>>>,
 }
 
 /// What a manifest written before BOS was recorded means: gradprompt added none.
@@ -84,6 +90,21 @@ pub fn tokenizer_adds_bos(tok: &tokenizers::Tokenizer) -> Result<bool> {
 }
 
 impl Manifest {
+    /// Puts the prompt's found label tokens in place of the verbalizer's answers in encoded
+    /// rows, as the run that trained it scored them; a prompt without them leaves the rows
+    /// as they are. Every path that scores a saved prompt calls this after encoding.
+    pub fn use_label_tokens(&self, sets: &mut [&mut Vec<crate::task::Encoded>]) -> Result<()> {
+        let Some(found) = &self.label_token_ids else {
+            return Ok(());
+        };
+        let vocab = self.model.vocab_size;
+        if let Some(bad) = found.iter().flatten().find(|&&id| id as usize >= vocab) {
+            bail!("manifest.json, label_token_ids: token {bad} is outside the model's vocabulary of {vocab}; the file was edited or damaged (remove label_token_ids to score with the task's verbalizer)");
+        }
+        crate::methods::label_search::use_as_verbalizer(found, sets)
+            .context("the prompt's label tokens (manifest.json, label_token_ids)")
+    }
+
     /// Refuses a prompt trained for another task: the task's name, kind and verbalizer must be
     /// the ones it was trained with (a prompt scored on another task reported a metric the task
     /// does not use, with exit 0). `allow_other` lets an experiment through on purpose.
@@ -187,6 +208,7 @@ impl Artifact {
                 answer_end: task.answer_end(),
                 max_new_tokens: (task.spec.kind == TaskKind::Generation)
                     .then(|| task.max_new_tokens()),
+                label_token_ids: None,
             },
             tensors,
             carried: (spec.method == MethodKind::FineTuning).then(|| CarriedModel {

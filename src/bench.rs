@@ -170,6 +170,7 @@ fn serve_row(
             task,
             template,
             dir: root.join(name),
+            label_token_ids: None,
         });
     }
     // Requests arrive interleaved, as a server shared by the tasks would see them.

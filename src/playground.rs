@@ -122,7 +122,8 @@ pub enum Answer {
     Text(String),
 }
 
-/// Scores one input: `fields` filled into `template`, with `prompt` in place.
+/// Scores one input: `fields` filled into `template`, with `prompt` in place, and a class
+/// scored by its found label token where `label_tokens` has them (AutoPrompt's search).
 pub fn answer(
     llm: &Llm,
     prompt: &Prompt,
@@ -130,6 +131,7 @@ pub fn answer(
     task: &Task,
     fields: &BTreeMap<String, String>,
     tok: &tokenizers::Tokenizer,
+    label_tokens: Option<&[Vec<u32>]>,
 ) -> Result<Answer> {
     for f in template.fields() {
         if !fields.contains_key(&f) {
@@ -143,7 +145,11 @@ pub fn answer(
         // non-empty placeholder only to build the encoded form.
         answer: labels.first().cloned().unwrap_or_else(|| "?".into()),
     };
-    let e = encode(template, &example, task, tok)?;
+    let mut e = vec![encode(template, &example, task, tok)?];
+    if let Some(found) = label_tokens {
+        crate::methods::label_search::use_as_verbalizer(found, &mut [&mut e])?;
+    }
+    let e = e.remove(0);
     match task.spec.kind {
         TaskKind::Classification => {
             let lp = crate::train::eval::candidate_logprobs(
@@ -189,7 +195,15 @@ pub fn compare(
     let template = Template::parse(&art.manifest.template)
         .map_err(|e| anyhow::anyhow!("the prompt's template: {e}"))?;
     let llm = own.as_ref().unwrap_or(&model.llm);
-    let with_prompt = answer(llm, &prompt, &template, task, fields, &model.tokenizer)?;
+    let with_prompt = answer(
+        llm,
+        &prompt,
+        &template,
+        task,
+        fields,
+        &model.tokenizer,
+        art.manifest.label_token_ids.as_deref(),
+    )?;
     let without = answer(
         &model.llm,
         &Prompt::default(),
@@ -197,6 +211,7 @@ pub fn compare(
         task,
         fields,
         &model.tokenizer,
+        None,
     )?;
     Ok(Comparison {
         with_prompt,
@@ -218,7 +233,8 @@ pub fn score_on_test(model: &Model, task: &Task, art: &Artifact) -> Result<TestS
     let (own, prompt) = art.prompt_for(model)?;
     let template = Template::parse(&art.manifest.template)
         .map_err(|e| anyhow::anyhow!("the prompt's template: {e}"))?;
-    let test = crate::train::encode_split(task, &template, crate::task::Split::Test, model)?;
+    let mut test = crate::train::encode_split(task, &template, crate::task::Split::Test, model)?;
+    art.manifest.use_label_tokens(&mut [&mut test])?;
     let llm = own.as_ref().unwrap_or(&model.llm);
     let out = crate::train::eval::evaluate(llm, &prompt, task.spec.kind, &test, &model.tokenizer)?;
     Ok(TestScore {

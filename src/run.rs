@@ -9,6 +9,7 @@
 use crate::methods::{MethodKind, MethodSettings};
 use crate::task::Metric;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -335,6 +336,26 @@ pub struct RunResult {
     /// The learned prompt as text, where it is text (AutoPrompt).
     pub readable: Option<String>,
     pub stopped_early: bool,
+    /// AutoPrompt's found label tokens as text, by label (`--search-labels`); None where the
+    /// task's verbalizer was used. Absent from records written before the search existed.
+    #[serde(default)]
+    pub label_tokens: Option<BTreeMap<String, Vec<String>>>,
+}
+
+impl RunResult {
+    /// The found label tokens on one line, by label (`Africa: " Kenya", Asia: " Tokyo"`), as
+    /// the CLI and the workbench show them; None where the run used the task's verbalizer.
+    pub fn label_tokens_line(&self) -> Option<String> {
+        let found = self.label_tokens.as_ref()?;
+        let cells: Vec<String> = found
+            .iter()
+            .map(|(label, words)| {
+                let words: Vec<String> = words.iter().map(|w| format!("{w:?}")).collect();
+                format!("{label}: {}", words.join(" "))
+            })
+            .collect();
+        Some(cells.join(", "))
+    }
 }
 
 /// A score that JSON holds as `null` (serde_json writes NaN so) is NaN again: a prompt folder
@@ -368,6 +389,7 @@ mod tests {
             artifact: None,
             readable: None,
             stopped_early: false,
+            label_tokens: None,
         };
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.contains("\"dev_metric\":null"), "{json}");

@@ -1001,6 +1001,7 @@ mod tests {
             artifact: None,
             readable: None,
             stopped_early,
+            label_tokens: None,
         }
     }
 

@@ -34,6 +34,9 @@ pub struct Served {
     pub template: Template,
     pub prompt: Prompt,
     pub dir: PathBuf,
+    /// The prompt's found label tokens (AutoPrompt's `--search-labels`), scored in place of
+    /// the verbalizer's answers; None for a prompt that uses the verbalizer.
+    pub label_token_ids: Option<Vec<Vec<u32>>>,
 }
 
 /// Loads saved prompts for `model`. Each must be a prompt (not a fine-tuned model copy), for
@@ -84,6 +87,7 @@ pub fn load_prompts_for(
             template,
             prompt,
             dir: dir.clone(),
+            label_token_ids: m.label_token_ids.clone(),
         });
     }
     Ok(out)
@@ -317,5 +321,10 @@ fn encode_input(
         fields: input.fields.clone(),
         answer,
     };
-    encode(&s.template, &example, &s.task, tok)
+    let mut e = vec![encode(&s.template, &example, &s.task, tok)?];
+    if let Some(found) = &s.label_token_ids {
+        crate::methods::label_search::use_as_verbalizer(found, &mut [&mut e])
+            .with_context(|| format!("{}: label_token_ids", s.dir.display()))?;
+    }
+    Ok(e.remove(0))
 }

@@ -149,6 +149,7 @@ fn result(method: &str, test: f64, trainable: usize, bytes: usize) -> RunResult 
         artifact: None,
         readable: None,
         stopped_early: false,
+        label_tokens: None,
     }
 }
 

@@ -90,6 +90,7 @@ fn finished_run(app: &mut App, predictions: Option<Predictions>) -> String {
         artifact: Some(out.display().to_string()),
         readable: None,
         stopped_early: false,
+        label_tokens: None,
     });
     std::fs::create_dir_all(&out).unwrap();
     if let Some(p) = predictions {

@@ -184,6 +184,7 @@ fn finished(app: &mut App, seed: u64, steps: usize, test: f64, n: usize) -> Stri
         artifact: None,
         readable: None,
         stopped_early: false,
+        label_tokens: None,
     });
     app.session.store.add(r).unwrap();
     id

@@ -362,6 +362,7 @@ pub fn load(dir: &Path, task: Option<&Task>, template: Option<&str>) -> Result<A
             artifact: Some(dir.display().to_string()),
             readable: None,
             stopped_early: false,
+            label_tokens: None,
         });
     let manifest = Manifest {
         format: FORMAT.into(),
@@ -388,6 +389,7 @@ pub fn load(dir: &Path, task: Option<&Task>, template: Option<&str>) -> Result<A
             (None, None) => AnswerEnd::Unmarked,
         },
         max_new_tokens: meta.as_ref().and_then(|m| m.max_new_tokens),
+        label_token_ids: None,
     };
     let art = Artifact {
         manifest,

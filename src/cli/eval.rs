@@ -87,7 +87,8 @@ fn predict_test(model: &Model, task: &Task, art: &Artifact) -> Result<Prediction
     let (own, prompt) = art.prompt_for(model)?;
     let template = Template::parse(&art.manifest.template)
         .map_err(|e| anyhow::anyhow!("the prompt's template: {e}"))?;
-    let test = gradprompt::train::encode_split(task, &template, Split::Test, model)?;
+    let mut test = gradprompt::train::encode_split(task, &template, Split::Test, model)?;
+    art.manifest.use_label_tokens(&mut [&mut test])?;
     let llm = own.as_ref().unwrap_or(&model.llm);
     gradprompt::train::eval::predict(llm, &prompt, task.spec.kind, &test, &model.tokenizer)
         .context("scoring the test split")

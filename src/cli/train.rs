@@ -589,6 +589,9 @@ impl TrainArgs {
         if let Some(text) = &r.readable {
             println!("learned prompt: {text:?}");
         }
+        if let Some(line) = r.label_tokens_line() {
+            println!("label tokens: {line}");
+        }
         Ok(())
     }
 

@@ -64,6 +64,9 @@ pub struct Row {
     pub template: String,
     /// The learned prompt as text, where it is text (AutoPrompt's triggers).
     pub readable: Option<String>,
+    /// AutoPrompt's found label tokens on one line (`RunResult::label_tokens_line`), where
+    /// the run searched for them.
+    pub label_tokens: Option<String>,
     /// The prompt folder, where one was saved (for the nearest tokens).
     pub artifact: Option<PathBuf>,
     pub model: String,
@@ -91,6 +94,7 @@ fn row(r: &RunRecord, baseline: bool) -> Option<Row> {
         status: r.status,
         template: res.template.clone(),
         readable: res.readable.clone(),
+        label_tokens: res.label_tokens_line(),
         artifact: r.artifact_dir().map(PathBuf::from),
         model: r.model.clone(),
         id: r.id.clone(),
@@ -126,6 +130,7 @@ fn task_rows(r: &RunRecord) -> Vec<Row> {
             status: r.status,
             template: t.template.clone(),
             readable: None,
+            label_tokens: None,
             artifact: r.task_artifact_dir(&t.task),
             model: r.model.clone(),
             id: r.id.clone(),
@@ -499,7 +504,10 @@ pub fn learned_summary(l: &Learned) -> String {
 /// What a row's method learned that needs no reading of its prompt folder.
 fn learned_without_reading(r: &Row) -> Option<String> {
     match r.method {
-        MethodKind::Autoprompt => r.readable.as_ref().map(|t| format!("triggers: {t:?}")),
+        MethodKind::Autoprompt => r.readable.as_ref().map(|t| match &r.label_tokens {
+            Some(found) => format!("triggers: {t:?}; label tokens: {found}"),
+            None => format!("triggers: {t:?}"),
+        }),
         MethodKind::PrefixTuning => {
             Some("a key/value prefix in every layer (no tokens to read)".into())
         }
@@ -939,6 +947,7 @@ mod tests {
             status: RunStatus::EarlyStopped,
             template: "[T*2] {x}\n[ANSWER]".into(),
             readable: Some("atlas globe".into()),
+            label_tokens: None,
             artifact: None,
             model: "m".into(),
         };

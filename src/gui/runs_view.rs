@@ -32,6 +32,8 @@ use std::path::PathBuf;
 pub const CLONE_SETTINGS: &str = "Clone settings from this run";
 /// The label of the button in a run's details that opens its test predictions.
 pub const TEST_PREDICTIONS: &str = "Test predictions";
+/// What the run's details call AutoPrompt's found label tokens, before the tokens by label.
+pub const FOUND_LABEL_TOKENS: &str = "label tokens (found by the search)";
 
 /// The runs view: the table of stored runs and the selection for the comparison.
 #[derive(Default)]
@@ -347,6 +349,9 @@ impl RunsView {
                     .desired_rows(2)
                     .desired_width(f32::INFINITY),
             );
+            if let Some(line) = r.result.as_ref().and_then(|res| res.label_tokens_line()) {
+                ui.label(format!("{FOUND_LABEL_TOKENS}: {line}"));
+            }
             ui.horizontal(|ui| {
                 let changed =
                     d.name.trim() != r.given_name().unwrap_or_default() || d.note != r.note;

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+/// The label of AutoPrompt's label-token search checkbox (`--search-labels 1`).
+pub const SEARCH_LABELS: &str = "search label tokens (AutoPrompt paper, section 2.2)";
 /// The label of the seeds field.
 pub const SEEDS: &str = "seeds";
 
@@ -144,7 +146,13 @@ impl Setup {
                 self.config = k.config.clone();
                 self.init_text = k.init_text.clone();
             }
-            None => self.config.lr = None,
+            None => {
+                self.config.lr = None;
+                // The label search is AutoPrompt's alone; another method would be refused.
+                if to != MethodKind::Autoprompt {
+                    self.settings.search_labels = 0;
+                }
+            }
         }
     }
 
@@ -555,6 +563,16 @@ impl Setup {
                     let l = ui.label("candidates per step (top-k)");
                     ui.add(egui::DragValue::new(&mut s.top_k).range(1..=256))
                         .labelled_by(l.id);
+                    ui.end_row();
+                    ui.label("label tokens");
+                    let mut search = s.search_labels > 0;
+                    if ui
+                        .checkbox(&mut search, SEARCH_LABELS)
+                        .on_hover_text("a classification task's classes are scored by the token the search finds for each (one per class) instead of the verbalizer's words")
+                        .changed()
+                    {
+                        s.search_labels = usize::from(search);
+                    }
                     ui.end_row();
                 }
                 MethodKind::FineTuning | MethodKind::ZeroShot => {}

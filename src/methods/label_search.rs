@@ -15,7 +15,7 @@
 
 use super::input::{embed_rows, Row};
 use super::{MethodKind, Prompt};
-use crate::model::{ForwardInput, Llm, LogitRows};
+use crate::model::Llm;
 use crate::task::{Encoded, Piece, TaskKind};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Tensor};
@@ -135,17 +135,12 @@ fn output_matrix(llm: &Llm) -> Result<Tensor> {
 }
 
 /// `[rows][hidden]`: the final hidden state (after the last norm, what the output embedding
-/// multiplies) at each example's last prompt position. The forward returns logits z = W h, not
-/// h; W (`[vocab, hidden]`, vocab >> hidden) has full column rank, so h is recovered as the
-/// least-squares solution of W h = z, (W^T W)^-1 W^T z, exact up to f32 rounding.
+/// multiplies) at each example's last prompt position (`Llm::final_hidden`).
 fn final_hidden_states(llm: &Llm, train: &[Encoded], triggers: &[u32]) -> Result<Vec<Vec<f64>>> {
     let prompt = Prompt {
         triggers: triggers.to_vec(),
         ..Default::default()
     };
-    let w = output_matrix(llm)?;
-    let gram = to_f64(&w.t()?.matmul(&w)?)?;
-    let chol = cholesky(gram)?;
     let mut out = Vec::with_capacity(train.len());
     for chunk in train.chunks(ROWS_PER_FORWARD) {
         let rows: Vec<Row> = chunk.iter().map(Row::gold).collect();
@@ -166,63 +161,10 @@ fn final_hidden_states(llm: &Llm, train: &[Encoded], triggers: &[u32]) -> Result
             .enumerate()
             .map(|(r, row)| (r * t + row.pieces.len() - 1) as u32)
             .collect();
-        let logits = llm
-            .forward(&ForwardInput {
-                embeds: &embeds,
-                attention_mask: Some(&mask),
-                prefix: None,
-                logits: LogitRows::Rows(at),
-                keep_kv: false,
-            })?
-            .logits;
-        // W^T z for each row, then solve (W^T W) h = W^T z.
-        let wz = to_f64(&logits.to_dtype(DType::F32)?.matmul(&w)?)?;
-        out.extend(wz.into_iter().map(|b| cholesky_solve(&chol, &b)));
+        let hidden = llm.final_hidden(&embeds, Some(&mask), &at)?;
+        out.extend(hidden.to_dtype(DType::F64)?.to_vec2::<f64>()?);
     }
     Ok(out)
-}
-
-fn to_f64(t: &Tensor) -> Result<Vec<Vec<f64>>> {
-    Ok(t.to_dtype(DType::F64)?.to_vec2()?)
-}
-
-/// Lower-triangular L with L L^T = a (a symmetric positive definite); a tiny ridge keeps a
-/// near-singular Gram matrix solvable.
-fn cholesky(mut a: Vec<Vec<f64>>) -> Result<Vec<Vec<f64>>> {
-    let n = a.len();
-    let ridge = 1e-9 * (0..n).map(|i| a[i][i]).sum::<f64>() / n.max(1) as f64;
-    for (i, row) in a.iter_mut().enumerate() {
-        row[i] += ridge;
-    }
-    let mut l = vec![vec![0.0; n]; n];
-    for i in 0..n {
-        for j in 0..=i {
-            let s: f64 = (0..j).map(|m| l[i][m] * l[j][m]).sum();
-            if i == j {
-                let v = a[i][i] - s;
-                if v <= 0.0 {
-                    bail!("the model's output embedding is rank-deficient; the label search cannot recover hidden states from its logits");
-                }
-                l[i][j] = v.sqrt();
-            } else {
-                l[i][j] = (a[i][j] - s) / l[j][j];
-            }
-        }
-    }
-    Ok(l)
-}
-
-fn cholesky_solve(l: &[Vec<f64>], b: &[f64]) -> Vec<f64> {
-    let n = l.len();
-    let mut y = vec![0.0; n];
-    for i in 0..n {
-        y[i] = (b[i] - (0..i).map(|m| l[i][m] * y[m]).sum::<f64>()) / l[i][i];
-    }
-    let mut x = vec![0.0; n];
-    for i in (0..n).rev() {
-        x[i] = (y[i] - (i + 1..n).map(|m| l[m][i] * x[m]).sum::<f64>()) / l[i][i];
-    }
-    x
 }
 
 /// Softmax regression of `labels` on `features`, by full-batch gradient descent on centred
@@ -357,29 +299,6 @@ mod tests {
         let lp = [0.2f32.ln(), 0.1f32.ln(), 0.05f32.ln()];
         assert!((class_logprob(&lp).exp() - 0.35).abs() < 1e-6);
         assert_eq!(class_logprob(&[]), f32::NEG_INFINITY);
-    }
-
-    #[test]
-    fn least_squares_recovers_a_vector_from_its_products() {
-        // W [4, 2] of full column rank; z = W h; the solve gives h back.
-        let w = [[1.0, 2.0], [0.5, -1.0], [3.0, 0.0], [0.0, 1.0]];
-        let h = [0.7, -1.3];
-        let gram: Vec<Vec<f64>> = (0..2)
-            .map(|i| {
-                (0..2)
-                    .map(|j| w.iter().map(|r| r[i] * r[j]).sum())
-                    .collect()
-            })
-            .collect();
-        let z: Vec<f64> = w.iter().map(|r| r[0] * h[0] + r[1] * h[1]).collect();
-        let wz: Vec<f64> = (0..2)
-            .map(|j| w.iter().zip(&z).map(|(r, zi)| r[j] * zi).sum())
-            .collect();
-        let got = cholesky_solve(&cholesky(gram).unwrap(), &wz);
-        assert!(
-            (got[0] - h[0]).abs() < 1e-6 && (got[1] - h[1]).abs() < 1e-6,
-            "{got:?}"
-        );
     }
 
     #[test]

@@ -277,6 +277,44 @@ impl Llm {
             .reshape((b, t, self.cfg.hidden_size))?)
     }
 
+    /// The final hidden states (after the last norm: what the output embedding multiplies)
+    /// at flat rows `b * seq + t` of `embeds` `[batch, seq, hidden]`, as `[rows, hidden]`; no
+    /// prefix, no gradients. For AutoPrompt's label search, which classifies these states
+    /// (recovering them from the logits instead needs vocab >= hidden and loses precision).
+    pub fn final_hidden(
+        &self,
+        embeds: &Tensor,
+        attention_mask: Option<&Tensor>,
+        rows: &[u32],
+    ) -> Result<Tensor> {
+        let (b, t, d) = embeds
+            .dims3()
+            .context("embeddings must be [batch, seq, hidden]")?;
+        if t > self.cfg.max_position_embeddings {
+            bail!(
+                "{t} positions exceed the model's context of {}",
+                self.cfg.max_position_embeddings
+            );
+        }
+        if let Some(bad) = rows.iter().find(|&&r| r as usize >= b * t) {
+            bail!(
+                "hidden-state row {bad} is outside the batch of {} rows",
+                b * t
+            );
+        }
+        let mask = attention_bias(b, t, 0, attention_mask, None, &self.device)?;
+        let mut x = embeds.detach();
+        for block in &self.blocks {
+            x = block
+                .forward(&x, &self.rope, &mask, None, &Start::Batch(0))?
+                .0;
+        }
+        let picked = x
+            .reshape((b * t, d))?
+            .index_select(&Tensor::new(rows, &self.device)?, 0)?;
+        Ok(self.norm.forward(&picked)?)
+    }
+
     pub fn forward(&self, input: &ForwardInput) -> Result<ForwardOutput> {
         let (b, t, d) = input
             .embeds

@@ -88,6 +88,7 @@ fn run(
         train_set,
         dev_set,
         test_set,
+        label_tokens,
         steps,
         peak_lr,
         rng,
@@ -198,6 +199,7 @@ fn run(
         &template,
         method.as_ref(),
         &test_set,
+        label_tokens.as_deref(),
         &p,
         end,
         started,
@@ -270,6 +272,7 @@ fn finish(
     template: &Template,
     method: &dyn Method,
     test_set: &[Encoded],
+    label_tokens: Option<&[Vec<u32>]>,
     p: &Progress<EpochSampler>,
     end: LoopEnd,
     started: Instant,
@@ -304,10 +307,16 @@ fn finish(
         artifact: None,
         readable: method.readable(&model.tokenizer),
         stopped_early: end.stopped_early,
+        label_tokens: label_tokens
+            .map(|found| {
+                crate::methods::label_search::as_text(&model.tokenizer, &task.labels(), found)
+            })
+            .transpose()?,
     };
     let tensors = method.export(&model.llm)?;
     result.wall_seconds = started.elapsed().as_secs_f64();
     let mut art = Artifact::new(model, task, template, spec, &result, tensors);
+    art.manifest.label_token_ids = label_tokens.map(<[_]>::to_vec);
     result.artifact_bytes = art.stored_bytes()?;
     result.artifact = spec.out.as_ref().map(|d| d.display().to_string());
     art.manifest.result = result.clone();

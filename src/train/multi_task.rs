@@ -311,6 +311,7 @@ fn run_tasks(
             artifact: dir.as_ref().map(|d| d.display().to_string()),
             readable: None,
             stopped_early,
+            label_tokens: None,
         };
         let tensors = prompts.export(&model.llm, k)?;
         let mut art = Artifact::new(model, task, &sets[k].template, &task_spec, &own, tensors);

@@ -1,6 +1,7 @@
 //! Preparation: everything a run needs before its first step, checked before any training
 //! starts, so bad input fails at once with the field or example it comes from.
 
+use crate::methods::label_search;
 use crate::methods::RunRng;
 use crate::methods::{self, Method};
 use crate::model::Model;
@@ -16,6 +17,9 @@ pub struct Prepared {
     pub train_set: Vec<Encoded>,
     pub dev_set: Vec<Encoded>,
     pub test_set: Vec<Encoded>,
+    /// AutoPrompt's found label tokens, one list per label (`--search-labels`), already in
+    /// place of the verbalizer's answers in the three sets; None where the verbalizer is used.
+    pub label_tokens: Option<Vec<Vec<u32>>>,
     /// Steps to run: zero-shot trains nothing whatever the config says.
     pub steps: usize,
     pub peak_lr: f64,
@@ -34,6 +38,7 @@ pub fn prepare(model: &Model, task: &Task, spec: &RunSpec) -> Result<Prepared> {
         train_set,
         dev_set,
         test_set,
+        label_tokens,
     } = prepare_task(model, task, spec, 0, &mut rng)?;
     let steps = if spec.method == methods::MethodKind::ZeroShot {
         0
@@ -46,6 +51,7 @@ pub fn prepare(model: &Model, task: &Task, spec: &RunSpec) -> Result<Prepared> {
         train_set,
         dev_set,
         test_set,
+        label_tokens,
         steps,
         peak_lr: cfg.lr.unwrap_or_else(|| default_lr(spec.method)),
         rng,
@@ -59,6 +65,8 @@ pub struct PreparedTask {
     pub train_set: Vec<Encoded>,
     pub dev_set: Vec<Encoded>,
     pub test_set: Vec<Encoded>,
+    /// As [`Prepared::label_tokens`].
+    pub label_tokens: Option<Vec<Vec<u32>>>,
 }
 
 /// Builds a task's method (drawing its initial values from `rng`) and encodes its splits.
@@ -99,9 +107,25 @@ pub fn prepare_task(
         methods::MethodKind::PrefixTuning => (template, spec.settings.prefix_len + shared),
         _ => (template.with_soft_prefix(shared), 0),
     };
-    let train_set = encode_split(task, &template, Split::Train, model)?;
-    let dev_set = encode_split(task, &template, Split::Dev, model)?;
-    let test_set = encode_split(task, &template, Split::Test, model)?;
+    let mut train_set = encode_split(task, &template, Split::Train, model)?;
+    let mut dev_set = encode_split(task, &template, Split::Dev, model)?;
+    let mut test_set = encode_split(task, &template, Split::Test, model)?;
+    let k = spec.settings.search_labels;
+    label_search::check(k, spec.method, task.spec.kind)?;
+    // Searched from the method's starting triggers, before any training: the paper finds the
+    // label tokens first and then searches the triggers against them.
+    let label_tokens = if k > 0 {
+        let triggers = method.prompt(&model.llm)?.triggers;
+        let found = label_search::search(&model.llm, &model.tokenizer, &train_set, &triggers, k)
+            .context("the label-token search (--search-labels)")?;
+        label_search::use_as_verbalizer(
+            &found,
+            &mut [&mut train_set, &mut dev_set, &mut test_set],
+        )?;
+        Some(found)
+    } else {
+        None
+    };
     for (split, set) in [
         (Split::Train, &train_set),
         (Split::Dev, &dev_set),
@@ -116,6 +140,7 @@ pub fn prepare_task(
         train_set,
         dev_set,
         test_set,
+        label_tokens,
     })
 }
 
