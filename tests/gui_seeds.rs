@@ -226,3 +226,32 @@ fn compare_shows_a_seed_groups_mean_and_std_and_each_runs_wilson_interval() {
     h.get_by_label("1.000 [0.84, 1.00], n=20");
     h.get_by_label("test, 95% interval");
 }
+
+#[test]
+fn a_seed_groups_line_stays_inside_a_1024_wide_window_beside_the_setup_panel() {
+    // The group's line ("test accuracy 0.750 ± 0.250 (n=3)") sat behind a bar sized from the
+    // window's width alone and was cut at the window's edge, with the setup panel open.
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_at(dir.path(), "/nonexistent/model");
+    let mut h = Harness::builder()
+        .with_size(egui::Vec2::new(1024.0, 640.0))
+        .build_ui_state(|ui, app: &mut App| app.show(ui), app);
+    {
+        let app = h.state_mut();
+        let ids: Vec<String> = [(0, 0.5), (1, 0.75), (2, 1.0)]
+            .iter()
+            .map(|&(seed, test)| finished(app, seed, 100, test, 20))
+            .collect();
+        app.runs.selected = ids.into_iter().collect();
+        app.tab = Tab::Compare;
+    }
+    settle(&mut h);
+    let line = h.get_by_label("test accuracy 0.750 ± 0.250 (n=3)").rect();
+    assert!(
+        line.right() <= 1024.0,
+        "the group's line ends at {}",
+        line.right()
+    );
+    // The bars end before it: the whisker's cap stays on screen too.
+    assert!(line.left() < 1024.0 - 100.0);
+}
