@@ -1993,3 +1993,23 @@ fn compare_names_every_bar_and_shows_what_each_run_learned_with_its_steps_dev_an
     let csv = gradprompt::gui::compare::csv(&rows, |_| None);
     assert_eq!(csv.lines().count(), rows.len() + 1);
 }
+
+#[test]
+fn choosing_a_gpu_this_build_lacks_says_how_to_build_it_and_keeps_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(app_at(dir.path(), "/nonexistent/model"));
+    h.step();
+    assert_eq!(h.state().setup.device, "cpu");
+    h.get_by_role_and_label(egui::Role::ComboBox, gradprompt::gui::setup::DEVICE)
+        .click();
+    h.run();
+    h.get_by_label("cuda:0").click();
+    h.step();
+    h.step();
+    if candle_core::utils::cuda_is_available() {
+        return; // a CUDA build: the choice is valid there
+    }
+    assert_eq!(h.state().setup.device, "cpu");
+    let notice = h.state().session.notice.clone().unwrap_or_default();
+    assert!(notice.contains("--features cuda"), "{notice}");
+}

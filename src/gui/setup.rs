@@ -48,7 +48,16 @@ pub struct Setup {
     /// The seeds each run is repeated over, as typed ("0", "0,1,2"); its first seed is
     /// `config.seed`.
     pub seeds: String,
+    /// Where models run ("cpu", "cuda:0", "metal"): `--device`'s choice, in the window. Not
+    /// kept across restarts: a saved GPU choice would fail on a machine without one.
+    pub device: String,
 }
+
+/// The label of the device choice.
+pub const DEVICE: &str = "device";
+
+/// The devices offered; a GPU this build lacks says so when chosen.
+const DEVICES: [&str; 3] = ["cpu", "cuda:0", "metal"];
 
 /// A method's settings as the user left them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,6 +121,7 @@ impl Setup {
             kept: Vec::new(),
             templates: Vec::new(),
             seeds: TrainConfig::default().seed.to_string(),
+            device: device_name(&crate::runtime::device()),
         }
     }
 
@@ -243,6 +253,41 @@ impl Setup {
             .collect()
     }
 
+    /// The device row: choosing one moves the models there (the loaded model is loaded again);
+    /// a GPU this build was not compiled for is refused with how to build it.
+    fn device_ui(&mut self, ui: &mut egui::Ui, session: &mut Session) {
+        let before = self.device.clone();
+        ui.horizontal(|ui| {
+            egui::ComboBox::from_label(DEVICE)
+                .selected_text(&self.device)
+                .show_ui(ui, |ui| {
+                    for d in DEVICES {
+                        ui.selectable_value(&mut self.device, d.to_string(), d);
+                    }
+                })
+                .response
+                .on_hover_text(
+                    "where the model runs; a GPU needs a build with --features cuda or metal, \
+                     and the GPU path is untested (docs/handoff.md)",
+                );
+        });
+        if self.device == before {
+            return;
+        }
+        match crate::runtime::parse_device(&self.device) {
+            Ok(d) => {
+                crate::runtime::set_device(d);
+                if let Some(spec) = session.model_spec().map(str::to_string) {
+                    session.load_model(&spec);
+                }
+            }
+            Err(e) => {
+                session.notice = Some(format!("{e:#}"));
+                self.device = before;
+            }
+        }
+    }
+
     fn load_model(&mut self, session: &mut Session, spec: &str) {
         self.model_path = spec.trim().to_string();
         session.load_model(spec);
@@ -274,6 +319,7 @@ impl Setup {
                 self.load_model(session, crate::model::BUILTIN);
             }
         });
+        self.device_ui(ui, session);
         match &session.model {
             ModelState::Empty => {
                 ui.weak("no model loaded");
@@ -654,6 +700,15 @@ fn task_folder_name(dir: &Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// How `--device` names `d`.
+fn device_name(d: &candle_core::Device) -> String {
+    match d.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { .. } => "metal".into(),
+    }
 }
 
 #[cfg(test)]
