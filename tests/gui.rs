@@ -403,6 +403,8 @@ fn a_real_run_trains_compares_inspects_and_exports() {
     });
     h.get_by_label_contains("Nearest vocabulary tokens");
     h.get_by_label("[P] 1");
+    // ... and where each vector sits in the template (prompt tuning: before the input).
+    assert!(h.get_all_by_label_contains("between the start and").count() > 1);
     h.get_by_label("Score").click();
     h.step();
     step_until(&mut h, Duration::from_secs(60), "the playground", |a| {

@@ -101,7 +101,7 @@ impl Inspect {
             ));
         }
         match self.learned() {
-            Some((_, Ok(learned))) => learned_ui(ui, learned),
+            Some((_, Ok(learned))) => learned_ui(ui, learned, &m.template),
             Some((_, Err(e))) => {
                 ui.colored_label(ui.visuals().error_fg_color, e);
             }
@@ -232,13 +232,22 @@ fn multi_task_prompt_name(session: &Session, dir: &std::path::Path) -> Option<St
     })
 }
 
-fn learned_ui(ui: &mut egui::Ui, learned: &Learned) {
+fn learned_ui(ui: &mut egui::Ui, learned: &Learned, template: &str) {
     match learned {
         Learned::Soft(rows) => {
             ui.label("Nearest vocabulary tokens of each soft vector (cosine similarity):");
+            // Where each vector sits in the template; a prefix's vectors have no place in the
+            // text (they are keys and values), so they keep their numbers alone.
+            let places = crate::task::Template::parse(template)
+                .map(|t| soft_places(&t))
+                .unwrap_or_default();
+            let places = (places.len() == rows.len()).then_some(places);
             egui::Grid::new("nearest").striped(true).show(ui, |ui| {
                 for (i, near) in rows.iter().enumerate() {
                     ui.label(format!("[P] {}", i + 1));
+                    if let Some(p) = &places {
+                        ui.weak(&p[i]);
+                    }
                     let s: Vec<String> = near
                         .iter()
                         .map(|(t, c)| format!("{} {c:.2}", quoted(t)))
@@ -295,8 +304,60 @@ fn comparison_ui(ui: &mut egui::Ui, c: &Comparison) {
     }
 }
 
+/// For each soft vector of `t`, in order, where it sits: between which parts of the template
+/// (the start, `{field}`, a few words of text, `[ANSWER]`), and which of its run it is.
+pub fn soft_places(t: &crate::task::Template) -> Vec<String> {
+    use crate::task::Segment;
+    let describe = |s: Option<&Segment>, end: &str| -> String {
+        match s {
+            None => end.to_string(),
+            Some(Segment::Field(f)) => format!("{{{f}}}"),
+            Some(Segment::Answer) => "[ANSWER]".into(),
+            Some(Segment::Text(x)) => {
+                let x = x.trim();
+                let words: Vec<&str> = x.split_whitespace().take(3).collect();
+                let more = if x.split_whitespace().count() > 3 {
+                    "..."
+                } else {
+                    ""
+                };
+                format!("\"{}{more}\"", words.join(" "))
+            }
+            Some(Segment::Soft(_)) => "soft vectors".into(),
+            Some(Segment::Trigger(_)) => "triggers".into(),
+        }
+    };
+    let mut out = Vec::new();
+    for (k, seg) in t.segments.iter().enumerate() {
+        if let Segment::Soft(n) = seg {
+            let before = describe(
+                k.checked_sub(1).and_then(|j| t.segments.get(j)),
+                "the start",
+            );
+            let after = describe(t.segments.get(k + 1), "the end");
+            for j in 0..*n {
+                out.push(format!("{} of {n}, between {before} and {after}", j + 1));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn each_soft_vector_is_placed_between_the_template_parts_around_its_run() {
+        let t = crate::task::Template::parse("[P*2]{x}[P] is the capital of [ANSWER]").unwrap();
+        assert_eq!(
+            super::soft_places(&t),
+            [
+                "1 of 2, between the start and {x}",
+                "2 of 2, between the start and {x}",
+                "1 of 1, between {x} and \"is the capital...\"",
+            ]
+        );
+    }
+
     #[test]
     fn a_token_that_is_part_of_a_character_is_shown_as_an_escape_not_a_glyph() {
         assert_eq!(super::quoted("\u{fffd}ab"), "\"\\u{fffd}ab\"");
