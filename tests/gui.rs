@@ -388,6 +388,29 @@ fn a_real_run_trains_compares_inspects_and_exports() {
             .map(|r| (&r.id, r.status, &r.error))
             .collect::<Vec<_>>()
     );
+    // Zero-shot learned nothing: the export view says so and offers no export.
+    let zero = h
+        .state()
+        .session
+        .store
+        .runs
+        .iter()
+        .find(|r| r.method() == MethodKind::ZeroShot)
+        .unwrap()
+        .id
+        .clone();
+    h.state_mut().session.focus = Some(Focus::Run(zero));
+    h.state_mut().tab = Tab::Export;
+    step_until(
+        &mut h,
+        Duration::from_secs(60),
+        "the zero-shot run's record",
+        |a| a.session.artifact().is_some_and(|j| j.result().is_some()),
+    );
+    h.get_by_label(gradprompt::gui::export::ZERO_SHOT_EXPORT);
+    assert!(h.query_by_label("Export native").is_none());
+    h.state_mut().tab = Tab::Compare;
+    h.step();
     // In the table, and beside its bar.
     assert_eq!(
         h.get_all_by_label(&gradprompt::gui::run_label(&r)).count(),

@@ -10,6 +10,10 @@ use crate::artifact::Artifact;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Why a zero-shot run offers no export: it learned nothing.
+pub const ZERO_SHOT_EXPORT: &str =
+    "Zero-shot learned nothing: there is no prompt to export (it is the task's template as written).";
+
 /// A file operation of this view, run on a background thread.
 enum FileOp {
     Native(PathBuf),
@@ -157,6 +161,9 @@ impl Export {
             }
             Some(Some(Err(e))) => {
                 ui.colored_label(ui.visuals().error_fg_color, e);
+            }
+            Some(Some(Ok(a))) if a.manifest.method == crate::methods::MethodKind::ZeroShot => {
+                ui.weak(ZERO_SHOT_EXPORT);
             }
             Some(Some(Ok(a))) => {
                 let peft_problem = crate::peft::unsupported(a);
