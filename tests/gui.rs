@@ -512,6 +512,19 @@ fn a_real_run_trains_compares_inspects_and_exports() {
     assert_eq!(f, Focus::Imported(out.clone()));
     let got = got.unwrap();
     assert!((got - r.result.as_ref().unwrap().test_metric).abs() < 1e-9);
+    // Evaluated here, the imported prompt joins Compare beside the runs trained here.
+    h.step();
+    h.state_mut().tab = Tab::Compare;
+    h.step();
+    let rows = gradprompt::gui::compare::rows(&h.state().session, &h.state().runs.selected);
+    let imported = rows
+        .iter()
+        .find(|x| x.imported.as_deref() == Some(out.as_path()))
+        .expect("the imported prompt in Compare");
+    assert!((imported.test - got).abs() < 1e-9);
+    assert!(h.get_all_by_label("imported: exported").count() >= 1);
+    h.state_mut().tab = Tab::Export;
+    h.step();
 
     // The runs survive a restart.
     h.state().session.flush_records();

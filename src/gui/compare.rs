@@ -70,11 +70,16 @@ pub struct Row {
     /// The prompt folder, where one was saved (for the nearest tokens).
     pub artifact: Option<PathBuf>,
     pub model: String,
+    /// Imported from this folder (a PEFT adapter, a recipe's result), not trained here.
+    pub imported: Option<PathBuf>,
 }
 
 impl Row {
     /// What the last column says about where the row comes from.
     pub fn note(&self) -> String {
+        if let Some(dir) = &self.imported {
+            return format!("imported from {}", dir.display());
+        }
         match self.multi_task {
             Some(n) => format!("multi-task, {n} tasks"),
             None if self.baseline => "baseline".into(),
@@ -112,6 +117,50 @@ fn row(r: &RunRecord, baseline: bool) -> Option<Row> {
         baseline,
         multi_task: None,
         single_task_peer: false,
+        imported: None,
+    })
+}
+
+/// A row for a prompt imported this session, beside the runs trained here: its test score
+/// measured here, or the one its folder reports (a recipe's `results.json`, carried in
+/// `gradprompt.json`); a bare adapter with neither is left out until it is evaluated.
+fn imported_row(i: &super::session::Imported) -> Option<Row> {
+    let m = &i.artifact.manifest;
+    let res = &m.result;
+    let test = i.test.or(Some(res.test_metric).filter(|t| t.is_finite()))?;
+    let name = i
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| i.dir.display().to_string());
+    let label = format!("imported: {name}");
+    Some(Row {
+        dev: res.dev_metric,
+        steps: res.steps,
+        total_steps: m.config.steps.max(res.steps),
+        seed: m.config.seed,
+        status: RunStatus::Finished,
+        template: m.template.clone(),
+        readable: res.readable.clone(),
+        label_tokens: res.label_tokens_line(),
+        artifact: Some(i.dir.clone()),
+        model: m.model.spec.clone(),
+        id: i.dir.display().to_string(),
+        run: label.clone(),
+        label,
+        method: m.method,
+        task: m.task.clone(),
+        metric: res.metric.to_string(),
+        test,
+        test_n: None,
+        trainable: res.trainable_params,
+        model_params: res.model_params,
+        bytes: res.artifact_bytes,
+        wall_seconds: res.wall_seconds,
+        baseline: false,
+        multi_task: None,
+        single_task_peer: false,
+        imported: Some(i.dir.clone()),
     })
 }
 
@@ -148,6 +197,7 @@ fn task_rows(r: &RunRecord) -> Vec<Row> {
             baseline: false,
             multi_task: Some(res.tasks.len()),
             single_task_peer: false,
+            imported: None,
         })
         .collect()
 }
@@ -252,6 +302,14 @@ pub fn rows(session: &Session, selected: &BTreeSet<String>) -> Vec<Row> {
     }
     for r in &mut out {
         r.test_n = test_examples(session, &r.id, &r.task);
+    }
+    // Prompts imported this session, on the tasks shown (all of them when nothing else is).
+    for i in &session.imported {
+        if let Some(row) = imported_row(i) {
+            if out.is_empty() || out.iter().any(|x| x.task == row.task) {
+                out.push(row);
+            }
+        }
     }
     out
 }
@@ -975,6 +1033,7 @@ mod tests {
             baseline: false,
             multi_task: None,
             single_task_peer: false,
+            imported: None,
             dev: 0.5,
             steps: 60,
             total_steps: 100,

@@ -521,6 +521,12 @@ impl App {
             // An import was read: it becomes the focused prompt, already loaded.
             self.session.focus_imported(dir, art);
         }
+        // An imported prompt's test score, once measured here, puts it in Compare.
+        if let Some((Focus::Imported(dir), Ok(score))) = self.export.eval() {
+            if let Some(i) = self.session.imported.iter_mut().find(|i| &i.dir == dir) {
+                i.test = Some(*score);
+            }
+        }
         self.inspect.retain_focus(self.session.focus.as_ref());
         self.export.retain_focus(self.session.focus.as_ref());
     }

@@ -185,6 +185,15 @@ pub enum ResumeOffer {
     Ready,
 }
 
+/// A prompt imported from a folder, and its test score when it was evaluated here (the Export
+/// tab's "Evaluate on the test split").
+#[derive(Clone)]
+pub struct Imported {
+    pub dir: PathBuf,
+    pub artifact: Arc<Artifact>,
+    pub test: Option<f64>,
+}
+
 pub struct Session {
     /// Writes the store's records off the UI thread. Declared before the store so that it is
     /// dropped first: its last writes land while the store still holds the runs folder's lock.
@@ -230,6 +239,10 @@ pub struct Session {
     /// repeated over, as the setup's "seeds" reads (it sets this as it is drawn). Empty: the
     /// spec's own seed, once. Err: the list cannot be read, and queueing says so.
     pub seeds: Result<Vec<u64>, String>,
+    /// Prompts imported this session (a PEFT adapter, a recipe's result, a prompt folder), in
+    /// import order, with the test score measured here when there is one: Compare lists those
+    /// with a score beside the local runs.
+    pub imported: Vec<Imported>,
 }
 
 impl Session {
@@ -285,6 +298,7 @@ impl Session {
             resuming: Default::default(),
             checkpoint_checks: Vec::new(),
             seeds: Ok(Vec::new()),
+            imported: Vec::new(),
         };
         session.load_model(&opts.model);
         if let Some(dir) = opts.task.clone().or_else(|| session.default_task()) {
@@ -678,6 +692,14 @@ impl Session {
 
     /// Focuses a prompt read by an import: it is loaded already.
     pub fn focus_imported(&mut self, dir: PathBuf, art: Arc<Artifact>) {
+        match self.imported.iter_mut().find(|i| i.dir == dir) {
+            Some(i) => i.artifact = art.clone(),
+            None => self.imported.push(Imported {
+                dir: dir.clone(),
+                artifact: art.clone(),
+                test: None,
+            }),
+        }
         let focus = Focus::Imported(dir.clone());
         self.focus = Some(focus.clone());
         self.artifact = Some((

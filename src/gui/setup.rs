@@ -257,20 +257,18 @@ impl Setup {
     /// a GPU this build was not compiled for is refused with how to build it.
     fn device_ui(&mut self, ui: &mut egui::Ui, session: &mut Session) {
         let before = self.device.clone();
-        ui.horizontal(|ui| {
-            egui::ComboBox::from_label(DEVICE)
-                .selected_text(&self.device)
-                .show_ui(ui, |ui| {
-                    for d in DEVICES {
-                        ui.selectable_value(&mut self.device, d.to_string(), d);
-                    }
-                })
-                .response
-                .on_hover_text(
-                    "where the model runs; a GPU needs a build with --features cuda or metal, \
-                     and the GPU path is untested (docs/handoff.md)",
-                );
-        });
+        egui::ComboBox::from_label(DEVICE)
+            .selected_text(&self.device)
+            .show_ui(ui, |ui| {
+                for d in DEVICES {
+                    ui.selectable_value(&mut self.device, d.to_string(), d);
+                }
+            })
+            .response
+            .on_hover_text(
+                "where the model runs; a GPU needs a build with --features cuda or metal, \
+                 and the GPU path is untested (docs/handoff.md)",
+            );
         if self.device == before {
             return;
         }
@@ -318,8 +316,10 @@ impl Setup {
             if ui.button("Built-in").clicked() {
                 self.load_model(session, crate::model::BUILTIN);
             }
+            // On the same wrapped row: a row of its own pushed the panel's lower controls
+            // further down.
+            self.device_ui(ui, session);
         });
-        self.device_ui(ui, session);
         match &session.model {
             ModelState::Empty => {
                 ui.weak("no model loaded");
