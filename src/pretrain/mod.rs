@@ -222,7 +222,9 @@ pub fn run(
             bail!("pretraining diverged at step {step} (loss {value}): lower --lr");
         }
         opt.set_learning_rate(lr);
-        opt.backward_step(&loss)?;
+        // Through the model: its blocks hand their weights' gradients over outside candle's
+        // graph (`Llm::backward`), which `backward_step`'s plain `loss.backward()` would miss.
+        opt.step(&llm.backward(&loss)?)?;
         first_loss.get_or_insert(value);
         last_loss = value;
         on_step(&Progress {
