@@ -39,24 +39,11 @@ pub fn evaluate(
     encoded: &[Encoded],
     tok: &tokenizers::Tokenizer,
 ) -> Result<Outcome> {
-    let owned;
-    let llm = if llm.is_trainable() {
-        owned = llm.detached()?;
-        &owned
-    } else {
-        llm
-    };
-    let prompt = &prompt.detached();
-    match kind {
-        TaskKind::Classification => {
-            let p = classify(llm, prompt, encoded, tok)?;
-            Ok(Outcome {
-                metric: p.accuracy(),
-                predictions: p.rows.into_iter().map(|r| r.prediction).collect(),
-            })
-        }
-        TaskKind::Generation => generate(llm, prompt, encoded, tok),
-    }
+    let p = predict(llm, prompt, kind, encoded, tok)?;
+    Ok(Outcome {
+        metric: p.accuracy(),
+        predictions: p.rows.into_iter().map(|r| r.prediction).collect(),
+    })
 }
 
 /// Scores `encoded` as [`evaluate`] does and returns every example's result; its
