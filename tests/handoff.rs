@@ -460,7 +460,9 @@ fn a_recipe_carries_the_splits_the_batch_order_and_the_initial_vectors() {
     let init =
         candle_core::safetensors::load(recipe.join("init.safetensors"), &candle_core::Device::Cpu)
             .unwrap();
-    assert_eq!(init["prompt_embeddings"].dims(), &[n, 128]);
+    // PEFT's PromptEmbedding names its vectors `embedding.weight`: train.py loads them strictly.
+    assert_eq!(init["embedding.weight"].dims(), &[n, 128]);
+    assert_eq!(init.len(), 1);
     // 12 steps of 8 stay inside the first epoch: distinct examples of the training split, in
     // a shuffled order, as gradprompt draws them.
     let drawn: Vec<u64> = order
@@ -476,6 +478,113 @@ fn a_recipe_carries_the_splits_the_batch_order_and_the_initial_vectors() {
     assert!(std::fs::read_to_string(recipe.join("README.md"))
         .unwrap()
         .contains("accelerate launch train.py --model"));
+}
+
+/// Exports a 12-step run of `method` as a recipe and reads its init.safetensors back.
+fn recipe_init(method: &str) -> std::collections::HashMap<String, candle_core::Tensor> {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    train(method, "country-continent", None, &run);
+    let recipe = tmp.path().join("recipe");
+    ok(&[
+        "export",
+        "--format",
+        "peft-recipe",
+        "--run",
+        run.to_str().unwrap(),
+        "--task",
+        sample("country-continent").to_str().unwrap(),
+        "--out",
+        recipe.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        read_json(&recipe.join("recipe.json"))["init"],
+        "init.safetensors"
+    );
+    candle_core::safetensors::load(recipe.join("init.safetensors"), &candle_core::Device::Cpu)
+        .unwrap()
+}
+
+fn names_and_shapes(
+    init: &std::collections::HashMap<String, candle_core::Tensor>,
+) -> Vec<(String, Vec<usize>)> {
+    let mut v: Vec<_> = init
+        .iter()
+        .map(|(n, t)| (n.clone(), t.dims().to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn expected(list: &[(&str, &[usize])]) -> Vec<(String, Vec<usize>)> {
+    let mut v: Vec<_> = list
+        .iter()
+        .map(|(n, d)| (n.to_string(), d.to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_p_tuning_recipe_starts_from_the_runs_encoder_under_pefts_names_and_shapes() {
+    // The state dict of PEFT 0.21's PromptEncoder (LSTM, encoder_hidden_size 128, 2 layers) on
+    // the built-in model's shape (hidden 128), as PEFT printed it: train.py loads it strictly.
+    let mut want: Vec<(&str, &[usize])> = vec![
+        ("embedding.weight", &[8, 128]),
+        ("mlp_head.0.weight", &[256, 256]),
+        ("mlp_head.0.bias", &[256]),
+        ("mlp_head.2.weight", &[128, 256]),
+        ("mlp_head.2.bias", &[128]),
+    ];
+    let names: Vec<(String, Vec<usize>)> = (0..2)
+        .flat_map(|l| {
+            ["", "_reverse"].into_iter().flat_map(move |dir| {
+                let input = if l == 0 { 128 } else { 256 };
+                [
+                    (format!("lstm_head.weight_ih_l{l}{dir}"), vec![512, input]),
+                    (format!("lstm_head.weight_hh_l{l}{dir}"), vec![512, 128]),
+                    (format!("lstm_head.bias_ih_l{l}{dir}"), vec![512]),
+                    (format!("lstm_head.bias_hh_l{l}{dir}"), vec![512]),
+                ]
+            })
+        })
+        .collect();
+    want.extend(names.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
+    let init = recipe_init("p-tuning");
+    assert_eq!(names_and_shapes(&init), expected(&want));
+}
+
+#[test]
+fn a_prefix_tuning_recipe_starts_from_the_runs_projection_and_real_text_offset() {
+    // PEFT's PrefixEncoder names (projection 512 wide, output 4 layers x 2 x 64 key/value
+    // width), with gradprompt's embedding as wide as the model (128; PEFT's is 64 on this
+    // grouped-query model, train.py resizes it) and the real-text offset beside them.
+    let init = recipe_init("prefix-tuning");
+    assert_eq!(
+        names_and_shapes(&init),
+        expected(&[
+            ("embedding.weight", &[8, 128]),
+            ("transform.0.weight", &[512, 128]),
+            ("transform.0.bias", &[512]),
+            ("transform.2.weight", &[512, 512]),
+            ("transform.2.bias", &[512]),
+            ("gradprompt.real_text_offset", &[8, 512]),
+        ])
+    );
+    // The projection's last layer starts at zero, so the step-0 prefix is the offset: the
+    // real text's keys/values, not zeros.
+    let abs_sum = |name: &str| {
+        init[name]
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert_eq!(abs_sum("transform.2.weight"), 0.0);
+    assert_eq!(abs_sum("transform.2.bias"), 0.0);
+    assert!(abs_sum("gradprompt.real_text_offset") > 1.0);
 }
 
 #[test]

@@ -341,6 +341,14 @@ pub trait Method: Send {
     fn readable(&self, _tok: &tokenizers::Tokenizer) -> Option<String> {
         None
     }
+
+    /// The whole trainable state under the names of PEFT's prompt encoder (`embedding.weight`,
+    /// `lstm_head.weight_ih_l0`, `transform.0.weight`, ...), for a PEFT recipe to start exactly
+    /// where this run starts (`peft::recipe`); names PEFT has no module for start with
+    /// `gradprompt.`. Empty for a method PEFT cannot express.
+    fn peft_state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(vec![])
+    }
 }
 
 /// The template a method trains with: the one given, or the task's default with the method's

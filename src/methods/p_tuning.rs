@@ -19,7 +19,7 @@
 use super::init::{standard_normal, uniform};
 use super::optim::AdamW;
 use super::step::gradient_step;
-use super::tensor_names::{PROMPT_EMBEDDINGS, P_TUNING_LSTM, P_TUNING_MLP};
+use super::tensor_names::{PEFT_EMBEDDING, PROMPT_EMBEDDINGS, P_TUNING_LSTM, P_TUNING_MLP};
 use super::RunRng;
 use super::{Batch, Encoder, Method, MethodSettings, Prompt, StepContext};
 use crate::model::Llm;
@@ -66,6 +66,8 @@ impl PromptEncoder {
 pub struct PTuning {
     encoder: PromptEncoder,
     opt: AdamW,
+    /// PEFT's name for each of the optimiser's variables, in its order.
+    names: Vec<String>,
 }
 
 impl PTuning {
@@ -147,15 +149,18 @@ impl PTuning {
         }
         let mut vars = vec![input.clone()];
         let mut decays = vec![true];
+        let mut names = vec![PEFT_EMBEDDING.to_string()];
         for (name, v) in named {
             // Biases are not decayed (the Hugging Face convention).
             decays.push(!name.contains("bias"));
             vars.push(v);
+            names.push(name);
         }
         let opt = AdamW::for_method(vars, decays, settings)?;
         Ok(Self {
             encoder: PromptEncoder { input, lstm, mlp },
             opt,
+            names,
         })
     }
 }
@@ -208,6 +213,15 @@ impl Method for PTuning {
     fn optimizer(&mut self) -> Option<&mut AdamW> {
         Some(&mut self.opt)
     }
+
+    fn peft_state(&self) -> Result<Vec<(String, Tensor)>> {
+        let vars = self.opt.vars();
+        self.names
+            .iter()
+            .zip(vars)
+            .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -217,13 +231,16 @@ mod tests {
 
     #[test]
     fn encoder_weights_start_within_pytorchs_bounds() {
-        let fan_ins = HashMap::from([("mlp.0".to_string(), 256), ("mlp.2".to_string(), 64)]);
+        let fan_ins = HashMap::from([
+            ("mlp_head.0".to_string(), 256),
+            ("mlp_head.2".to_string(), 64),
+        ]);
         let close = |a: f32, b: f32| (a - b).abs() < 1e-7;
         // nn.LSTM: 1/sqrt(hidden) for input, recurrent and bias weights, whatever the input.
         for name in [
-            "lstm.weight_ih_l0",
-            "lstm.weight_hh_l1_reverse",
-            "lstm.bias_ih_l0",
+            "lstm_head.weight_ih_l0",
+            "lstm_head.weight_hh_l1_reverse",
+            "lstm_head.bias_ih_l0",
         ] {
             assert!(close(
                 init_bound(name, 128, &fan_ins).unwrap(),
@@ -232,17 +249,17 @@ mod tests {
         }
         // nn.Linear: 1/sqrt(fan_in) for the weight and its bias alike.
         assert!(close(
-            init_bound("mlp.0.weight", 128, &fan_ins).unwrap(),
+            init_bound("mlp_head.0.weight", 128, &fan_ins).unwrap(),
             1.0 / 16.0
         ));
         assert!(close(
-            init_bound("mlp.0.bias", 128, &fan_ins).unwrap(),
+            init_bound("mlp_head.0.bias", 128, &fan_ins).unwrap(),
             1.0 / 16.0
         ));
         assert!(close(
-            init_bound("mlp.2.bias", 128, &fan_ins).unwrap(),
+            init_bound("mlp_head.2.bias", 128, &fan_ins).unwrap(),
             1.0 / 8.0
         ));
-        assert!(init_bound("mlp.9.bias", 128, &fan_ins).is_err());
+        assert!(init_bound("mlp_head.9.bias", 128, &fan_ins).is_err());
     }
 }

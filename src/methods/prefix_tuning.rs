@@ -17,7 +17,7 @@
 use super::init::{sample_vocab_ids, token_embeddings, uniform};
 use super::optim::AdamW;
 use super::step::gradient_step;
-use super::tensor_names::PROMPT_EMBEDDINGS;
+use super::tensor_names::{PEFT_EMBEDDING, PREFIX_OFFSET, PROMPT_EMBEDDINGS};
 use super::RunRng;
 use super::{Batch, Method, MethodSettings, Prompt, StepContext};
 use crate::model::{KvPrefix, Llm};
@@ -195,5 +195,23 @@ impl Method for PrefixTuning {
 
     fn optimizer(&mut self) -> Option<&mut AdamW> {
         Some(&mut self.opt)
+    }
+
+    /// PEFT's `PrefixEncoder` names. Its embedding is `[n, d_model]` here where PEFT sizes it
+    /// `[n, kv_dim]` on a grouped-query model, and the real-text offset has no PEFT module: the
+    /// recipe's train.py resizes the embedding and first layer and adds the offset (README).
+    fn peft_state(&self) -> Result<Vec<(String, Tensor)>> {
+        let m = &self.mlp;
+        let mut out = vec![(PEFT_EMBEDDING.to_string(), m.embedding.as_tensor().copy()?)];
+        for (name, v) in [
+            ("transform.0.weight", &m.w1),
+            ("transform.0.bias", &m.b1),
+            ("transform.2.weight", &m.w2),
+            ("transform.2.bias", &m.b2),
+        ] {
+            out.push((name.to_string(), v.as_tensor().copy()?));
+        }
+        out.push((PREFIX_OFFSET.to_string(), m.offset.copy()?));
+        Ok(out)
     }
 }

@@ -5,7 +5,7 @@
 use super::init::{sample_vocab_ids, token_embeddings, uniform};
 use super::optim::AdamW;
 use super::step::gradient_step;
-use super::tensor_names::PROMPT_EMBEDDINGS;
+use super::tensor_names::{PEFT_EMBEDDING, PROMPT_EMBEDDINGS};
 use super::RunRng;
 use super::{Batch, Method, MethodSettings, Prompt, SoftInit, StepContext};
 use crate::model::Llm;
@@ -100,6 +100,10 @@ impl Method for PromptTuning {
             PROMPT_EMBEDDINGS.into(),
             self.soft.as_tensor().copy()?,
         )])
+    }
+
+    fn peft_state(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(vec![(PEFT_EMBEDDING.into(), self.soft.as_tensor().copy()?)])
     }
 
     fn vars(&self) -> &[Var] {

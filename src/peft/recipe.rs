@@ -7,16 +7,18 @@
 //! the schedule, batch, steps, evaluation and seed), `train.py`, `requirements.txt` and a
 //! README. What Python cannot draw the same way from the seed is written out as values: the
 //! order of the training examples for every step (gradprompt's ChaCha12 stream, not torch's)
-//! and, for Prompt Tuning, the initial soft vectors (`init.safetensors`), so the recipe's first
-//! step is gradprompt's first step. P-Tuning's encoder and Prefix Tuning's MLP start from
-//! PEFT's own (torch-seeded) initialisation: their first steps differ (README says so).
+//! and the method's whole initial state under PEFT's module names (`init.safetensors`: the
+//! soft vectors, P-Tuning's encoder, Prefix Tuning's MLP and its real-text offset), so the
+//! recipe trains what the run trained from its first step on. Prefix Tuning needs two changes
+//! to PEFT's `PrefixEncoder` for that, made by train.py and said in the README: its input
+//! embedding is as wide as the model here (PEFT makes it as wide as the keys on a grouped-query
+//! model), and the real-text key/value cache the prefix starts from is added to its output.
 //!
 //! Refused: AutoPrompt (PEFT has no discrete trigger search), fine-tuning and zero-shot (no
 //! PEFT adapter), and soft slots away from the start (PEFT puts virtual tokens only first).
 
 use crate::artifact::adapter::Meta;
 use crate::artifact::Artifact;
-use crate::methods::tensor_names::PROMPT_EMBEDDINGS;
 use crate::methods::{Encoder, MethodKind};
 use crate::model::Model;
 use crate::run::RunSpec;
@@ -146,7 +148,7 @@ pub fn write(
         "seed": cfg.seed,
         "max_new_tokens": crate::serve::MAX_NEW_TOKENS,
         "base_model_name_or_path": base_model,
-        "init": if m.method == MethodKind::PromptTuning { Some(INIT_FILE) } else { None },
+        "init": INIT_FILE,
         "order": order,
         "gradprompt_json": meta,
         "gradprompt_result": m.result,
@@ -164,20 +166,19 @@ pub fn write(
                 .into_bytes(),
         ),
     ];
-    if m.method == MethodKind::PromptTuning {
-        let init = prepared.method.export(&model.llm)?;
-        let t = init
-            .iter()
-            .find(|(name, _)| name == PROMPT_EMBEDDINGS)
-            .map(|(_, t)| t.contiguous())
-            .transpose()?;
-        if let Some(t) = t {
-            files.push((
-                INIT_FILE.into(),
-                safetensors::serialize([(PROMPT_EMBEDDINGS, &t)], None)?,
-            ));
-        }
+    let init = prepared
+        .method
+        .peft_state()?
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.contiguous()?)))
+        .collect::<Result<Vec<_>>>()?;
+    if init.is_empty() {
+        bail!(
+            "internal error: {} gave no initial state for the recipe",
+            m.method.id()
+        );
     }
+    files.push((INIT_FILE.into(), safetensors::serialize(init, None)?));
     for split in [Split::Train, Split::Dev, Split::Test] {
         let mut text = String::new();
         for e in task.examples(split) {

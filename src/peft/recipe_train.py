@@ -18,7 +18,8 @@ over the answer tokens of the whole step, micro-batches included), AdamW (betas 
 1e-8, the run's weight decay sparing biases, gradients clipped to the run's global norm),
 the learning-rate schedule, the batch order of every step, the dev evaluation (every
 eval_every steps and after the last, the best dev checkpoint kept, patience) and the test
-evaluation. Prompt Tuning starts from gradprompt's own initial vectors (init.safetensors).
+evaluation. The adapter starts from the run's own initial state (init.safetensors, see
+load_init).
 """
 
 import argparse
@@ -204,6 +205,33 @@ def peft_config(recipe):
     )
 
 
+OFFSET = "gradprompt.real_text_offset"
+
+
+def load_init(encoder, init):
+    """Starts PEFT's prompt encoder from the gradprompt run's initial state, every tensor under
+    PEFT's own name (strict: a name or shape that does not fit stops the recipe here).
+
+    Prefix Tuning needs two changes to PEFT's PrefixEncoder to be gradprompt's: the embedding
+    feeding the projection is as wide as the model (PEFT sizes it to the keys' width on a
+    grouped-query model), so the embedding and the first linear layer are rebuilt at the saved
+    shapes; and the prefix starts from the keys/values of real text, a constant added to the
+    projection's output (its last layer starts at zero), kept as a buffer that moves with the
+    model. The adapter saved at the end is the encoder's output, offset included."""
+    offset = init.pop(OFFSET, None)
+    if hasattr(encoder, "transform") and "transform.0.weight" in init:
+        emb, w1 = init["embedding.weight"], init["transform.0.weight"]
+        if tuple(encoder.embedding.weight.shape) != tuple(emb.shape):
+            encoder.embedding = torch.nn.Embedding(emb.shape[0], emb.shape[1])
+            encoder.transform[0] = torch.nn.Linear(w1.shape[1], w1.shape[0])
+    encoder.load_state_dict(init, strict=True)
+    if offset is not None:
+        encoder.register_buffer("gradprompt_offset", offset, persistent=False)
+        # PEFT calls the encoder on the virtual-token indices [batch, n]: each position gets
+        # its own row of the offset.
+        encoder.register_forward_hook(lambda mod, args, out: out + mod.gradprompt_offset[args[0]])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="Hub name, model folder or .gguf file")
@@ -218,9 +246,7 @@ def main():
     base.config.use_cache = False
     model = get_peft_model(base, peft_config(recipe))
     if recipe.get("init"):
-        init = load_file(str(HERE / recipe["init"]))["prompt_embeddings"]
-        with torch.no_grad():
-            model.prompt_encoder["default"].embedding.weight.copy_(init)
+        load_init(model.prompt_encoder["default"], load_file(str(HERE / recipe["init"])))
     render = Renderer(recipe, tok, base.config)
     train = [render.encode(r) for r in read_split("train")]
     dev = [render.encode(r) for r in read_split("dev")]
