@@ -11,7 +11,8 @@
 #   scripts/check-recipe.sh [METHOD]     # prompt-tuning (default), p-tuning or prefix-tuning
 #
 # Environment: TRAIN_ARGS (more `gradprompt train` flags, e.g. "--weight-decay 0.01
-# --max-grad-norm 0.5"), PYTHON (default: a venv created in $WORK/venv), BIN (default
+# --max-grad-norm 0.5"), PROCESSES (default 1: how many processes train.py runs on, data
+# parallel over gloo; 2 checks the sharding on the CPU), PYTHON (default: a venv created in $WORK/venv), BIN (default
 # target/release/gradprompt, built if missing), STEPS (default 3), WORK (default a temporary
 # folder), GRADPROMPT_SMOLLM2 (the wheel or GGUF; default the cached wheel).
 set -euo pipefail
@@ -49,7 +50,14 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 
 echo "== the recipe's train.py (transformers + PEFT)" >&2
-(cd "$WORK/recipe" && HF_HUB_OFFLINE=1 "$PYTHON" -m accelerate.commands.launch --cpu --num_processes 1 \
+if [ "${PROCESSES:-1}" -gt 1 ]; then
+  # `accelerate launch --cpu` runs one process whatever --num_processes says; accelerate's
+  # multi-process CPU mode (DDP over gloo) is torchrun with ACCELERATE_USE_CPU set.
+  LAUNCH=(env ACCELERATE_USE_CPU=true "$PYTHON" -m torch.distributed.run --nproc_per_node "$PROCESSES")
+else
+  LAUNCH=("$PYTHON" -m accelerate.commands.launch --cpu --num_processes 1)
+fi
+(cd "$WORK/recipe" && HF_HUB_OFFLINE=1 "${LAUNCH[@]}" \
    train.py --model "$GGUF" --out "$WORK/adapter") > "$WORK/recipe.log"
 
 echo "== import the adapter back" >&2

@@ -267,12 +267,17 @@ def main():
     max_grad_norm = o.get("max_grad_norm", 0.0)
     model, opt = acc.prepare(model, opt)
     device = acc.device
+    # Data parallel: each process takes every world-th row of a step (and of an evaluation); the
+    # gradients are averaged across processes by accelerate's DDP wrapper, so each process's
+    # loss is scaled by the number of processes to keep the step's gradient that of the whole
+    # step's answer tokens (one process or many train the same prompt, up to rounding).
+    world, rank = acc.num_processes, acc.process_index
 
     def evaluate(examples):
         model.eval()
         correct = 0
         with torch.no_grad():
-            for e in examples:
+            for e in examples[rank::world]:
                 if recipe["kind"] == "classification":
                     rows = [(e["prompt"], c) for c in e["candidates"]]
                     ids, mask, labels = batch_tensors(rows, pad_id, device)
@@ -294,6 +299,7 @@ def main():
                     text = render.answer_before_stop(out[0, ids.shape[1] :].tolist())
                     correct += text == e["answer"].strip()
         model.train()
+        correct = acc.reduce(torch.tensor(float(correct), device=device), reduction="sum").item()
         return correct / max(len(examples), 1)
 
     steps = recipe["steps"]
@@ -312,20 +318,27 @@ def main():
         opt.zero_grad()
         step_loss = 0.0
         bs = recipe["batch_size"]
-        for k in range(0, len(rows), bs):
-            chunk = [(r["prompt"], r["candidates"][r["gold"]]) for r in rows[k : k + bs]]
+        mine = rows[rank::world]
+        # Every process takes the same number of micro-batches (DDP meets them in each backward);
+        # one left without rows runs a row with weight 0.
+        chunks = math.ceil(math.ceil(len(rows) / world) / bs)
+        for k in range(chunks):
+            part = mine[k * bs : (k + 1) * bs]
+            chunk = [(r["prompt"], r["candidates"][r["gold"]]) for r in (part or rows[:1])]
             ids, mask, labels = batch_tensors(chunk, pad_id, device)
             out = model(input_ids=ids, attention_mask=mask, labels=labels)
-            n = sum(len(c) for _, c in chunk)
+            n = sum(len(c) for _, c in chunk) if part else 0
             # transformers averages over this micro-batch's answer tokens; gradprompt over the step's.
             loss = out.loss * n / total
-            acc.backward(loss)
+            acc.backward(loss * world)
             step_loss += loss.item()
+        step_loss = acc.reduce(torch.tensor(step_loss, device=device), reduction="sum").item()
         if max_grad_norm > 0:
             acc.clip_grad_norm_(params, max_grad_norm)
         opt.step()
         losses.append(step_loss)
-        print(json.dumps({"step": step + 1, "loss": step_loss, "lr": lr}), flush=True)
+        if acc.is_main_process:
+            print(json.dumps({"step": step + 1, "loss": step_loss, "lr": lr}), flush=True)
         done = step + 1
         if not a.no_eval and (done % max(recipe["eval_every"], 1) == 0 or done == run_steps):
             score = evaluate(dev)
