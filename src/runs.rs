@@ -38,6 +38,18 @@ pub const PROMPT_DIR: &str = "prompt";
 pub const LOCK_FILE: &str = ".workbench.lock";
 /// Where unreadable run folders are moved to by [`set_aside`], inside the runs folder.
 pub const REMOVED_DIR: &str = ".removed";
+/// The prompts imported into the workbench beside this folder's runs (folders elsewhere: a
+/// PEFT adapter, a recipe's result, a prompt folder), with their test score once measured, so
+/// an import and its place in Compare outlive the window that made them.
+pub const IMPORTS_FILE: &str = "imports.json";
+
+/// One imported prompt in [`IMPORTS_FILE`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    pub dir: PathBuf,
+    /// Its test score, measured in the workbench (the Export tab's evaluation); None until then.
+    pub test: Option<f64>,
+}
 
 /// Where a run stands. Records written before `stopped`, `early-stopped` and `cancelled`
 /// existed still load: those runs were saved as `interrupted`, `finished` and `failed`.
@@ -738,6 +750,31 @@ impl RunStore {
         &self.dir
     }
 
+    /// The imports listed beside the runs (none when the file is absent); a list that cannot
+    /// be read is an error naming the file.
+    pub fn imports(&self) -> Result<Vec<ImportRecord>> {
+        let path = self.dir.join(IMPORTS_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: not a list of imports ({{\"dir\", \"test\"}} each); move it aside to start an empty one",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(anyhow::anyhow!("{}: cannot read: {e}", path.display())),
+        }
+    }
+
+    /// Replaces the list of imports (one atomic write); refused when the store is read-only.
+    pub fn save_imports(&self, list: &[ImportRecord]) -> Result<()> {
+        self.check_writable()?;
+        crate::atomic::write_file(
+            &self.dir.join(IMPORTS_FILE),
+            serde_json::to_string_pretty(list)?.as_bytes(),
+        )
+    }
+
     /// A fresh id, sortable by time and unique within this folder.
     pub fn new_id(&mut self, method: MethodKind) -> String {
         loop {
@@ -1133,6 +1170,39 @@ mod tests {
         assert_eq!(r.task_artifact_dir("nobody"), None);
         let back: RunRecord = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back.multi.unwrap().task_evals[1], vec![(4, 0.5)]);
+    }
+
+    #[test]
+    fn imports_are_kept_beside_the_runs_and_a_bad_list_names_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::open(dir.path()).unwrap();
+        assert_eq!(store.imports().unwrap(), vec![]);
+        let list = vec![
+            ImportRecord {
+                dir: PathBuf::from("/somewhere/adapter"),
+                test: Some(0.75),
+            },
+            ImportRecord {
+                dir: PathBuf::from("/elsewhere/prompt"),
+                test: None,
+            },
+        ];
+        store.save_imports(&list).unwrap();
+        drop(store);
+        // Not a run folder: the store does not list it as one it could not read.
+        let again = RunStore::open(dir.path()).unwrap();
+        assert!(again.unreadable.is_empty() && again.runs.is_empty());
+        assert_eq!(again.imports().unwrap(), list);
+        // A second workbench on the folder does not write the list.
+        let second = RunStore::open(dir.path()).unwrap();
+        assert!(second.save_imports(&[]).is_err());
+        assert_eq!(again.imports().unwrap(), list);
+        std::fs::write(dir.path().join(IMPORTS_FILE), "{not json").unwrap();
+        let e = format!("{:#}", again.imports().unwrap_err());
+        assert!(
+            e.contains(IMPORTS_FILE) && e.contains("move it aside"),
+            "{e}"
+        );
     }
 
     #[test]

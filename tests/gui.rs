@@ -534,6 +534,24 @@ fn a_real_run_trains_compares_inspects_and_exports() {
         .runs
         .iter()
         .all(|r| r.status == RunStatus::Finished));
+    drop(reopened);
+
+    // So does the import, with its test score: a new window lists it in Compare again.
+    drop(h);
+    let mut h = harness(app_at(dir.path(), "builtin"));
+    step_until(
+        &mut h,
+        Duration::from_secs(60),
+        "the import read again",
+        |a| !a.session.imported.is_empty() || a.session.notice.is_some(),
+    );
+    let again = &h.state().session.imported;
+    assert_eq!(again.len(), 1, "{:?}", h.state().session.notice);
+    assert_eq!(again[0].dir, out);
+    assert_eq!(again[0].test, Some(got));
+    h.state_mut().tab = Tab::Compare;
+    settle(&mut h);
+    assert!(h.get_all_by_label("imported: exported").count() >= 1);
 }
 
 #[test]

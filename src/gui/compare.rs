@@ -121,9 +121,10 @@ fn row(r: &RunRecord, baseline: bool) -> Option<Row> {
     })
 }
 
-/// A row for a prompt imported this session, beside the runs trained here: its test score
-/// measured here, or the one its folder reports (a recipe's `results.json`, carried in
-/// `gradprompt.json`); a bare adapter with neither is left out until it is evaluated.
+/// A row for an imported prompt (in this window or an earlier one: the runs folder's
+/// `imports.json`), beside the runs trained here: its test score measured here, or the one its
+/// folder reports (a recipe's `results.json`, carried in `gradprompt.json`); a bare adapter
+/// with neither is left out until it is evaluated.
 fn imported_row(i: &super::session::Imported) -> Option<Row> {
     let m = &i.artifact.manifest;
     let res = &m.result;
@@ -303,7 +304,7 @@ pub fn rows(session: &Session, selected: &BTreeSet<String>) -> Vec<Row> {
     for r in &mut out {
         r.test_n = test_examples(session, &r.id, &r.task);
     }
-    // Prompts imported this session, on the tasks shown (all of them when nothing else is).
+    // Imported prompts, on the tasks shown (all of them when nothing else is).
     for i in &session.imported {
         if let Some(row) = imported_row(i) {
             if out.is_empty() || out.iter().any(|x| x.task == row.task) {

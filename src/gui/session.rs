@@ -239,7 +239,10 @@ pub struct Session {
     /// repeated over, as the setup's "seeds" reads (it sets this as it is drawn). Empty: the
     /// spec's own seed, once. Err: the list cannot be read, and queueing says so.
     pub seeds: Result<Vec<u64>, String>,
-    /// Prompts imported this session (a PEFT adapter, a recipe's result, a prompt folder), in
+    /// Imports listed in the runs folder's `imports.json`, being read (each becomes an
+    /// [`Imported`] when its folder has been read).
+    import_jobs: Vec<(crate::runs::ImportRecord, Job<Artifact>)>,
+    /// Prompts imported (a PEFT adapter, a recipe's result, a prompt folder), in
     /// import order, with the test score measured here when there is one: Compare lists those
     /// with a score beside the local runs.
     pub imported: Vec<Imported>,
@@ -299,7 +302,9 @@ impl Session {
             checkpoint_checks: Vec::new(),
             seeds: Ok(Vec::new()),
             imported: Vec::new(),
+            import_jobs: Vec::new(),
         };
+        session.read_imports();
         session.load_model(&opts.model);
         if let Some(dir) = opts.task.clone().or_else(|| session.default_task()) {
             session.task_loaded(Task::load(&dir).map_err(|e| format!("{e:#}")));
@@ -690,15 +695,89 @@ impl Session {
         self.load_focused();
     }
 
+    /// Starts reading the prompts listed in the runs folder's `imports.json` (imported in an
+    /// earlier window), each on its own thread.
+    fn read_imports(&mut self) {
+        let list = match self.store.imports() {
+            Ok(list) => list,
+            Err(e) => {
+                self.notice = Some(format!("{e:#}"));
+                return;
+            }
+        };
+        for rec in list {
+            let dir = rec.dir.clone();
+            let job = Job::spawn(format!("reading {}", dir.display()), move || {
+                Artifact::load(&dir)
+            });
+            self.import_jobs.push((rec, job));
+        }
+    }
+
+    /// Picks up the imports read so far; one that can no longer be read is said, and dropped
+    /// from the list the next time it is saved.
+    fn poll_imports(&mut self) {
+        let mut i = 0;
+        while i < self.import_jobs.len() {
+            if !self.import_jobs[i].1.poll() {
+                i += 1;
+                continue;
+            }
+            let (rec, job) = self.import_jobs.remove(i);
+            match job.into_result().expect("polled") {
+                Ok(art) if !self.imported.iter().any(|x| x.dir == rec.dir) => {
+                    self.imported.push(Imported {
+                        dir: rec.dir,
+                        artifact: Arc::new(art),
+                        test: rec.test,
+                    })
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.notice = Some(format!(
+                        "the prompt imported from {} could not be read again ({e}); it is no \
+                         longer listed",
+                        rec.dir.display()
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Writes the imports (with their test scores) into the runs folder, unless it is
+    /// read-only; a failure is said, not fatal.
+    pub fn save_imports(&mut self) {
+        if self.store.read_only().is_some() {
+            return;
+        }
+        let mut list: Vec<crate::runs::ImportRecord> = self
+            .imported
+            .iter()
+            .map(|i| crate::runs::ImportRecord {
+                // Absolute, so a workbench started from another folder finds it too.
+                dir: std::path::absolute(&i.dir).unwrap_or_else(|_| i.dir.clone()),
+                test: i.test,
+            })
+            .collect();
+        // Still being read: kept as listed.
+        list.extend(self.import_jobs.iter().map(|(rec, _)| rec.clone()));
+        if let Err(e) = self.store.save_imports(&list) {
+            self.notice = Some(format!("the list of imports was not saved: {e:#}"));
+        }
+    }
+
     /// Focuses a prompt read by an import: it is loaded already.
     pub fn focus_imported(&mut self, dir: PathBuf, art: Arc<Artifact>) {
         match self.imported.iter_mut().find(|i| i.dir == dir) {
             Some(i) => i.artifact = art.clone(),
-            None => self.imported.push(Imported {
-                dir: dir.clone(),
-                artifact: art.clone(),
-                test: None,
-            }),
+            None => {
+                self.imported.push(Imported {
+                    dir: dir.clone(),
+                    artifact: art.clone(),
+                    test: None,
+                });
+                self.save_imports();
+            }
         }
         let focus = Focus::Imported(dir.clone());
         self.focus = Some(focus.clone());
@@ -789,6 +868,7 @@ impl Session {
                 None => {}
             }
         }
+        self.poll_imports();
         self.drain_events();
         self.poll_checkpoint_checks();
         self.start_next();
