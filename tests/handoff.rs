@@ -419,21 +419,7 @@ fn a_bare_peft_adapter_asks_for_its_task_instead_of_guessing() {
 #[test]
 fn a_recipe_carries_the_splits_the_batch_order_and_the_initial_vectors() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
-    train("prompt-tuning", "country-continent", None, &run);
-    let task = sample("country-continent");
-    let recipe = tmp.path().join("recipe");
-    ok(&[
-        "export",
-        "--format",
-        "peft-recipe",
-        "--run",
-        run.to_str().unwrap(),
-        "--task",
-        task.to_str().unwrap(),
-        "--out",
-        recipe.to_str().unwrap(),
-    ]);
+    let recipe = trained_recipe("prompt-tuning", tmp.path());
     for f in [
         "train.py",
         "requirements.txt",
@@ -480,12 +466,12 @@ fn a_recipe_carries_the_splits_the_batch_order_and_the_initial_vectors() {
         .contains("accelerate launch train.py --model"));
 }
 
-/// Exports a 12-step run of `method` as a recipe and reads its init.safetensors back.
-fn recipe_init(method: &str) -> std::collections::HashMap<String, candle_core::Tensor> {
-    let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
+/// Trains `method` 12 steps on country-continent in `tmp` and exports the run as a recipe;
+/// returns the recipe folder.
+fn trained_recipe(method: &str, tmp: &Path) -> PathBuf {
+    let run = tmp.join("run");
     train(method, "country-continent", None, &run);
-    let recipe = tmp.path().join("recipe");
+    let recipe = tmp.join("recipe");
     ok(&[
         "export",
         "--format",
@@ -497,6 +483,13 @@ fn recipe_init(method: &str) -> std::collections::HashMap<String, candle_core::T
         "--out",
         recipe.to_str().unwrap(),
     ]);
+    recipe
+}
+
+/// Exports a 12-step run of `method` as a recipe and reads its init.safetensors back.
+fn recipe_init(method: &str) -> std::collections::HashMap<String, candle_core::Tensor> {
+    let tmp = tempfile::tempdir().unwrap();
+    let recipe = trained_recipe(method, tmp.path());
     assert_eq!(
         read_json(&recipe.join("recipe.json"))["init"],
         "init.safetensors"
