@@ -258,6 +258,19 @@ fn an_autoprompt_run_with_search_labels_scores_and_saves_the_found_tokens_and_ev
         .filter(|(a, e)| a.prediction == e.answer)
         .count();
     assert_eq!(right as f64 / inputs.len() as f64, trained);
+
+    // inspect shows the tokens each class is scored by, beside the trigger text.
+    let shown = std::process::Command::new(BIN)
+        .args(["inspect", "--prompt", out_arg])
+        .output()
+        .unwrap();
+    assert!(shown.status.success());
+    let shown = String::from_utf8(shown.stdout).unwrap();
+    let line = art.manifest.result.label_tokens_line().unwrap();
+    assert!(
+        shown.contains(&format!("label tokens found: {line}")),
+        "{shown}"
+    );
 }
 
 #[test]

@@ -53,6 +53,10 @@ impl InspectArgs {
             }
             Learned::Opaque(why) => println!("{why}"),
         }
+        // AutoPrompt's label-token search: the tokens each class is scored by.
+        if let Some(line) = art.manifest.result.label_tokens_line() {
+            println!("label tokens found: {line}");
+        }
         Ok(())
     }
 }
