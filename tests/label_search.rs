@@ -271,6 +271,23 @@ fn an_autoprompt_run_with_search_labels_scores_and_saves_the_found_tokens_and_ev
         shown.contains(&format!("label tokens found: {line}")),
         "{shown}"
     );
+    // play keeps the class names and says which token scored each.
+    let country = &task.examples(Split::Test)[0].fields["country"];
+    let played = std::process::Command::new(BIN)
+        .args(["play", "--task", task_arg, "--prompt", out_arg])
+        .arg(format!("--input=country={country}"))
+        .output()
+        .unwrap();
+    assert!(
+        played.status.success(),
+        "{}",
+        String::from_utf8_lossy(&played.stderr)
+    );
+    let played = String::from_utf8(played.stdout).unwrap();
+    assert!(
+        played.contains(&format!("scored by its found label token: {line}")),
+        "{played}"
+    );
 }
 
 #[test]

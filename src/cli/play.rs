@@ -40,6 +40,13 @@ impl PlayArgs {
                 Answer::Text(t) => println!("{name:>16}: {t:?}"),
             }
         }
+        // The classes keep their names, but the prompt scored each by the token it found.
+        if let Some(line) = art.manifest.result.label_tokens_line() {
+            println!(
+                "{:>16}  (each class scored by its found label token: {line})",
+                ""
+            );
+        }
         Ok(())
     }
 }
