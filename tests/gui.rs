@@ -555,6 +555,37 @@ fn a_real_run_trains_compares_inspects_and_exports() {
 }
 
 #[test]
+fn an_import_whose_folder_is_gone_is_said_and_dropped_from_the_list() {
+    use gradprompt::runs::{ImportRecord, IMPORTS_FILE};
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    std::fs::create_dir_all(&runs).unwrap();
+    let gone = dir.path().join("gone");
+    let list = vec![ImportRecord {
+        dir: gone.clone(),
+        test: Some(0.5),
+    }];
+    std::fs::write(
+        runs.join(IMPORTS_FILE),
+        serde_json::to_string(&list).unwrap(),
+    )
+    .unwrap();
+    let mut h = harness(tiny_app(dir.path()));
+    step_until(&mut h, Duration::from_secs(30), "the notice", |a| {
+        a.session
+            .notice
+            .as_deref()
+            .is_some_and(|n| n.contains("could not be read again"))
+    });
+    let notice = h.state().session.notice.clone().unwrap();
+    assert!(notice.contains(&gone.display().to_string()), "{notice}");
+    assert!(h.state().session.imported.is_empty());
+    let left: Vec<ImportRecord> =
+        serde_json::from_str(&std::fs::read_to_string(runs.join(IMPORTS_FILE)).unwrap()).unwrap();
+    assert_eq!(left, vec![]);
+}
+
+#[test]
 fn a_chip_edit_clears_a_stale_typing_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut app = app_at(dir.path(), "/nonexistent/model");

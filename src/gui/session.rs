@@ -715,8 +715,9 @@ impl Session {
     }
 
     /// Picks up the imports read so far; one that can no longer be read is said, and dropped
-    /// from the list the next time it is saved.
+    /// from the list.
     fn poll_imports(&mut self) {
+        let mut dropped = false;
         let mut i = 0;
         while i < self.import_jobs.len() {
             if !self.import_jobs[i].1.poll() {
@@ -734,6 +735,7 @@ impl Session {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    dropped = true;
                     self.notice = Some(format!(
                         "the prompt imported from {} could not be read again ({e}); it is no \
                          longer listed",
@@ -741,6 +743,9 @@ impl Session {
                     ))
                 }
             }
+        }
+        if dropped {
+            self.save_imports();
         }
     }
 
