@@ -523,15 +523,7 @@ impl App {
         }
         // An imported prompt's test score, once measured here, puts it in Compare.
         if let Some((Focus::Imported(dir), Ok(score))) = self.export.eval() {
-            let mut changed = false;
-            if let Some(i) = self.session.imported.iter_mut().find(|i| &i.dir == dir) {
-                changed = i.test != Some(*score);
-                i.test = Some(*score);
-            }
-            // Kept with the import, so Compare shows it after a restart too.
-            if changed {
-                self.session.save_imports();
-            }
+            self.session.import_scored(dir, *score);
         }
         self.inspect.retain_focus(self.session.focus.as_ref());
         self.export.retain_focus(self.session.focus.as_ref());

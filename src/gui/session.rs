@@ -749,9 +749,21 @@ impl Session {
         }
     }
 
+    /// Records an imported prompt's test score, measured here; kept with the import, so
+    /// Compare shows it after a restart too.
+    pub fn import_scored(&mut self, dir: &std::path::Path, score: f64) {
+        let Some(i) = self.imported.iter_mut().find(|i| i.dir == dir) else {
+            return;
+        };
+        if i.test != Some(score) {
+            i.test = Some(score);
+            self.save_imports();
+        }
+    }
+
     /// Writes the imports (with their test scores) into the runs folder, unless it is
     /// read-only; a failure is said, not fatal.
-    pub fn save_imports(&mut self) {
+    fn save_imports(&mut self) {
         if self.store.read_only().is_some() {
             return;
         }
