@@ -12,6 +12,8 @@
 
 mod common;
 
+use common::gui::{app_at, harness, settle, step_until};
+
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 use gradprompt::gui::compare::Storage;
@@ -24,52 +26,12 @@ use gradprompt::run::{
 };
 use gradprompt::runs::{RunRecord, RunStatus, RunStore, TaskRef};
 use std::path::Path;
-use std::time::{Duration, Instant};
-
-fn harness(app: App) -> Harness<'static, App> {
-    Harness::builder()
-        .with_size(egui::Vec2::new(1600.0, 1400.0))
-        .build_ui_state(|ui, app: &mut App| app.show(ui), app)
-}
-
-/// An app on the synthetic task; `model` is a path (loaded in the background).
-fn app_at(root: &Path, model: &str) -> App {
-    let task = root.join("task");
-    common::write_synthetic_task(&task);
-    let mut opts = Options::new(root.join("runs"));
-    opts.model = model.to_string();
-    opts.task = Some(task);
-    App::new(opts)
-}
+use std::time::Duration;
 
 fn tiny_app(root: &Path) -> App {
     let model_dir = root.join("model");
     common::write_checkpoint(&model_dir, &common::tiny_config(true), 7);
     app_at(root, model_dir.to_str().unwrap())
-}
-
-/// Steps frames until `done` holds, failing after `limit`.
-fn step_until(
-    h: &mut Harness<'static, App>,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&App) -> bool,
-) {
-    let start = Instant::now();
-    while !done(h.state()) {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    h.step();
-}
-
-/// A few frames, for a view just shown: its tables size their columns over the first frames,
-/// and a click aimed at the first frame's layout can miss.
-fn settle(h: &mut Harness<'static, App>) {
-    for _ in 0..3 {
-        h.step();
-    }
 }
 
 fn drag(h: &mut Harness<'static, App>, from: egui::Pos2, to: egui::Pos2) {

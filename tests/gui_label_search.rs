@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::gui::{settle, step_until};
+
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use gradprompt::gui::run_label;
@@ -11,28 +13,7 @@ use gradprompt::gui::runs_view::FOUND_LABEL_TOKENS;
 use gradprompt::gui::setup::SEARCH_LABELS;
 use gradprompt::gui::{App, Options, Tab};
 use gradprompt::methods::MethodKind;
-use std::time::{Duration, Instant};
-
-fn step_until(
-    h: &mut Harness<'static, App>,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&App) -> bool,
-) {
-    let start = Instant::now();
-    while !done(h.state()) {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    h.step();
-}
-
-fn settle(h: &mut Harness<'static, App>) {
-    for _ in 0..3 {
-        h.step();
-    }
-}
+use std::time::Duration;
 
 #[test]
 fn ticking_search_label_tokens_trains_autoprompt_with_them_and_the_details_show_them() {

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::gui::harness_at;
+
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use gradprompt::gui::{App, Options, Tab, STORAGE_KEY};
@@ -20,12 +22,6 @@ use std::path::Path;
 
 /// The sizes the layout is checked at (points).
 const SIZES: [(f32, f32); 3] = [(1280.0, 800.0), (1024.0, 640.0), (800.0, 600.0)];
-
-fn harness_at(app: App, w: f32, h: f32) -> Harness<'static, App> {
-    Harness::builder()
-        .with_size(egui::Vec2::new(w, h))
-        .build_ui_state(|ui, app: &mut App| app.show(ui), app)
-}
 
 fn options(root: &Path) -> Options {
     let task = root.join("task");

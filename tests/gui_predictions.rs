@@ -5,11 +5,13 @@
 
 mod common;
 
+use common::gui::harness;
+
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use gradprompt::gui::predictions::{CONFUSION_HEADING, ERRORS_ONLY};
 use gradprompt::gui::runs_view::TEST_PREDICTIONS;
-use gradprompt::gui::{run_label, App, Options, Tab};
+use gradprompt::gui::{run_label, App, Tab};
 use gradprompt::methods::MethodKind;
 use gradprompt::predictions::{Prediction, Predictions};
 use gradprompt::run::{RunResult, RunSpec, TrainConfig};
@@ -18,20 +20,9 @@ use gradprompt::task::{Metric, TaskKind};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn harness(app: App) -> Harness<'static, App> {
-    Harness::builder()
-        .with_size(egui::Vec2::new(1600.0, 1400.0))
-        .build_ui_state(|ui, app: &mut App| app.show(ui), app)
-}
-
 /// An app on the synthetic task with no model (none is needed to look at saved predictions).
 fn app_at(root: &Path) -> App {
-    let task = root.join("task");
-    common::write_synthetic_task(&task);
-    let mut opts = Options::new(root.join("runs"));
-    opts.model = "/nonexistent/model".into();
-    opts.task = Some(task);
-    App::new(opts)
+    common::gui::app_at(root, "/nonexistent/model")
 }
 
 /// The synthetic task's six test inputs; the ones at `wrong` were predicted wrong.

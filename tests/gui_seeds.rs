@@ -5,54 +5,18 @@
 
 mod common;
 
+use common::gui::{app_at, harness, settle, step_until};
+
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use gradprompt::gui::compare::{rows, seed_groups};
 use gradprompt::gui::setup::SEEDS;
-use gradprompt::gui::{App, Options, Tab};
+use gradprompt::gui::{App, Tab};
 use gradprompt::methods::MethodKind;
 use gradprompt::run::{RunResult, RunSpec, TrainConfig};
 use gradprompt::runs::{RunRecord, RunStatus};
 use gradprompt::stats::{score_with_interval, Summary};
-use std::path::Path;
-use std::time::{Duration, Instant};
-
-fn harness(app: App) -> Harness<'static, App> {
-    Harness::builder()
-        .with_size(egui::Vec2::new(1600.0, 1400.0))
-        .build_ui_state(|ui, app: &mut App| app.show(ui), app)
-}
-
-/// An app on the synthetic task (6 test examples); `model` is a path, loaded in the background.
-fn app_at(root: &Path, model: &str) -> App {
-    let task = root.join("task");
-    common::write_synthetic_task(&task);
-    let mut opts = Options::new(root.join("runs"));
-    opts.model = model.to_string();
-    opts.task = Some(task);
-    App::new(opts)
-}
-
-fn step_until(
-    h: &mut Harness<'static, App>,
-    limit: Duration,
-    what: &str,
-    done: impl Fn(&App) -> bool,
-) {
-    let start = Instant::now();
-    while !done(h.state()) {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    h.step();
-}
-
-fn settle(h: &mut Harness<'static, App>) {
-    for _ in 0..3 {
-        h.step();
-    }
-}
+use std::time::Duration;
 
 #[test]
 fn queueing_three_seeds_trains_three_runs_that_compare_as_one_group() {

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+#[cfg(feature = "gui")]
+pub mod gui;
+
 use candle_core::{DType, Device, Tensor};
 use gradprompt::model::{wheel, Config, Model};
 use std::collections::HashMap;
