@@ -460,6 +460,18 @@ fn a_real_run_trains_compares_inspects_and_exports() {
             || matches!(a.export.message, Some(Err(_)))
     });
     assert_eq!(h.state().session.focus, Some(Focus::Imported(out.clone())));
+    // The same folder spelled another way is the same import, not a second entry.
+    let other_spelling = out.join("..").join(out.file_name().unwrap());
+    h.state_mut().export.import_path = other_spelling.display().to_string();
+    h.step();
+    h.get_by_label("Import prompt").click();
+    h.step();
+    step_until(&mut h, Duration::from_secs(60), "the second import", |a| {
+        matches!(&a.export.message, Some(Ok(m)) if m.contains(".."))
+            || matches!(a.export.message, Some(Err(_)))
+    });
+    assert_eq!(h.state().session.imported.len(), 1);
+    assert_eq!(h.state().session.focus, Some(Focus::Imported(out.clone())));
     h.get_by_label("Evaluate on the test split").click();
     h.step();
     step_until(&mut h, Duration::from_secs(60), "the evaluation", |a| {

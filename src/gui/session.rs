@@ -783,8 +783,13 @@ impl Session {
         }
     }
 
-    /// Focuses a prompt read by an import: it is loaded already.
+    /// Focuses a prompt read by an import: it is loaded already. A folder imported before
+    /// under another spelling (relative, or through `..`) is the same import, not a second one.
     pub fn focus_imported(&mut self, dir: PathBuf, art: Arc<Artifact>) {
+        let dir = match self.imported.iter().find(|i| same_folder(&i.dir, &dir)) {
+            Some(i) => i.dir.clone(),
+            None => std::path::absolute(&dir).unwrap_or(dir),
+        };
         match self.imported.iter_mut().find(|i| i.dir == dir) {
             Some(i) => i.artifact = art.clone(),
             None => {
@@ -1337,6 +1342,16 @@ impl TaskSource {
             TaskSource::Folder(d) => Task::load(&d).map(Arc::new),
         }
     }
+}
+
+/// Whether two paths name one folder: equal, or equal once made canonical (symbolic links
+/// and `..` resolved), where both exist.
+fn same_folder(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
 }
 
 #[cfg(test)]
