@@ -233,18 +233,27 @@ fn autoprompt_candidate_losses_from_cache() {
     let current: Vec<u32> = (0..4)
         .map(|_| rng.random_range(10..llm.cfg.vocab_size as u32))
         .collect();
-    let mut sets = vec![current.clone()];
+    // Lists that change random slots, and lists that change only slot 2 as one search step
+    // does (then the slots before it are shared, even on rows that open with the triggers).
+    let mut random = vec![current.clone()];
+    let mut one_slot = vec![current.clone()];
     for _ in 0..10 {
         let mut s = current.clone();
         s[rng.random_range(0..4)] = rng.random_range(10..llm.cfg.vocab_size as u32);
-        sets.push(s);
+        random.push(s);
+        let mut s = current.clone();
+        s[2] = rng.random_range(10..llm.cfg.vocab_size as u32);
+        one_slot.push(s);
     }
-    for rows in [&rows[..], &rows[..5], &rows[10..15]] {
+    let cases = [&rows[..], &rows[..5], &rows[10..15]]
+        .into_iter()
+        .flat_map(|r| [(r, &random), (r, &one_slot)]);
+    for (rows, sets) in cases {
         let t = Instant::now();
-        let full = trigger_losses_full(llm, rows, &sets).unwrap();
+        let full = trigger_losses_full(llm, rows, sets).unwrap();
         let full_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let cached = trigger_losses(llm, rows, &sets).unwrap();
+        let cached = trigger_losses(llm, rows, sets).unwrap();
         let cached_s = t.elapsed().as_secs_f64();
         assert_eq!(full.len(), sets.len());
         let worst = full

@@ -95,26 +95,41 @@ impl AutoPrompt {
 }
 
 /// Mean answer-token loss of `rows` with each trigger list (one value per list). The part of
-/// each row before its first trigger slot is the same for every list: it runs once, and every
-/// list's trigger tokens and the rest of the row are scored from its key/value cache
-/// (`cached_score`), batched across lists. Rows that open with a trigger have nothing to share
-/// and take the full path. Equal to [`trigger_losses_full`] within f32 rounding.
+/// each row before the first slot whose token differs between the lists is the same for every
+/// list: it runs once (with the lists' common trigger tokens in it), and every list's tokens
+/// from there on are scored from its key/value cache (`cached_score`), batched across lists.
+/// A search step changes one slot, so with the triggers in front of the template the slots
+/// before it are shared too. Rows that open with a differing slot have nothing to share and
+/// take the full path. Equal to [`trigger_losses_full`] within f32 rounding.
 pub fn trigger_losses(llm: &Llm, rows: &[Row], trigger_sets: &[Vec<u32>]) -> Result<Vec<f32>> {
-    let first_trigger = |r: &Row| {
-        r.pieces
-            .iter()
-            .position(|p| matches!(p, Piece::Trigger(_)))
+    let Some(first_set) = trigger_sets.first() else {
+        return Ok(Vec::new());
+    };
+    // Slots whose token is not the same in every list.
+    let differs: Vec<bool> = (0..first_set.len())
+        .map(|j| trigger_sets.iter().any(|t| t[j] != first_set[j]))
+        .collect();
+    // Where each row stops being the same for every list: its first differing slot (or, when
+    // no slot differs, its first trigger slot).
+    let shared_len = |r: &Row| {
+        let first = |pred: &dyn Fn(usize) -> bool| {
+            r.pieces
+                .iter()
+                .position(|p| matches!(*p, Piece::Trigger(j) if pred(j)))
+        };
+        first(&|j| differs[j])
+            .or_else(|| first(&|_| true))
             .unwrap_or(r.pieces.len())
     };
-    let (cached, uncached): (Vec<&Row>, Vec<&Row>) =
-        rows.iter().partition(|r| first_trigger(r) > 0);
+    let (cached, uncached): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| shared_len(r) > 0);
     // nll[set][row], rows in the order cached ++ uncached.
     let mut nll = vec![Vec::with_capacity(rows.len()); trigger_sets.len()];
     if !cached.is_empty() {
-        let heads: Vec<&[Piece]> = cached
+        let owned_heads: Vec<Vec<Piece>> = cached
             .iter()
-            .map(|r| &r.pieces[..first_trigger(r)])
+            .map(|r| with_triggers(&r.pieces[..shared_len(r)], first_set))
             .collect();
+        let heads: Vec<&[Piece]> = owned_heads.iter().map(Vec::as_slice).collect();
         let mut conts = Vec::with_capacity(cached.len() * trigger_sets.len());
         for triggers in trigger_sets {
             for (h, r) in cached.iter().enumerate() {
