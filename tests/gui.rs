@@ -2063,7 +2063,9 @@ fn choosing_a_gpu_this_build_lacks_says_how_to_build_it_and_keeps_the_cpu() {
     assert_eq!(h.state().setup.device, "cpu");
     h.get_by_role_and_label(egui::Role::ComboBox, gradprompt::gui::setup::DEVICE)
         .click();
-    h.run();
+    // Frames, not `run`: the missing model's load shows a spinner until it fails, and `run`
+    // refuses a UI that keeps repainting (it failed that way under load).
+    settle(&mut h);
     h.get_by_label("cuda:0").click();
     h.step();
     h.step();
