@@ -270,4 +270,27 @@ fn autoprompt_candidate_losses_from_cache() {
             sets.len()
         );
     }
+    // The full path batches rows of like length across lists: each row's loss must come back
+    // to its own row and list. Reference: every (list, row) pair scored alone.
+    let tokens: usize = rows.iter().map(|r| r.answer.len()).sum();
+    let alone: Vec<f32> = random
+        .iter()
+        .map(|set| {
+            rows.iter()
+                .map(|r| {
+                    let l = trigger_losses_full(
+                        llm,
+                        std::slice::from_ref(r),
+                        std::slice::from_ref(set),
+                    );
+                    l.unwrap()[0] * r.answer.len() as f32
+                })
+                .sum::<f32>()
+                / tokens as f32
+        })
+        .collect();
+    let full = trigger_losses_full(llm, &rows, &random).unwrap();
+    for (a, b) in alone.iter().zip(&full) {
+        assert!((a - b).abs() <= TOL, "alone {alone:?} vs batched {full:?}");
+    }
 }

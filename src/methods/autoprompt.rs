@@ -183,10 +183,18 @@ fn full_row_nll(llm: &Llm, rows: &[Row], trigger_sets: &[Vec<u32>]) -> Result<Ve
             });
         }
     }
-    let mut row_nll = Vec::with_capacity(all.len());
-    for chunk in all.chunks(EVAL_ROWS) {
-        let s = score(llm, &Prompt::default(), chunk)?;
-        row_nll.extend(s.row_logprob.to_vec1::<f32>()?.into_iter().map(|x| -x));
+    // Forwards of rows of like length: a forward pads every row to its longest, and candidate
+    // rows are the same few rows once per list, so in list order each forward would pad to
+    // nearly the longest row of the set.
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    order.sort_by_key(|&i| all[i].pieces.len() + all[i].answer.len());
+    let mut row_nll = vec![0f32; all.len()];
+    for chunk in order.chunks(EVAL_ROWS) {
+        let rows: Vec<Row> = chunk.iter().map(|&i| all[i].clone()).collect();
+        let s = score(llm, &Prompt::default(), &rows)?;
+        for (&i, lp) in chunk.iter().zip(s.row_logprob.to_vec1::<f32>()?) {
+            row_nll[i] = -lp;
+        }
     }
     Ok(row_nll)
 }
