@@ -10,7 +10,7 @@ use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use gradprompt::gui::run_label;
 use gradprompt::gui::runs_view::FOUND_LABEL_TOKENS;
-use gradprompt::gui::setup::SEARCH_LABELS;
+use gradprompt::gui::setup::{CANDIDATE_ROWS, SEARCH_LABELS};
 use gradprompt::gui::{App, Options, Tab};
 use gradprompt::methods::MethodKind;
 use std::time::Duration;
@@ -42,6 +42,10 @@ fn ticking_search_label_tokens_trains_autoprompt_with_them_and_the_details_show_
     h.get_by_label(SEARCH_LABELS).click();
     settle(&mut h);
     assert_eq!(h.state().setup.settings.search_labels, 1);
+    // The rows candidates are judged on are offered beside it, and the run takes them.
+    assert!(h.get_all_by_label(CANDIDATE_ROWS).count() >= 1);
+    assert_eq!(h.state().setup.settings.candidate_rows, 32);
+    h.state_mut().setup.settings.candidate_rows = 4;
 
     h.get_by_label("Train").click();
     h.step();
@@ -50,6 +54,7 @@ fn ticking_search_label_tokens_trains_autoprompt_with_them_and_the_details_show_
     });
     let r = h.state().session.store.runs[0].clone();
     assert_eq!(r.spec.settings.search_labels, 1);
+    assert_eq!(r.spec.settings.candidate_rows, 4);
     let found = r
         .result
         .as_ref()

@@ -12,7 +12,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The label of AutoPrompt's label-token search checkbox (`--search-labels 1`).
-pub const SEARCH_LABELS: &str = "search label tokens (AutoPrompt paper, section 2.2)";
+pub const SEARCH_LABELS: &str = "search label tokens";
+
+/// The label of AutoPrompt's candidate rows (`--candidate-rows`).
+pub const CANDIDATE_ROWS: &str = "candidate rows";
 /// The label of the seeds field.
 pub const SEEDS: &str = "seeds";
 
@@ -610,11 +613,20 @@ impl Setup {
                     ui.add(egui::DragValue::new(&mut s.top_k).range(1..=256))
                         .labelled_by(l.id);
                     ui.end_row();
+                    let l = ui.label(CANDIDATE_ROWS);
+                    ui.add(egui::DragValue::new(&mut s.candidate_rows).range(1..=4096))
+                        .labelled_by(l.id)
+                        .on_hover_text(
+                            "training rows each step's candidates are judged on, drawn apart \
+                             from the batch whose gradient proposed them; fewer is faster and \
+                             noisier (--candidate-rows)",
+                        );
+                    ui.end_row();
                     ui.label("label tokens");
                     let mut search = s.search_labels > 0;
                     if ui
                         .checkbox(&mut search, SEARCH_LABELS)
-                        .on_hover_text("a classification task's classes are scored by the token the search finds for each (one per class) instead of the verbalizer's words")
+                        .on_hover_text("the AutoPrompt paper's label-token search (section 2.2): a classification task's classes are scored by the token the search finds for each (one per class) instead of the verbalizer's words")
                         .changed()
                     {
                         s.search_labels = usize::from(search);
