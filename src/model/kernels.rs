@@ -42,6 +42,32 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
 /// layout), `residual` has the output's shape `[.., out]`.
 pub(super) fn linear(x: &Tensor, w: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
     let (out_dim, in_dim) = w.dims2()?;
+    matmul_add(x, w, (out_dim, in_dim), false, residual)
+}
+
+/// [`linear`] with the weight already transposed: `w_t` is `[in, out]`, contiguous. gemm reads
+/// it as it is where it repacks `[out, in]` on every call: measured on SmolLM2's shapes (2
+/// threads, 512 rows) 13-15% faster for the 576-wide outputs and `down_proj`, 3% for
+/// `gate_proj`/`up_proj`, and twice as fast for `down_proj` on 96 rows (`Linear`'s note).
+pub(super) fn linear_t(x: &Tensor, w_t: &Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+    let (in_dim, out_dim) = w_t.dims2()?;
+    matmul_add(x, w_t, (out_dim, in_dim), true, residual)
+}
+
+/// `x @ W^T (+ residual)` where `w` holds `W` (`[out, in]`) or, when `transposed`, `W^T`.
+fn matmul_add(
+    x: &Tensor,
+    w: &Tensor,
+    (out_dim, in_dim): (usize, usize),
+    transposed: bool,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
+    // gemm's strides of W^T (element (k, j)): W[j * in + k], or W^T[k * out + j].
+    let (rhs_cs, rhs_rs) = if transposed {
+        (1, out_dim as isize)
+    } else {
+        (in_dim as isize, 1)
+    };
     let mut shape = x.dims().to_vec();
     let rows = x.elem_count() / in_dim;
     *shape.last_mut().unwrap() = out_dim;
@@ -75,7 +101,7 @@ pub(super) fn linear(x: &Tensor, w: &Tensor, residual: Option<&Tensor>) -> Resul
         with_slice(w, |w| {
             // SAFETY: the pointers cover `rows x in`, `out x in` and `rows x out` f32 values with
             // the strides given; gemm reads `dst` only when `accumulate`, and then every value was
-            // written above. dst = 1 * dst + 1 * x @ w^T (w^T's element (k, j) is w[j * in + k]).
+            // written above. dst = 1 * dst + 1 * x @ W^T.
             unsafe {
                 gemm::gemm(
                     rows,
@@ -89,8 +115,8 @@ pub(super) fn linear(x: &Tensor, w: &Tensor, residual: Option<&Tensor>) -> Resul
                     1,
                     in_dim as isize,
                     w.as_ptr(),
-                    in_dim as isize,
-                    1,
+                    rhs_cs,
+                    rhs_rs,
                     1.0,
                     1.0,
                     false,
@@ -166,7 +192,12 @@ mod tests {
         let reference = candle_nn::Linear::new(w.clone(), None).forward(&x).unwrap();
         assert!(close(&linear(&x, &w, None).unwrap(), &reference) < 1e-5);
         let with_r = linear(&x, &w, Some(&r)).unwrap();
-        assert!(close(&with_r, &(reference + &r).unwrap()) < 1e-5);
+        assert!(close(&with_r, &(&reference + &r).unwrap()) < 1e-5);
+        // The same from the weight stored transposed.
+        let w_t = w.t().unwrap().contiguous().unwrap();
+        assert!(close(&linear_t(&x, &w_t, None).unwrap(), &reference) < 1e-5);
+        let with_r = linear_t(&x, &w_t, Some(&r)).unwrap();
+        assert!(close(&with_r, &(&reference + &r).unwrap()) < 1e-5);
         // A non-contiguous input is read by its values, not its memory.
         let xt = Tensor::randn(0f32, 1.0, (7, 4), &dev).unwrap().t().unwrap();
         let reference = xt.matmul(&w.t().unwrap()).unwrap();
