@@ -89,6 +89,20 @@ impl<T> Job<T> {
 /// A job computed for one prompt (or other key), e.g. the scores of the focused prompt.
 pub type Keyed<K, T> = Option<(K, Job<T>)>;
 
+/// Removes the finished jobs from `jobs` (polling each) and returns them, in order.
+pub fn take_finished<K, T>(jobs: &mut Vec<(K, Job<T>)>) -> Vec<(K, Job<T>)> {
+    let mut done = Vec::new();
+    let mut i = 0;
+    while i < jobs.len() {
+        if jobs[i].1.poll() {
+            done.push(jobs.remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    done
+}
+
 /// Drops a keyed job, running or done, that was started for another key than `key`: a result
 /// that arrives for an old focus is never shown against the new one.
 pub fn retain_key<K: PartialEq, T>(slot: &mut Keyed<K, T>, key: Option<&K>) {

@@ -25,7 +25,7 @@
 //! and [`Session::recheck_runs_folder`] re-reads the folder (taking it over if the other one
 //! has gone).
 
-use super::job::Job;
+use super::job::{take_finished, Job};
 use super::record_writer::RecordWriter;
 use super::Options;
 use crate::artifact::Artifact;
@@ -718,13 +718,7 @@ impl Session {
     /// from the list.
     fn poll_imports(&mut self) {
         let mut dropped = false;
-        let mut i = 0;
-        while i < self.import_jobs.len() {
-            if !self.import_jobs[i].1.poll() {
-                i += 1;
-                continue;
-            }
-            let (rec, job) = self.import_jobs.remove(i);
+        for (rec, job) in take_finished(&mut self.import_jobs) {
             match job.into_result().expect("polled") {
                 Ok(art) if !self.imported.iter().any(|x| x.dir == rec.dir) => {
                     self.imported.push(Imported {
@@ -903,13 +897,7 @@ impl Session {
 
     /// Picks up the checkpoint checks of runs just stopped.
     fn poll_checkpoint_checks(&mut self) {
-        let mut i = 0;
-        while i < self.checkpoint_checks.len() {
-            if !self.checkpoint_checks[i].1.poll() {
-                i += 1;
-                continue;
-            }
-            let (id, job) = self.checkpoint_checks.remove(i);
+        for (id, job) in take_finished(&mut self.checkpoint_checks) {
             match job.into_result() {
                 Some(Ok(true)) => {
                     self.store.checkpoints.insert(id);

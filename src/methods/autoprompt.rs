@@ -112,14 +112,12 @@ pub fn trigger_losses(llm: &Llm, rows: &[Row], trigger_sets: &[Vec<u32>]) -> Res
     // Where each row stops being the same for every list: its first differing slot (or, when
     // no slot differs, its first trigger slot).
     let shared_len = |r: &Row| {
-        let first = |pred: &dyn Fn(usize) -> bool| {
-            r.pieces
-                .iter()
-                .position(|p| matches!(*p, Piece::Trigger(j) if pred(j)))
-        };
-        first(&|j| differs[j])
-            .or_else(|| first(&|_| true))
-            .unwrap_or(r.pieces.len())
+        let ps = r.pieces.iter();
+        let first_differing = ps
+            .clone()
+            .position(|p| matches!(*p, Piece::Trigger(j) if differs[j]));
+        let first_trigger = ps.clone().position(|p| matches!(p, Piece::Trigger(_)));
+        first_differing.or(first_trigger).unwrap_or(r.pieces.len())
     };
     let (cached, uncached): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| shared_len(r) > 0);
     // nll[set][row], rows in the order cached ++ uncached.
