@@ -94,7 +94,9 @@ pub fn take_finished<K, T>(jobs: &mut Vec<(K, Job<T>)>) -> Vec<(K, Job<T>)> {
     let mut done = Vec::new();
     let mut i = 0;
     while i < jobs.len() {
-        if jobs[i].1.poll() {
+        jobs[i].1.poll();
+        // Not `if poll()`: a job made already finished (`Job::finished`) polls false forever.
+        if !jobs[i].1.is_running() {
             done.push(jobs.remove(i));
         } else {
             i += 1;
@@ -150,6 +152,28 @@ mod tests {
             job.into_result(),
             Some(Err("internal error (panic)".into()))
         );
+    }
+
+    #[test]
+    fn take_finished_takes_finished_jobs_in_order_and_leaves_running_ones() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let mut jobs = vec![
+            ('a', Job::finished("made finished", Ok(1))),
+            (
+                'b',
+                Job::spawn("waiting", move || Ok(rx.recv().map(|_| 2)?)),
+            ),
+            ('c', Job::finished("made finished too", Ok(3))),
+        ];
+        let done: Vec<char> = take_finished(&mut jobs)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(done, ['a', 'c']);
+        assert_eq!(jobs.len(), 1, "the running job stays");
+        tx.send(()).unwrap();
+        wait(&mut jobs[0].1);
+        assert_eq!(jobs[0].1.result(), Some(&Ok(2)));
     }
 
     #[test]

@@ -720,7 +720,7 @@ impl Session {
         let mut dropped = false;
         for (rec, job) in take_finished(&mut self.import_jobs) {
             match job.into_result().expect("polled") {
-                Ok(art) if !self.imported.iter().any(|x| x.dir == rec.dir) => {
+                Ok(art) if !self.imported.iter().any(|x| same_folder(&x.dir, &rec.dir)) => {
                     self.imported.push(Imported {
                         dir: rec.dir,
                         artifact: Arc::new(art),

@@ -25,9 +25,10 @@ const BIAS: &str = "bias";
 
 #[derive(Debug, Clone)]
 pub struct Linear {
-    /// [out, in], as stored by PyTorch.
-    pub weight: Tensor,
-    pub bias: Option<Tensor>,
+    /// [out, in], as stored by PyTorch. Not public: a frozen layer's transposed copy would go
+    /// stale if the weight were replaced or changed in place; build a new `Linear` instead.
+    pub(super) weight: Tensor,
+    pub(super) bias: Option<Tensor>,
     /// The weight as `[in, out]` for the frozen forward, made on first use and shared by the
     /// layer's clones and detached copies; None where the weight trains.
     transposed: Option<Arc<OnceLock<Tensor>>>,

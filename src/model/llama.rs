@@ -206,7 +206,7 @@ impl Llm {
     }
 
     /// Every projection: the blocks' seven, then the output head.
-    pub fn linears_mut(&mut self) -> Vec<&mut Linear> {
+    pub(super) fn linears_mut(&mut self) -> Vec<&mut Linear> {
         let mut out = Vec::with_capacity(self.blocks.len() * 7 + 1);
         for b in &mut self.blocks {
             let (a, m) = (&mut b.attn, &mut b.mlp);
@@ -235,7 +235,9 @@ impl Llm {
     }
 
     /// The same weights outside any gradient graph (evaluating a fine-tuned copy must not pay
-    /// for the backward it will never run).
+    /// for the backward it will never run). The copy shares storage with trainable weights,
+    /// which the optimiser updates in place, while its frozen projections keep transposed
+    /// copies made at first use: do not keep it across an update, detach again.
     pub fn detached(&self) -> Result<Llm> {
         let tensors = self
             .named_tensors()
