@@ -7,7 +7,9 @@
 
 mod common;
 
-use gradprompt::methods::autoprompt::{trigger_losses, trigger_losses_full};
+use gradprompt::methods::autoprompt::{
+    trigger_accuracies, trigger_losses, trigger_losses_full, Labelled,
+};
 use gradprompt::methods::RunRng;
 use gradprompt::methods::{self, Batch, MethodKind, MethodSettings, Prompt, Row, StepContext};
 use gradprompt::model::{Llm, Model};
@@ -293,4 +295,56 @@ fn autoprompt_candidate_losses_from_cache() {
     for (a, b) in alone.iter().zip(&full) {
         assert!((a - b).abs() <= TOL, "alone {alone:?} vs batched {full:?}");
     }
+}
+
+#[test]
+fn autoprompt_candidate_accuracy_is_the_accuracy_evaluation_gives() {
+    // `--judge accuracy`: each list's share of rows whose gold label scores highest, from one
+    // cached run per (list, row), must equal ranking the full-sequence scores of every label.
+    let f = fixture();
+    let llm = &f.model.llm;
+    let template =
+        Template::parse("[T*4] {country} is a country in the continent of [ANSWER]").unwrap();
+    let train = encode_split(&f.task, &template, Split::Train, &f.model).unwrap();
+    let rows = &train[..24];
+    let mut rng = RunRng::seed_from_u64(9);
+    let mut sets = vec![(0..4)
+        .map(|_| rng.random_range(10..llm.cfg.vocab_size as u32))
+        .collect::<Vec<u32>>()];
+    for _ in 0..6 {
+        let mut s = sets[0].clone();
+        s[rng.random_range(0..4)] = rng.random_range(10..llm.cfg.vocab_size as u32);
+        sets.push(s);
+    }
+    let labelled: Vec<Labelled> = rows
+        .iter()
+        .map(|e| Labelled {
+            pieces: &e.prompt,
+            labels: &e.candidates,
+            gold: e.gold,
+        })
+        .collect();
+    let got = trigger_accuracies(llm, &labelled, &sets).unwrap();
+    let want: Vec<f32> = sets
+        .iter()
+        .map(|set| {
+            let prompt = Prompt {
+                triggers: set.clone(),
+                ..Default::default()
+            };
+            let lp = candidate_logprobs_full(llm, &prompt, rows).unwrap();
+            let right = rows
+                .iter()
+                .zip(&lp)
+                .filter(|(e, s)| (0..s.len()).all(|i| i == e.gold || s[i] < s[e.gold]))
+                .count();
+            right as f32 / rows.len() as f32
+        })
+        .collect();
+    assert_eq!(got, want);
+    // Not a constant: the lists must not all score alike, or the test shows nothing.
+    assert!(
+        want.iter().any(|a| *a != want[0]) || (want[0] > 0.0 && want[0] < 1.0),
+        "{want:?}"
+    );
 }

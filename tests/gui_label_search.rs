@@ -1,6 +1,7 @@
 //! AutoPrompt's label-token search in the workbench, driven headless with egui_kittest by
 //! labels: ticking "search label tokens" in AutoPrompt's settings trains with `--search-labels
 //! 1`, and the finished run's details and Compare's learned-prompt column show the tokens found.
+//! Ticking "judge candidates by accuracy" beside it trains with `--judge accuracy`.
 
 mod common;
 
@@ -10,9 +11,9 @@ use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use gradprompt::gui::run_label;
 use gradprompt::gui::runs_view::FOUND_LABEL_TOKENS;
-use gradprompt::gui::setup::{CANDIDATE_ROWS, SEARCH_LABELS};
+use gradprompt::gui::setup::{CANDIDATE_ROWS, JUDGE_BY_ACCURACY, SEARCH_LABELS};
 use gradprompt::gui::{App, Options, Tab};
-use gradprompt::methods::MethodKind;
+use gradprompt::methods::{Judge, MethodKind};
 use std::time::Duration;
 
 #[test]
@@ -46,6 +47,10 @@ fn ticking_search_label_tokens_trains_autoprompt_with_them_and_the_details_show_
     assert!(h.get_all_by_label(CANDIDATE_ROWS).count() >= 1);
     assert_eq!(h.state().setup.settings.candidate_rows, 32);
     h.state_mut().setup.settings.candidate_rows = 4;
+    assert_eq!(h.state().setup.settings.judge, Judge::Loss);
+    h.get_by_label(JUDGE_BY_ACCURACY).click();
+    settle(&mut h);
+    assert_eq!(h.state().setup.settings.judge, Judge::Accuracy);
 
     h.get_by_label("Train").click();
     h.step();
@@ -55,6 +60,7 @@ fn ticking_search_label_tokens_trains_autoprompt_with_them_and_the_details_show_
     let r = h.state().session.store.runs[0].clone();
     assert_eq!(r.spec.settings.search_labels, 1);
     assert_eq!(r.spec.settings.candidate_rows, 4);
+    assert_eq!(r.spec.settings.judge, Judge::Accuracy);
     let found = r
         .result
         .as_ref()

@@ -7,7 +7,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use gradprompt::atomic::OutputLock;
-use gradprompt::methods::{Encoder, MethodKind, MethodSettings, SoftInit};
+use gradprompt::methods::{Encoder, Judge, MethodKind, MethodSettings, SoftInit};
 use gradprompt::model::{self, Model};
 use gradprompt::run::{
     Command, Event, Mix, MultiTaskResult, MultiTaskSpec, RunResult, RunSpec, TrainConfig,
@@ -39,7 +39,7 @@ pub struct TrainArgs {
         "batch_size", "grad_accum", "eval_every", "patience", "seed", "seeds", "save_every",
         "group_by_length",
         "num_virtual_tokens", "init", "prefix_len", "encoder", "triggers", "top_k",
-        "max_grad_norm", "weight_decay", "candidate_rows", "search_labels",
+        "max_grad_norm", "weight_decay", "candidate_rows", "search_labels", "judge",
     ])]
     resume: Option<PathBuf>,
     /// Steps between checkpoints written into --out (default: at each evaluation).
@@ -123,6 +123,11 @@ pub struct TrainArgs {
     /// until a class can be scored by several tokens).
     #[arg(long, value_name = "K", default_value_t = MethodSettings::default().search_labels)]
     search_labels: usize,
+    /// AutoPrompt: compare candidates by the gold answers' loss, or (classification) by
+    /// accuracy over the label answers, as the AutoPrompt authors' code does: loss or accuracy.
+    #[arg(long, value_enum, hide_possible_values = true,
+          default_value_t = MethodSettings::default().judge)]
+    judge: Judge,
     /// Clip each update's gradients to this global L2 norm (0: no clipping).
     #[arg(long, default_value_t = MethodSettings::default().max_grad_norm)]
     max_grad_norm: f64,
@@ -238,6 +243,7 @@ impl TrainArgs {
                 weight_decay: self.weight_decay,
                 candidate_rows: self.candidate_rows,
                 search_labels: self.search_labels,
+                judge: self.judge,
                 ..Default::default()
             },
             template: self.template.clone(),
@@ -314,6 +320,12 @@ impl TrainArgs {
         for task in &tasks {
             gradprompt::methods::label_search::check(
                 spec.settings.search_labels,
+                spec.method,
+                task.spec.kind,
+            )
+            .with_context(|| format!("--task {}", task.dir.display()))?;
+            gradprompt::methods::autoprompt::check_judge(
+                spec.settings.judge,
                 spec.method,
                 task.spec.kind,
             )
@@ -842,6 +854,8 @@ mod tests {
     fn encoder_takes_lstm_and_mlp() {
         assert_eq!(parse(&["--encoder", "mlp"]).encoder, Encoder::Mlp);
         assert_eq!(parse(&["--encoder", "lstm"]).encoder, Encoder::Lstm);
+        assert_eq!(parse(&[]).judge, Judge::Loss);
+        assert_eq!(parse(&["--judge", "accuracy"]).judge, Judge::Accuracy);
         assert!(Wrap::try_parse_from([
             "t",
             "--task",

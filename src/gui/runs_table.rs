@@ -3,7 +3,7 @@
 //! [`RunRecord`]; knows nothing of egui.
 
 use super::{human_bytes, run_label};
-use crate::methods::{Encoder, MethodKind, SoftInit};
+use crate::methods::{Encoder, Judge, MethodKind, SoftInit};
 use crate::run::{default_lr, Mix};
 use crate::runs::RunRecord;
 use std::cmp::Ordering;
@@ -273,12 +273,16 @@ pub fn columns() -> Vec<Column> {
         },
         Column {
             name: "triggers",
-            about: "AutoPrompt: trigger slots added when the template has none, and candidates per slot",
+            about: "AutoPrompt: trigger slots added when the template has none, candidates per slot, and whether candidates were judged by accuracy instead of loss",
             cell: |r| {
                 let s = &r.spec.settings;
                 let on = uses(r, &[MethodKind::Autoprompt]);
                 num(on.then_some(s.num_triggers as f64), |_| {
-                    format!("{}, top-k {}", s.num_triggers, s.top_k)
+                    let by = match s.judge {
+                        Judge::Loss => "",
+                        Judge::Accuracy => ", by accuracy",
+                    };
+                    format!("{}, top-k {}{by}", s.num_triggers, s.top_k)
                 })
             },
         },

@@ -5,7 +5,7 @@
 
 use super::{Action, DialogTarget, ModelState, Options, Session};
 use crate::methods::task_prompts::{check_multi_task, MULTI_TASK_METHODS};
-use crate::methods::{Encoder, MethodKind, MethodSettings, SoftInit};
+use crate::methods::{Encoder, Judge, MethodKind, MethodSettings, SoftInit};
 use crate::run::{default_lr, Mix, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 
 /// The label of AutoPrompt's label-token search checkbox (`--search-labels 1`).
 pub const SEARCH_LABELS: &str = "search label tokens";
+
+/// The label of AutoPrompt's judge-by-accuracy checkbox (`--judge accuracy`).
+pub const JUDGE_BY_ACCURACY: &str = "judge candidates by accuracy";
 
 /// The label of AutoPrompt's candidate rows (`--candidate-rows`).
 pub const CANDIDATE_ROWS: &str = "candidate rows";
@@ -161,9 +164,11 @@ impl Setup {
             }
             None => {
                 self.config.lr = None;
-                // The label search is AutoPrompt's alone; another method would be refused.
+                // The label search and the judge are AutoPrompt's alone; another method would be
+                // refused.
                 if to != MethodKind::Autoprompt {
                     self.settings.search_labels = 0;
+                    self.settings.judge = Judge::Loss;
                 }
             }
         }
@@ -630,6 +635,16 @@ impl Setup {
                         .changed()
                     {
                         s.search_labels = usize::from(search);
+                    }
+                    ui.end_row();
+                    ui.label("judge");
+                    let mut by_accuracy = s.judge == Judge::Accuracy;
+                    if ui
+                        .checkbox(&mut by_accuracy, JUDGE_BY_ACCURACY)
+                        .on_hover_text("classification: a swap only when a candidate gets more candidate rows right, ranking the label answers as evaluation does (the AutoPrompt authors' code); unticked, a swap when it lowers the gold answers' loss (--judge)")
+                        .changed()
+                    {
+                        s.judge = if by_accuracy { Judge::Accuracy } else { Judge::Loss };
                     }
                     ui.end_row();
                 }

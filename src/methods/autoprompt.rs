@@ -8,15 +8,19 @@
 //! `candidate_rows` training rows (32 by default) that are not in the batch whose gradient
 //! proposed them, so a swap is accepted for lowering the loss on other examples, not for
 //! fitting the gradient batch, and not on 4 rows' noise.
+//!
+//! Candidates are compared by the gold answers' loss, or (`Judge::Accuracy`, classification
+//! only) by how many candidate rows rank the right label first, as the authors' code does for
+//! a task with a label map.
 
 use super::cached_score::{continuation_logprobs, Continuation};
 use super::input::Row;
 use super::score::score;
 use super::step::loss_and_grads;
 use super::tensor_names::TRIGGER_IDS;
-use super::{Batch, Method, Prompt, RunRng, Snapshot, StepContext};
+use super::{Batch, Judge, Method, MethodKind, Prompt, RunRng, Snapshot, StepContext};
 use crate::model::Llm;
-use crate::task::Piece;
+use crate::task::{Piece, TaskKind};
 use anyhow::{bail, Result};
 use candle_core::{Tensor, Var};
 use rand::Rng;
@@ -49,9 +53,13 @@ pub struct AutoPrompt {
     top_k: usize,
     /// Rows each step's candidates are judged on (`candidate_rows`).
     candidate_rows: usize,
+    judge: Judge,
     /// The training split (`Method::use_train_split`); empty until given, and then candidates
     /// are judged on the second half of the batch.
     train: Vec<Row>,
+    /// Each training row's answer candidates (the label answers of a classification task), in
+    /// the order of `train`, for `Judge::Accuracy`.
+    train_labels: Vec<Vec<Vec<u32>>>,
     /// Never proposed as triggers: control and added tokens, and byte fragments that do not
     /// decode to text on their own (they would make the learned prompt unreadable).
     excluded: HashSet<u32>,
@@ -63,6 +71,7 @@ impl AutoPrompt {
         n: usize,
         top_k: usize,
         candidate_rows: usize,
+        judge: Judge,
         tok: &tokenizers::Tokenizer,
     ) -> Result<Self> {
         if n == 0 {
@@ -88,10 +97,85 @@ impl AutoPrompt {
             triggers: vec![start; n],
             top_k: top_k.max(1),
             candidate_rows: candidate_rows.max(1),
+            judge,
             train: Vec::new(),
+            train_labels: Vec::new(),
             excluded,
         })
     }
+}
+
+/// Refuses `--judge accuracy` where there is no label to rank: another method, or a generation
+/// task (one answer per example).
+pub fn check_judge(judge: Judge, method: MethodKind, kind: TaskKind) -> Result<()> {
+    if judge == Judge::Loss {
+        return Ok(());
+    }
+    if method != MethodKind::Autoprompt {
+        bail!(
+            "--judge is how AutoPrompt compares its candidate triggers; method {} has none (use --method autoprompt, or leave out --judge)",
+            method.id()
+        );
+    }
+    if kind != TaskKind::Classification {
+        bail!("--judge accuracy ranks a classification task's label answers; this task is a generation task (use --judge loss)");
+    }
+    Ok(())
+}
+
+/// A candidate row for `Judge::Accuracy`: the row's pieces, its label answers and which is gold.
+pub struct Labelled<'a> {
+    pub pieces: &'a [Piece],
+    pub labels: &'a [Vec<u32>],
+    pub gold: usize,
+}
+
+/// Each trigger list's accuracy on `rows`: the share of rows whose gold label has the highest
+/// total log-probability (a tie is not right), the way classification is evaluated. Every
+/// (list, row) runs once and its labels are scored from its key/value cache.
+pub fn trigger_accuracies(
+    llm: &Llm,
+    rows: &[Labelled],
+    trigger_sets: &[Vec<u32>],
+) -> Result<Vec<f32>> {
+    if rows.is_empty() {
+        return Ok(vec![0.0; trigger_sets.len()]);
+    }
+    let owned_heads: Vec<Vec<Piece>> = trigger_sets
+        .iter()
+        .flat_map(|t| rows.iter().map(move |r| with_triggers(r.pieces, t)))
+        .collect();
+    let heads: Vec<&[Piece]> = owned_heads.iter().map(Vec::as_slice).collect();
+    let mut conts = Vec::new();
+    for h in 0..heads.len() {
+        for answer in rows[h % rows.len()].labels {
+            conts.push(Continuation {
+                head: h,
+                tail: Vec::new(),
+                answer,
+            });
+        }
+    }
+    let lp = continuation_logprobs(llm, &Prompt::default(), &heads, &conts, EVAL_ROWS)?;
+    let mut right = vec![0usize; trigger_sets.len()];
+    let mut at = 0;
+    for h in 0..heads.len() {
+        let r = &rows[h % rows.len()];
+        let scores = &lp[at..at + r.labels.len()];
+        at += r.labels.len();
+        let gold = scores[r.gold];
+        if scores
+            .iter()
+            .enumerate()
+            .all(|(i, &x)| i == r.gold || x < gold)
+        {
+            right[h / rows.len()] += 1;
+        }
+    }
+    Ok(right
+        .iter()
+        .map(|&n| n as f32 / rows.len() as f32)
+        .collect())
 }
 
 /// Mean answer-token loss of `rows` with each trigger list (one value per list). The part of
@@ -208,6 +292,33 @@ fn with_triggers(pieces: &[Piece], triggers: &[u32]) -> Vec<Piece> {
         .collect()
 }
 
+impl AutoPrompt {
+    /// The label answers of each candidate row, found among the training rows it was drawn
+    /// from (`candidate_rows` returns copies).
+    fn labelled<'a>(&'a self, rows: &'a [Row]) -> Result<Vec<Labelled<'a>>> {
+        rows.iter()
+            .map(|r| {
+                let i = self
+                    .train
+                    .iter()
+                    .position(|t| t.pieces == r.pieces && t.answer == r.answer);
+                let labels = i.map(|i| self.train_labels[i].as_slice());
+                let gold = labels.and_then(|ls| ls.iter().position(|a| *a == r.answer));
+                match (labels, gold) {
+                    (Some(labels), Some(gold)) => Ok(Labelled {
+                        pieces: &r.pieces,
+                        labels,
+                        gold,
+                    }),
+                    _ => bail!(
+                        "internal error: --judge accuracy needs the training split's label answers"
+                    ),
+                }
+            })
+            .collect()
+    }
+}
+
 impl Method for AutoPrompt {
     fn prompt(&self, _llm: &Llm) -> Result<Prompt> {
         Ok(Prompt {
@@ -270,15 +381,24 @@ impl Method for AutoPrompt {
             t[slot] = w;
             sets.push(t);
         }
-        let losses = trigger_losses(llm, &eval_rows, &sets)?;
-        let (best, best_loss) = losses
+        // Lower is better: the loss, or the accuracy negated.
+        let costs: Vec<f32> = match self.judge {
+            Judge::Loss => trigger_losses(llm, &eval_rows, &sets)?,
+            Judge::Accuracy => {
+                let labelled = self.labelled(&eval_rows)?;
+                let acc = trigger_accuracies(llm, &labelled, &sets)?;
+                acc.iter().map(|a| -a).collect()
+            }
+        };
+        // `min_by` keeps the first of equal bests, as the authors' code does (`argmax`).
+        let (best, best_cost) = costs
             .iter()
             .enumerate()
             .skip(1)
             .min_by(|a, b| a.1.total_cmp(b.1))
             .map(|(i, l)| (i, *l))
-            .unwrap_or((0, losses[0]));
-        if best > 0 && best_loss < losses[0] {
+            .unwrap_or((0, costs[0]));
+        if best > 0 && best_cost < costs[0] {
             self.triggers = sets.swap_remove(best);
         }
         Ok(loss)
@@ -316,6 +436,7 @@ impl Method for AutoPrompt {
 
     fn use_train_split(&mut self, train: &[crate::task::Encoded]) {
         self.train = train.iter().map(Row::gold).collect();
+        self.train_labels = train.iter().map(|e| e.candidates.clone()).collect();
     }
 
     fn readable(&self, tok: &tokenizers::Tokenizer) -> Option<String> {
@@ -357,6 +478,29 @@ mod tests {
         let mut all = ids(&candidate_rows(&train, &batch, 100, &mut rng));
         all.sort();
         assert_eq!(all, (8..40).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn judging_by_accuracy_is_refused_outside_autoprompt_classification() {
+        use super::check_judge;
+        use crate::methods::{Judge, MethodKind};
+        use crate::task::TaskKind;
+        let (ap, class, gen) = (
+            MethodKind::Autoprompt,
+            TaskKind::Classification,
+            TaskKind::Generation,
+        );
+        assert!(check_judge(Judge::Accuracy, ap, class).is_ok());
+        assert!(check_judge(Judge::Loss, ap, gen).is_ok());
+        assert!(check_judge(Judge::Loss, MethodKind::PromptTuning, class).is_ok());
+        let e = check_judge(Judge::Accuracy, ap, gen)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--judge loss"), "{e}");
+        let e = check_judge(Judge::Accuracy, MethodKind::PromptTuning, class)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--method autoprompt"), "{e}");
     }
 
     #[test]

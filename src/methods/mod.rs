@@ -149,6 +149,22 @@ pub enum Encoder {
     Mlp,
 }
 
+/// How AutoPrompt compares a step's candidate trigger lists on its candidate rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Judge {
+    /// The gold answers' mean token loss; a swap when a candidate lowers it.
+    #[default]
+    #[value(name = "loss")]
+    Loss,
+    /// Classification accuracy over the task's label answers; a swap only when a candidate gets
+    /// strictly more rows right. What the AutoPrompt authors' code does for a task with a label
+    /// map (`AccuracyFn` in `create_trigger.py`): the loss can fall by making every label
+    /// likelier without ranking the right one first.
+    #[value(name = "accuracy")]
+    Accuracy,
+}
+
 /// Every method's settings, with defaults from the papers where they apply.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MethodSettings {
@@ -185,6 +201,10 @@ pub struct MethodSettings {
     /// recorded before the search existed) keeps the verbalizer.
     #[serde(default)]
     pub search_labels: usize,
+    /// AutoPrompt: how candidates are compared (`Judge`); a run recorded before this setting
+    /// existed judged by loss and loads so.
+    #[serde(default)]
+    pub judge: Judge,
 }
 
 /// AutoPrompt's candidate rows: 4 (half a batch of 8) let noise decide, and on real sentiment
@@ -213,6 +233,7 @@ impl Default for MethodSettings {
             max_grad_norm: DEFAULT_MAX_GRAD_NORM,
             candidate_rows: DEFAULT_CANDIDATE_ROWS,
             search_labels: 0,
+            judge: Judge::Loss,
         }
     }
 }
@@ -421,6 +442,7 @@ pub fn build(
             template.trigger_count(),
             settings.top_k,
             settings.candidate_rows,
+            settings.judge,
             tok,
         )?),
         MethodKind::FineTuning => Box::new(fine_tuning::FineTuning::new(llm, settings)?),

@@ -112,6 +112,7 @@ pub fn prepare_task(
     let mut test_set = encode_split(task, &template, Split::Test, model)?;
     let k = spec.settings.search_labels;
     label_search::check(k, spec.method, task.spec.kind)?;
+    methods::autoprompt::check_judge(spec.settings.judge, spec.method, task.spec.kind)?;
     // Searched from the method's starting triggers, before any training: the paper finds the
     // label tokens first and then searches the triggers against them.
     let label_tokens = if k > 0 {
