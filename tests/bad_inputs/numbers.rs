@@ -251,3 +251,39 @@ fn optimiser_settings_out_of_range_are_refused_naming_the_flag() {
         },
     ]);
 }
+
+/// AutoPrompt's accuracy judge ranks a classification task's labels: refused, naming the flag
+/// and the fix, where there are none to rank or no AutoPrompt to judge.
+#[test]
+fn the_accuracy_judge_is_refused_where_there_are_no_labels_to_rank() {
+    run_cases(&[
+        Case {
+            name: "AutoPrompt --judge accuracy on a generation task",
+            setup: nothing,
+            args: &[
+                "train",
+                "--method",
+                "autoprompt",
+                "--task",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/sample_tasks/country-capital"),
+                "--out",
+                "out",
+                "--judge",
+                "accuracy",
+            ],
+            expect: &["--judge accuracy", "generation task", "--judge loss"],
+        },
+        Case {
+            name: "--judge accuracy with another method",
+            setup: nothing,
+            args: train_with!("prompt-tuning", "--judge", "accuracy"),
+            expect: &["--judge", "--method autoprompt"],
+        },
+        Case {
+            name: "--judge with a value that is not a judge",
+            setup: nothing,
+            args: train_with!("autoprompt", "--judge", "vibes"),
+            expect: &["--judge", "vibes"],
+        },
+    ]);
+}
